@@ -1,0 +1,118 @@
+"""Assembling the server: settings -> store -> service -> ASGI application.
+
+The FHIR API (under the base path, default ``/fhir``) is served by the plain ASGI app in
+``api/fhir.py``; everything else (landing page, health, and later the authorization server) is a
+FastAPI application. The store opens and closes with the ASGI lifespan.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+
+from fhir_server import FHIR_VERSION, __version__
+from fhir_server.api.fhir import FhirApi
+from fhir_server.config import Settings
+from fhir_server.service.core import FhirService
+from fhir_server.store import open_store
+
+log = logging.getLogger("fhir_server")
+
+
+class ServerApp:
+    """The ASGI entry point."""
+
+    def __init__(self, settings: Settings, load_demo: bool = False) -> None:
+        self.settings = settings
+        self.store = open_store(settings.store)
+        self.service = FhirService(settings, self.store)
+        self.fhir = FhirApi(self.service)
+        self.web = build_web_app(self)
+        self.load_demo = load_demo
+        self.started = False
+        base = settings.base_path
+        self._prefix = base + "/"
+        self._base = base
+
+    async def startup(self) -> None:
+        if self.started:
+            return
+        await self.store.open()
+        self.started = True
+        if self.load_demo:
+            from fhir_server.demo import load_demo_content
+
+            loaded = await load_demo_content(self.service)
+            if loaded:
+                log.info("loaded %d demo resources", loaded)
+        log.info("FHIR server ready at %s (store: %s)", self.settings.public_url, self.store.name)
+
+    async def shutdown(self) -> None:
+        if self.started:
+            await self.store.close()
+            self.started = False
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            path = scope["path"]
+            if path.startswith(self._prefix) or path == self._base:
+                await self.fhir(scope, receive, send)
+                return
+            await self.web(scope, receive, send)
+            return
+        if kind == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        await self.web(scope, receive, send)
+
+    async def _lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:  # report a clear start-up failure to uvicorn
+                    log.error("start-up failed: %s", exc)
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def build_web_app(server: ServerApp) -> FastAPI:
+    web = FastAPI(title="BiB FHIR server", version=__version__, docs_url="/docs", redoc_url=None)
+
+    @web.get("/")
+    async def landing() -> dict[str, Any]:
+        return {
+            "name": "Born in Belgium Professionals FHIR server",
+            "fhirVersion": FHIR_VERSION,
+            "fhirBase": server.settings.public_url,
+            "capabilities": f"{server.settings.public_url}/metadata",
+            "health": "/health",
+        }
+
+    @web.get("/health")
+    async def health() -> JSONResponse:
+        try:
+            status = await server.store.health()
+        except Exception as exc:  # the store is down: say so, do not crash
+            return JSONResponse(
+                {"status": "unavailable", "store": server.store.name, "error": type(exc).__name__},
+                status_code=503,
+            )
+        code = 200 if status.get("status") == "ok" else 503
+        return JSONResponse(status, status_code=code)
+
+    return web
+
+
+def create_app(settings: Settings | None = None, load_demo: bool = False) -> ServerApp:
+    return ServerApp(settings or Settings.from_env(), load_demo=load_demo)

@@ -1,0 +1,60 @@
+"""Server settings: defaults, overridden by environment variables (FHIR_*), overridden by flags."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("FHIR_DATA_DIR", "./data")).resolve()
+
+
+@dataclass(slots=True)
+class Settings:
+    store: str = ""  # sqlite:///path/fhir.db (default: <data dir>/fhir.db) or mongodb://...
+    data_dir: Path = field(default_factory=default_data_dir)
+    host: str = "127.0.0.1"
+    port: int = 8080
+    base_path: str = "/fhir"  # where the FHIR API is mounted
+    public_url: str = ""  # absolute base URL clients see (default: http://host:port/fhir)
+    max_body_bytes: int = 16 * 1024 * 1024
+    default_count: int = 20
+    max_count: int = 1000
+    include_limit: int = 1000  # included resources per page before an OperationOutcome warning
+    allow_update_create: bool = True
+    allow_multiple_delete: bool = False
+    max_multiple_delete: int = 100
+    timezone: str = "Europe/Brussels"  # zone for date values without one
+    snapshot_retention_seconds: int = 24 * 3600  # how long search paging links stay valid
+    log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        if not self.store:
+            self.store = f"sqlite:///{self.data_dir / 'fhir.db'}"
+        self.base_path = "/" + self.base_path.strip("/") if self.base_path.strip("/") else ""
+        if not self.public_url:
+            self.public_url = f"http://{self.host}:{self.port}{self.base_path}"
+        self.public_url = self.public_url.rstrip("/")
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        values: dict[str, object] = {}
+        for item in fields(cls):
+            raw = os.environ.get("FHIR_" + item.name.upper())
+            if raw is not None:
+                values[item.name] = _coerce(raw, item.type)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def _coerce(raw: str, type_name: object) -> object:
+    name = str(type_name)
+    if "bool" in name:
+        return raw.strip().lower() in ("1", "true", "yes", "on")
+    if "int" in name:
+        return int(raw)
+    if "Path" in name:
+        return Path(raw).resolve()
+    return raw

@@ -1,0 +1,18 @@
+"""String search values, normalised: case- and accent-insensitive, as FHIR string search asks."""
+
+from __future__ import annotations
+
+import unicodedata
+from functools import lru_cache
+
+MAX_INDEXED_CHARS = 256  # longer strings are indexed by their prefix (plus :contains on the text)
+
+
+@lru_cache(maxsize=65536)
+def normalize(text: str) -> str:
+    """Fold case and strip accents: 'Élodie' and 'elodie' compare equal."""
+    if text.isascii():
+        return " ".join(text.lower().split())[:MAX_INDEXED_CHARS]
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return " ".join(stripped.split())[:MAX_INDEXED_CHARS]

@@ -1,0 +1,214 @@
+"""The search parameter registry: the 1,378 R4 SearchParameters plus those stored on the server.
+
+Each parameter's FHIRPath expression is split per resource type (the R4 expressions are unions over
+many types, e.g. ``Account.subject | AdverseEvent.subject | ...``) and compiled once, so extracting
+index values for a Patient only evaluates the Patient part.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import cache
+
+from fhir_server.definitions import load_r4
+from fhir_server.fhirpath import PathEvaluator, compile_expression
+from fhir_server.model.structure import Model, r4_model
+
+TABLE_OF_TYPE = {
+    "string": "strings",
+    "token": "tokens",
+    "reference": "references",
+    "date": "dates",
+    "number": "numbers",
+    "quantity": "quantities",
+    "uri": "uris",
+}
+
+
+@dataclass(slots=True)
+class Component:
+    code: str  # "<composite code>$<index>"
+    type: str
+    evaluator: PathEvaluator
+
+
+@dataclass(slots=True)
+class SearchParam:
+    code: str
+    type: str  # string | token | reference | date | number | quantity | uri | composite | special
+    resource_type: str
+    url: str
+    expression: str | None
+    evaluator: PathEvaluator | None
+    targets: tuple[str, ...] = ()
+    components: tuple[Component, ...] = ()
+    modifiers: tuple[str, ...] = ()
+    status: str = "active"  # active | indexing (a stored SearchParameter being back-filled)
+    definition: dict = field(default_factory=dict, repr=False)
+    # JSON keys of the resource the expression can start from; None = any (always evaluate).
+    # Lets extraction skip a parameter at once when the resource lacks all of them.
+    roots: frozenset[str] | None = None
+
+    @property
+    def table(self) -> str:
+        return TABLE_OF_TYPE.get(self.type, "")
+
+
+def split_union_for_type(expression: str, resource_type: str, model: Model) -> str | None:
+    """Keep the top-level union terms of ``expression`` that apply to ``resource_type``."""
+    kept = [t for t in _top_level_terms(expression) if _applies(t, resource_type, model)]
+    return " | ".join(kept) if kept else None
+
+
+_ROOT_TERM = re.compile(r"^\(*\s*(\w+)\.(\w+)")
+
+
+def _roots(expression: str, resource_type: str, model: Model) -> frozenset[str] | None:
+    structure = model.types.get(resource_type)
+    if structure is None:
+        return None
+    keys: set[str] = set()
+    for term in _top_level_terms(expression):
+        match = _ROOT_TERM.match(term)
+        if not match or match.group(1) not in (resource_type, "Resource", "DomainResource"):
+            return None
+        element = structure.elements.get(match.group(2))
+        if element is None:
+            return None
+        for key in structure.json_keys_of(element):
+            keys.update((key, "_" + key))
+    return frozenset(keys)
+
+
+def _top_level_terms(expression: str) -> list[str]:
+    terms: list[str] = []
+    depth = 0
+    start = 0
+    in_string = False
+    for index, char in enumerate(expression):
+        if char == "'" and (index == 0 or expression[index - 1] != "\\"):
+            in_string = not in_string
+        elif in_string:
+            continue
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == "|" and depth == 0:
+            terms.append(expression[start:index].strip())
+            start = index + 1
+    terms.append(expression[start:].strip())
+    return terms
+
+
+def _applies(term: str, resource_type: str, model: Model) -> bool:
+    head = term.lstrip("(").split(".", 1)[0].split(" ", 1)[0].strip()
+    if head in ("Resource", "DomainResource"):
+        return True
+    if model.kinds.get(head) == "resource":
+        return head == resource_type
+    return True  # a relative expression (no type prefix)
+
+
+class Registry:
+    """Search parameters by resource type and code."""
+
+    def __init__(self, model: Model) -> None:
+        self.model = model
+        self._by_type: dict[str, dict[str, SearchParam]] = {}
+        self._by_url: dict[str, dict] = {}
+
+    def add_definition(self, definition: dict, status: str = "active") -> list[SearchParam]:
+        """Register a SearchParameter resource for each of its base types."""
+        added: list[SearchParam] = []
+        bases: list[str] = []
+        for base in definition.get("base", ()):
+            if base in ("Resource", "DomainResource"):
+                bases.extend(
+                    t
+                    for t in self.model.resource_types
+                    if base == "Resource" or self.model.is_a(t, "DomainResource")
+                )
+            else:
+                bases.append(base)
+        self._by_url[definition.get("url", "")] = definition
+        for resource_type in bases:
+            param = self._build(definition, resource_type, status)
+            if param is not None:
+                self._by_type.setdefault(resource_type, {})[param.code] = param
+                added.append(param)
+        return added
+
+    def remove_definition(self, url: str) -> None:
+        definition = self._by_url.pop(url, None)
+        if not definition:
+            return
+        for params in self._by_type.values():
+            for code, param in list(params.items()):
+                if param.url == url:
+                    del params[code]
+
+    def _build(self, definition: dict, resource_type: str, status: str) -> SearchParam | None:
+        expression = definition.get("expression")
+        evaluator = None
+        if expression:
+            expression = split_union_for_type(expression, resource_type, self.model)
+            if expression is None:
+                return None
+            evaluator = compile_expression(expression, self.model)
+        components = tuple(
+            Component(
+                code=f"{definition['code']}${index}",
+                type=self._component_type(component.get("definition", "")),
+                evaluator=compile_expression(component["expression"], self.model),
+            )
+            for index, component in enumerate(definition.get("component", ()))
+        )
+        return SearchParam(
+            roots=_roots(expression, resource_type, self.model) if expression else None,
+            code=definition["code"],
+            type=definition["type"],
+            resource_type=resource_type,
+            url=definition.get("url", ""),
+            expression=expression,
+            evaluator=evaluator,
+            targets=tuple(definition.get("target", ())),
+            components=components,
+            modifiers=tuple(definition.get("modifier", ())),
+            status=status,
+            definition=definition,
+        )
+
+    def _component_type(self, url: str) -> str:
+        definition = self._by_url.get(url)
+        if definition is None:
+            definition = _r4_by_url().get(url)
+        return definition["type"] if definition else "token"
+
+    # -- queries --------------------------------------------------------------------------
+
+    def params_for(self, resource_type: str) -> dict[str, SearchParam]:
+        return self._by_type.get(resource_type, {})
+
+    def get(self, resource_type: str, code: str) -> SearchParam | None:
+        return self._by_type.get(resource_type, {}).get(code)
+
+    def definition(self, url: str) -> dict | None:
+        return self._by_url.get(url)
+
+
+@cache
+def _r4_by_url() -> dict[str, dict]:
+    return {d["url"]: d for d in load_r4("search-parameters")}
+
+
+def build_r4_registry(model: Model | None = None) -> Registry:
+    model = model or r4_model()
+    registry = Registry(model)
+    definitions = load_r4("search-parameters")
+    for definition in definitions:  # components refer to other parameters by URL
+        registry._by_url[definition["url"]] = definition
+    for definition in definitions:
+        registry.add_definition(definition)
+    return registry

@@ -1,0 +1,136 @@
+"""The service layer: one object that every interaction goes through.
+
+It owns the collaborators (store, validator, search registry and parser) and the two hooks the
+security layer plugs into: ``guard`` (may this caller do this?) and ``audit`` (record that they
+did, or were refused). Interactions live in their own modules and receive this object.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from fhir_server.config import Settings
+from fhir_server.errors import FhirError, Issue, bad_request
+from fhir_server.json_codec import dumps
+from fhir_server.model.structure import Model, r4_model
+from fhir_server.search.dates import set_default_zone
+from fhir_server.search.extract import Extractor
+from fhir_server.search.parse import SearchParser
+from fhir_server.search.registry import Registry, build_r4_registry
+from fhir_server.service.context import RequestContext
+from fhir_server.service.versioning import now_us, stamp_meta
+from fhir_server.store.protocol import IndexRows, Store, StoredVersion, UnitOfWork
+from fhir_server.validation.structure import StructuralValidator
+
+
+@dataclass(slots=True, frozen=True)
+class Access:
+    """What a caller attempts, as the guard and the audit trail see it."""
+
+    interaction: str  # read | vread | search-type | create | update | patch | delete | ...
+    resource_type: str | None = None
+    resource_id: str | None = None
+    resource: dict | None = field(default=None, compare=False)
+
+
+class Guard(Protocol):
+    async def check(self, ctx: RequestContext, access: Access) -> None:
+        """Raise FhirError(401/403) if the caller may not do this."""
+
+
+class Auditor(Protocol):
+    async def record(self, ctx: RequestContext, access: Access, outcome: int) -> None: ...
+
+
+class OpenGuard:
+    async def check(self, ctx: RequestContext, access: Access) -> None:
+        return None
+
+
+class NoAudit:
+    async def record(self, ctx: RequestContext, access: Access, outcome: int) -> None:
+        return None
+
+
+class ResourceValidator(Protocol):
+    def validate(self, resource: dict, expected_type: str | None = None) -> list[Issue]: ...
+
+
+class FhirService:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        model: Model | None = None,
+        registry: Registry | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.model = model or r4_model()
+        set_default_zone(settings.timezone)
+        self.registry = registry or build_r4_registry(self.model)
+        self.validator: ResourceValidator = StructuralValidator(self.model)
+        self.profile_validators: list[ResourceValidator] = []  # profiles plug in here
+        self.extractor = Extractor(self.registry, settings.public_url)
+        self.parser = SearchParser(
+            self.registry, settings.public_url, settings.default_count, settings.max_count
+        )
+        self.guard: Guard = OpenGuard()
+        self.audit: Auditor = NoAudit()
+
+    # -- checks shared by the interactions ------------------------------------------------
+
+    def require_type(self, resource_type: str) -> None:
+        if not self.model.is_resource(resource_type):
+            raise FhirError(404, "not-supported", f"unknown resource type {resource_type!r}")
+
+    def validate(self, resource: Any, resource_type: str) -> dict:
+        if not isinstance(resource, dict):
+            raise bad_request(
+                "the request body must be a JSON object (a FHIR resource)", code="structure"
+            )
+        actual = resource.get("resourceType")
+        if actual != resource_type:
+            raise bad_request(
+                f"resourceType {actual!r} does not match the {resource_type} endpoint",
+                expression="resourceType",
+            )
+        issues = self.validator.validate(resource, resource_type)
+        errors = [i for i in issues if i.severity in ("error", "fatal")]
+        if errors:
+            raise FhirError(400, errors[0].code, errors[0].diagnostics, issues=issues)
+        profile_issues: list[Issue] = []
+        for validator in self.profile_validators:
+            profile_issues.extend(validator.validate(resource, resource_type))
+        if any(i.severity in ("error", "fatal") for i in profile_issues):
+            first = next(i for i in profile_issues if i.severity in ("error", "fatal"))
+            raise FhirError(422, first.code, first.diagnostics, issues=profile_issues)
+        return resource
+
+    # -- the write primitive --------------------------------------------------------------
+
+    async def store_version(
+        self, uow: UnitOfWork, resource: dict, current: StoredVersion | None, method: str
+    ) -> StoredVersion:
+        """Stamp meta, index and write ``resource`` as the next version after ``current``."""
+        version = current.version + 1 if current else 1
+        last_updated = now_us()
+        stamp_meta(resource, version, last_updated)
+        index: IndexRows = self.extractor.extract(resource)
+        stored = StoredVersion(
+            resource["resourceType"],
+            resource["id"],
+            version,
+            last_updated,
+            False,
+            method,
+            dumps(resource),
+        )
+        return await uow.write(stored, index, current.version if current else 0)
+
+    async def store_tombstone(self, uow: UnitOfWork, current: StoredVersion) -> StoredVersion:
+        tombstone = StoredVersion(
+            current.type, current.id, current.version + 1, now_us(), True, "DELETE", None
+        )
+        return await uow.write(tombstone, None, current.version)

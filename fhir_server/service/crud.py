@@ -1,0 +1,385 @@
+"""Instance interactions: read, vread, create, update, patch, delete, and their conditional forms.
+
+Each write interaction has an ``*_in`` form that works inside a given unit of work, so that
+transaction Bundles run the very same code for their entries, atomically.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fhir_server.errors import FhirError, bad_request, gone, not_found, precondition_failed
+from fhir_server.json_codec import loads_trusted
+from fhir_server.patch import apply_patch
+from fhir_server.service.context import RequestContext
+from fhir_server.service.core import Access, FhirService
+from fhir_server.service.result import Result
+from fhir_server.service.versioning import etag, http_date, new_id, parse_etag
+from fhir_server.store.protocol import StoredVersion, UnitOfWork, VersionConflict
+
+_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-.")
+
+
+def check_id(id_: str) -> None:
+    if not id_ or len(id_) > 64 or not set(id_) <= _ID_CHARS:
+        raise bad_request(
+            f"{id_[:70]!r} is not a valid resource id "
+            "(1-64 characters: letters, digits, '-' and '.')"
+        )
+
+
+def _deleted_error(current: StoredVersion) -> FhirError:
+    return gone(
+        f"{current.type}/{current.id} was deleted",
+        headers={"ETag": etag(current.version), "Last-Modified": http_date(current.last_updated)},
+    )
+
+
+# -- reads ------------------------------------------------------------------------------------
+
+
+async def read(svc: FhirService, ctx: RequestContext, type_: str, id_: str) -> Result:
+    svc.require_type(type_)
+    await svc.guard.check(ctx, Access("read", type_, id_))
+    current = await svc.store.current(type_, id_)
+    if current is None:
+        raise not_found(f"{type_}/{id_} is not known")
+    if current.deleted:
+        raise _deleted_error(current)
+    return Result(200, raw=current.body, version=current)
+
+
+async def vread(svc: FhirService, ctx: RequestContext, type_: str, id_: str, vid: str) -> Result:
+    svc.require_type(type_)
+    await svc.guard.check(ctx, Access("vread", type_, id_))
+    if not vid.isdigit():
+        raise not_found(f"version {vid[:20]!r} of {type_}/{id_} is not known")
+    stored = await svc.store.version(type_, id_, int(vid))
+    if stored is None:
+        raise not_found(f"version {vid} of {type_}/{id_} is not known")
+    if stored.deleted:
+        raise _deleted_error(stored)
+    return Result(200, raw=stored.body, version=stored)
+
+
+# -- create -----------------------------------------------------------------------------------
+
+
+async def create(
+    svc: FhirService, ctx: RequestContext, type_: str, body: Any, if_none_exist: str | None
+) -> Result:
+    svc.require_type(type_)
+    if isinstance(body, dict):
+        body.pop("id", None)  # the server assigns the id of a created resource
+    resource = svc.validate(body, type_)
+    await svc.guard.check(ctx, Access("create", type_, None, resource))
+    async with svc.store.unit_of_work() as uow:
+        return await create_in(svc, ctx, uow, resource, if_none_exist)
+
+
+async def create_in(
+    svc: FhirService,
+    ctx: RequestContext,
+    uow: UnitOfWork,
+    resource: dict,
+    if_none_exist: str | None,
+    assigned_id: str | None = None,
+) -> Result:
+    type_ = resource["resourceType"]
+    if if_none_exist:
+        matches = await conditional_matches(svc, uow, type_, if_none_exist)
+        if len(matches) > 1:
+            raise precondition_failed(
+                f"If-None-Exist matched {len(matches)} {type_} resources; it must match at "
+                "most one",
+                code="multiple-matches",
+            )
+        if matches:
+            existing = await uow.current(*matches[0])
+            assert existing is not None
+            return Result(200, raw=existing.body, version=existing)
+    resource["id"] = assigned_id or new_id()
+    stored = await svc.store_version(uow, resource, None, "POST")
+    return Result(201, raw=stored.body, version=stored, location=_location(ctx, stored))
+
+
+def _location(ctx: RequestContext, stored: StoredVersion) -> str:
+    return ctx.url(stored.type, stored.id, "_history", str(stored.version))
+
+
+async def conditional_matches(
+    svc: FhirService, uow: UnitOfWork, type_: str, query_string: str
+) -> list[tuple[str, str]]:
+    from urllib.parse import parse_qsl
+
+    query_string = query_string.split("?", 1)[-1]
+    params = parse_qsl(query_string, keep_blank_values=True)
+    if not params:
+        raise bad_request("a conditional interaction needs search parameters")
+    parsed = svc.parser.parse((type_,), params, strict=True)
+    return await uow.search_ids(parsed.query, limit=2)
+
+
+# -- update -----------------------------------------------------------------------------------
+
+
+async def update(
+    svc: FhirService,
+    ctx: RequestContext,
+    type_: str,
+    id_: str,
+    body: Any,
+    if_match: str | None,
+    if_none_match: str | None,
+) -> Result:
+    svc.require_type(type_)
+    check_id(id_)
+    resource = svc.validate(body, type_)
+    if "id" not in resource:
+        raise bad_request("the resource in an update must have an id", expression="id")
+    if resource["id"] != id_:
+        raise bad_request(
+            f"the resource id {resource['id']!r} does not match the URL id {id_!r}", expression="id"
+        )
+    await svc.guard.check(ctx, Access("update", type_, id_, resource))
+    async with svc.store.unit_of_work() as uow:
+        return await update_in(svc, ctx, uow, resource, if_match, if_none_match)
+
+
+async def update_in(
+    svc: FhirService,
+    ctx: RequestContext,
+    uow: UnitOfWork,
+    resource: dict,
+    if_match: str | None,
+    if_none_match: str | None = None,
+    method: str = "PUT",
+) -> Result:
+    type_, id_ = resource["resourceType"], resource["id"]
+    current = await uow.current(type_, id_)
+    live = current is not None and not current.deleted
+    if if_none_match is not None:
+        if if_none_match.strip() != "*":
+            raise bad_request("If-None-Match on an update only supports '*'")
+        if live:
+            raise precondition_failed(
+                f"{type_}/{id_} already exists (If-None-Match: *)", code="duplicate"
+            )
+    if if_match is not None:
+        wanted = parse_etag(if_match)
+        if not live:
+            raise precondition_failed(
+                f"{type_}/{id_} does not exist, so If-Match {if_match!r} cannot match"
+            )
+        assert current is not None
+        if current.version != wanted:
+            raise precondition_failed(
+                f"version conflict: {type_}/{id_} is at version {current.version}, "
+                f"If-Match asked for {wanted}"
+            )
+    if not live and not svc.settings.allow_update_create:
+        raise FhirError(405, "not-supported", "this server does not allow update-as-create")
+    if live and current is not None and _unchanged(current, resource):
+        return Result(200, raw=current.body, version=current)
+    try:
+        stored = await svc.store_version(uow, resource, current, method)
+    except VersionConflict as exc:
+        raise FhirError(
+            409,
+            "conflict",
+            f"{type_}/{id_} was changed concurrently (now version {exc.current_version}); retry",
+        ) from exc
+    status = 200 if live else 201
+    return Result(status, raw=stored.body, version=stored, location=_location(ctx, stored))
+
+
+def _unchanged(current: StoredVersion, resource: dict) -> bool:
+    """A PUT of identical content creates no new version (as HAPI does)."""
+    if current.body is None:
+        return False
+    stored = loads_trusted(current.body)
+    stored_meta = {
+        k: v
+        for k, v in (stored.pop("meta", None) or {}).items()
+        if k not in ("versionId", "lastUpdated")
+    }
+    candidate = dict(resource)
+    new_meta = {
+        k: v
+        for k, v in (candidate.pop("meta", None) or {}).items()
+        if k not in ("versionId", "lastUpdated")
+    }
+    return stored == candidate and stored_meta == new_meta
+
+
+async def conditional_update(
+    svc: FhirService, ctx: RequestContext, type_: str, query: str, body: Any, if_match: str | None
+) -> Result:
+    svc.require_type(type_)
+    resource = svc.validate(body, type_)
+    await svc.guard.check(ctx, Access("update", type_, resource.get("id"), resource))
+    async with svc.store.unit_of_work() as uow:
+        return await conditional_update_in(svc, ctx, uow, resource, query, if_match)
+
+
+async def conditional_update_in(
+    svc: FhirService,
+    ctx: RequestContext,
+    uow: UnitOfWork,
+    resource: dict,
+    query: str,
+    if_match: str | None,
+) -> Result:
+    type_ = resource["resourceType"]
+    matches = await conditional_matches(svc, uow, type_, query)
+    if len(matches) > 1:
+        raise precondition_failed(
+            f"the conditional update matched {len(matches)} {type_} "
+            "resources; it must match at most one",
+            code="multiple-matches",
+        )
+    if not matches:
+        if "id" in resource:
+            check_id(resource["id"])
+            return await update_in(svc, ctx, uow, resource, if_match)
+        return await create_in(svc, ctx, uow, resource, None)
+    found_id = matches[0][1]
+    if resource.get("id", found_id) != found_id:
+        raise bad_request(
+            f"the resource id {resource['id']!r} does not match the resource "
+            f"found by the condition ({found_id!r})",
+            expression="id",
+        )
+    resource["id"] = found_id
+    return await update_in(svc, ctx, uow, resource, if_match)
+
+
+# -- patch ------------------------------------------------------------------------------------
+
+
+async def patch(
+    svc: FhirService,
+    ctx: RequestContext,
+    type_: str,
+    id_: str | None,
+    query: str | None,
+    body: Any,
+    content_type: str,
+    if_match: str | None,
+) -> Result:
+    svc.require_type(type_)
+    await svc.guard.check(ctx, Access("patch", type_, id_))
+    async with svc.store.unit_of_work() as uow:
+        if id_ is None:
+            matches = await conditional_matches(svc, uow, type_, query or "")
+            if len(matches) != 1:
+                code = "multiple-matches" if matches else "not-found"
+                status = 412 if matches else 404
+                raise FhirError(
+                    status,
+                    code,
+                    f"the conditional patch matched {len(matches)} "
+                    f"{type_} resources; it must match exactly one",
+                )
+            id_ = matches[0][1]
+        return await patch_in(svc, ctx, uow, type_, id_, body, content_type, if_match)
+
+
+async def patch_in(
+    svc: FhirService,
+    ctx: RequestContext,
+    uow: UnitOfWork,
+    type_: str,
+    id_: str,
+    body: Any,
+    content_type: str,
+    if_match: str | None,
+) -> Result:
+    current = await uow.current(type_, id_)
+    if current is None:
+        raise not_found(f"{type_}/{id_} is not known")
+    if current.deleted:
+        raise _deleted_error(current)
+    if if_match is not None and parse_etag(if_match) != current.version:
+        raise precondition_failed(
+            f"version conflict: {type_}/{id_} is at version {current.version}"
+        )
+    assert current.body is not None
+    patched = apply_patch(loads_trusted(current.body), body, content_type, svc.model)
+    if not isinstance(patched, dict) or patched.get("resourceType") != type_:
+        raise FhirError(422, "processing", "a patch must not change the resourceType")
+    if patched.get("id") != id_:
+        raise FhirError(422, "processing", "a patch must not change the resource id")
+    svc.validate(patched, type_)
+    await svc.guard.check(ctx, Access("update", type_, id_, patched))
+    return await update_in(svc, ctx, uow, patched, None, method="PATCH")
+
+
+# -- delete -----------------------------------------------------------------------------------
+
+
+async def delete(
+    svc: FhirService, ctx: RequestContext, type_: str, id_: str, if_match: str | None = None
+) -> Result:
+    svc.require_type(type_)
+    await svc.guard.check(ctx, Access("delete", type_, id_))
+    async with svc.store.unit_of_work() as uow:
+        return await delete_in(svc, ctx, uow, type_, id_, if_match)
+
+
+async def delete_in(
+    svc: FhirService,
+    ctx: RequestContext,
+    uow: UnitOfWork,
+    type_: str,
+    id_: str,
+    if_match: str | None = None,
+) -> Result:
+    current = await uow.current(type_, id_)
+    if current is None or current.deleted:
+        if if_match is not None:
+            raise precondition_failed(f"{type_}/{id_} does not exist")
+        return Result(204, version=current)
+    if if_match is not None and parse_etag(if_match) != current.version:
+        raise precondition_failed(
+            f"version conflict: {type_}/{id_} is at version {current.version}"
+        )
+    tombstone = await svc.store_tombstone(uow, current)
+    return Result(204, version=tombstone)
+
+
+async def conditional_delete(
+    svc: FhirService, ctx: RequestContext, type_: str, query: str
+) -> Result:
+    svc.require_type(type_)
+    await svc.guard.check(ctx, Access("delete", type_, None))
+    async with svc.store.unit_of_work() as uow:
+        return await conditional_delete_in(svc, ctx, uow, type_, query)
+
+
+async def conditional_delete_in(
+    svc: FhirService, ctx: RequestContext, uow: UnitOfWork, type_: str, query: str
+) -> Result:
+    from urllib.parse import parse_qsl
+
+    params = parse_qsl(query.split("?", 1)[-1], keep_blank_values=True)
+    if not params:
+        raise bad_request("a conditional delete needs search parameters")
+    parsed = svc.parser.parse((type_,), params, strict=True)
+    limit = svc.settings.max_multiple_delete + 1 if svc.settings.allow_multiple_delete else 2
+    matches = await uow.search_ids(parsed.query, limit=limit)
+    if len(matches) > 1 and not svc.settings.allow_multiple_delete:
+        raise precondition_failed(
+            f"the conditional delete matched {len(matches)} {type_} "
+            "resources; this server deletes at most one",
+            code="multiple-matches",
+        )
+    if len(matches) >= limit:
+        raise precondition_failed(
+            f"the conditional delete matched more than "
+            f"{svc.settings.max_multiple_delete} resources",
+            code="too-costly",
+        )
+    for match_type, match_id in matches:
+        await delete_in(svc, ctx, uow, match_type, match_id)
+    return Result(204)

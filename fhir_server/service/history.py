@@ -1,0 +1,89 @@
+"""History interactions at instance, type and system level (Bundle type ``history``)."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+import orjson
+
+from fhir_server.errors import bad_request, not_found
+from fhir_server.search.dates import date_range, format_instant
+from fhir_server.service.bundles import bundle, response_entry
+from fhir_server.service.context import RequestContext
+from fhir_server.service.core import Access, FhirService
+from fhir_server.service.result import Result
+from fhir_server.service.versioning import now_us
+
+_METHOD_STATUS = {
+    "POST": "201 Created",
+    "PUT": "200 OK",
+    "PATCH": "200 OK",
+    "DELETE": "204 No Content",
+}
+
+
+async def history(
+    svc: FhirService,
+    ctx: RequestContext,
+    type_: str | None,
+    id_: str | None,
+    params: list[tuple[str, str]],
+    link_base: str,
+) -> Result:
+    if type_ is not None:
+        svc.require_type(type_)
+    level = "history-instance" if id_ else "history-type" if type_ else "history-system"
+    await svc.guard.check(ctx, Access(level, type_, id_))
+    if id_ is not None and await svc.store.current(type_ or "", id_) is None:
+        raise not_found(f"{type_}/{id_} is not known")
+    since = at = cursor = None
+    count = svc.settings.default_count
+    used: list[tuple[str, str]] = []
+    for name, value in params:
+        if name == "_since":
+            bounds = date_range(value)
+            if bounds is None:
+                raise bad_request(f"_since must be an instant, got {value!r}")
+            since = bounds[0]
+            used.append((name, value))
+        elif name == "_at":
+            at = date_range(value)
+            if at is None:
+                raise bad_request(f"_at must be a date or dateTime, got {value!r}")
+            used.append((name, value))
+        elif name == "_count":
+            if not value.isdigit() or int(value) < 1:
+                raise bad_request("_count must be a positive integer")
+            count = min(int(value), svc.settings.max_count)
+            used.append((name, value))
+        elif name == "_cursor":
+            cursor = value
+        elif name not in ("_format", "_pretty", "_list", "_sort"):
+            raise bad_request(f"unknown history parameter {name!r}")
+    try:
+        page = await svc.store.history(type_, id_, since, at, count, cursor)
+    except ValueError as exc:
+        raise bad_request(str(exc)) from exc
+    entries = []
+    for version in page.versions:
+        full_url = ctx.url(version.type, version.id)
+        entry: dict = {"fullUrl": full_url}
+        if version.body is not None:
+            entry["resource"] = orjson.Fragment(version.body)
+        url = version.type if version.method == "POST" else f"{version.type}/{version.id}"
+        entry["request"] = {"method": version.method, "url": url}
+        entry["response"] = response_entry(
+            _METHOD_STATUS.get(version.method, "200 OK"), version.version, version.last_updated
+        )
+        entries.append(entry)
+    links = [("self", _url(link_base, used, cursor))]
+    if page.next_cursor:
+        links.append(("next", _url(link_base, used, page.next_cursor)))
+    return Result(
+        200, resource=bundle("history", entries, links, timestamp=format_instant(now_us()))
+    )
+
+
+def _url(base: str, used: list[tuple[str, str]], cursor: str | None) -> str:
+    items = list(used) + ([("_cursor", cursor)] if cursor else [])
+    return f"{base}?{urlencode(items)}" if items else base

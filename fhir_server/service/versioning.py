@@ -1,0 +1,73 @@
+"""Version bookkeeping: meta stamping, ETags, HTTP dates, and the server clock."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from email.utils import formatdate, parsedate_to_datetime
+from functools import lru_cache
+
+from fhir_server.errors import bad_request
+from fhir_server.search.dates import format_instant, to_us
+
+_last_now = 0
+
+
+def now_us() -> int:
+    """Wall clock in whole milliseconds (as µs), never going backwards within the process."""
+    global _last_now
+    now = time.time_ns() // 1_000_000 * 1000
+    if now <= _last_now:
+        now = _last_now + 1000
+    _last_now = now
+    return now
+
+
+def new_id() -> str:
+    """A UUIDv7 (RFC 9562): random, yet ordered by creation time, so that the store's indexes
+    grow at their end instead of being written at random places."""
+    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
+    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
+    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant
+    return str(uuid.UUID(int=value))
+
+
+def stamp_meta(resource: dict, version: int, last_updated: int) -> None:
+    """Set the server-owned meta elements (right after id); keep profile, tag, security, source."""
+    old = resource.get("meta")
+    meta = {"versionId": str(version), "lastUpdated": format_instant(last_updated)}
+    if isinstance(old, dict):
+        meta.update((k, v) for k, v in old.items() if k not in ("versionId", "lastUpdated"))
+    items = [(k, v) for k, v in resource.items() if k not in ("resourceType", "id", "meta")]
+    head = {"resourceType": resource.get("resourceType"), "id": resource.get("id"), "meta": meta}
+    resource.clear()
+    resource.update(head)
+    resource.update(items)
+
+
+def etag(version: int) -> str:
+    return f'W/"{version}"'
+
+
+def parse_etag(value: str) -> int:
+    """Accept W/"3", "3" and 3 (clients send all three)."""
+    text = value.strip()
+    if text.startswith(("W/", "w/")):
+        text = text[2:]
+    text = text.strip('"')
+    if not text.isdigit():
+        raise bad_request(f"invalid version in ETag header: {value[:40]!r}")
+    return int(text)
+
+
+@lru_cache(maxsize=4096)
+def http_date(value_us: int) -> str:
+    return formatdate(value_us / 1_000_000, usegmt=True)
+
+
+def parse_http_date(value: str) -> int | None:
+    try:
+        return to_us(parsedate_to_datetime(value))
+    except (TypeError, ValueError, IndexError):
+        return None

@@ -1,0 +1,165 @@
+"""The storage protocol: what every store (SQLite, MongoDB) provides to the layers above.
+
+A store keeps every version of every resource (deletes are tombstone versions), the search index
+rows of each version (computed by the search layer and written in the same unit of work as the
+resource, so search never lags behind writes), and a global, monotonically increasing sequence
+number per version. The sequence number orders system history and is the "as of" point of a search
+snapshot: index rows carry the sequence range in which they were valid, so a paging cursor can
+re-run its query exactly as it was when the search began.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+# -- index rows (produced by search/extract.py, consumed by stores) ------------------------------
+# Every row starts with the search parameter code and ends with a composite group number (0 for
+# ordinary values; composite components share a group number > 0 within one resource).
+
+StringRow = tuple[str, str, str, int]  # param, normalized text, exact text, group
+TokenRow = tuple[str, str | None, str, int]  # param, system (None: no system), code, group
+ReferenceRow = tuple[str, str | None, str | None, str | None, str | None, int]
+# param, target type, target id, target version, absolute URL / canonical (or None), group
+DateRow = tuple[str, int, int, int]  # param, low µs, high µs (inclusive), group
+NumberRow = tuple[str, float, int]  # param, value, group
+QuantityRow = tuple[
+    str, str | None, str | None, float, int
+]  # param, system, code|unit, value, group
+UriRow = tuple[str, str, int]  # param, uri, group
+
+
+@dataclass(slots=True)
+class IndexRows:
+    strings: list[StringRow] = field(default_factory=list)
+    tokens: list[TokenRow] = field(default_factory=list)
+    references: list[ReferenceRow] = field(default_factory=list)
+    dates: list[DateRow] = field(default_factory=list)
+    numbers: list[NumberRow] = field(default_factory=list)
+    quantities: list[QuantityRow] = field(default_factory=list)
+    uris: list[UriRow] = field(default_factory=list)
+
+
+# -- stored versions ---------------------------------------------------------------------------
+
+
+@dataclass(slots=True, frozen=True)
+class StoredVersion:
+    type: str
+    id: str
+    version: int
+    last_updated: int  # µs since epoch, UTC
+    deleted: bool
+    method: str  # POST | PUT | PATCH | DELETE
+    body: bytes | None  # the resource JSON including meta; None for a delete tombstone
+    seq: int = 0  # global sequence number of this version
+
+
+@dataclass(slots=True, frozen=True)
+class HistoryPage:
+    versions: list[StoredVersion]
+    next_cursor: str | None
+
+
+class VersionConflict(Exception):
+    """The current version is not the one the writer based its change on."""
+
+    def __init__(self, current_version: int | None) -> None:
+        super().__init__(f"current version is {current_version}")
+        self.current_version = current_version
+
+
+class UnitOfWork(Protocol):
+    """One atomic unit: everything written through it commits together or not at all.
+
+    Reads and searches through the unit see its own earlier writes.
+    """
+
+    async def current(self, type_: str, id_: str) -> StoredVersion | None: ...
+
+    async def search_ids(self, query: Any, limit: int) -> list[tuple[str, str]]: ...
+
+    async def write(
+        self,
+        version: StoredVersion,
+        index: IndexRows | None,
+        expected_previous: int | None,
+    ) -> StoredVersion:
+        """Store a new version (create, update or delete tombstone) and its index rows.
+
+        ``expected_previous`` is the version the change was based on (0 for a create, which must
+        not find an existing live or deleted resource unless it is re-created after a delete):
+        a mismatch raises VersionConflict. Returns the version with its sequence number.
+        """
+        ...
+
+
+class Store(Protocol):
+    """A FHIR resource store. All methods are safe to call concurrently from one event loop."""
+
+    name: str
+    supports_transactions: bool
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def current(self, type_: str, id_: str) -> StoredVersion | None:
+        """The latest version (possibly a delete tombstone), or None if the id never existed."""
+        ...
+
+    async def version(self, type_: str, id_: str, version: int) -> StoredVersion | None: ...
+
+    async def history(
+        self,
+        type_: str | None,
+        id_: str | None,
+        since: int | None,
+        at: tuple[int, int] | None,
+        count: int,
+        cursor: str | None,
+    ) -> HistoryPage:
+        """Versions newest first, optionally limited to one type or one resource.
+
+        ``since``: only versions with last_updated >= since; ``at``: the version current at that
+        moment for each resource; ``cursor`` continues a previous page.
+        """
+        ...
+
+    async def search(self, query: Any) -> Any:
+        """Run a search (store/query.py Query) and return a SearchPage."""
+        ...
+
+    async def read_many(
+        self, keys: list[tuple[str, str]], snapshot: int | None
+    ) -> list[StoredVersion]:
+        """Live versions of the given resources as of ``snapshot`` (missing ones are skipped)."""
+        ...
+
+    def unit_of_work(self) -> AbstractAsyncContextManager[UnitOfWork]: ...
+
+    async def latest_seq(self) -> int: ...
+
+    async def health(self) -> dict[str, Any]: ...
+
+
+def rows_count(index: IndexRows | None) -> int:
+    if index is None:
+        return 0
+    groups: Sequence[list[Any]] = (
+        index.strings,
+        index.tokens,
+        index.references,
+        index.dates,
+        index.numbers,
+        index.quantities,
+        index.uris,
+    )
+    return sum(len(g) for g in groups)
+
+
+async def aiter_list(items: list[Any]) -> AsyncIterator[Any]:
+    for item in items:
+        yield item

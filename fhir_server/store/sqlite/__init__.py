@@ -1,0 +1,428 @@
+"""The embedded store: one SQLite file in WAL mode, durable group commit, snapshot search.
+
+Writes run one unit of work at a time on the event loop (each inside a SAVEPOINT of a shared
+transaction); the COMMIT, which is where the fsync happens, runs in a thread while the next units
+queue up, and every unit's caller waits until the commit that contains it is durable. Under load
+many writes share one fsync (group commit) and a 2xx answer always means "on disk".
+Reads use a second connection and see only committed data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import sqlite3
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import orjson
+
+from fhir_server.store.keys import param_key
+from fhir_server.store.protocol import (
+    HistoryPage,
+    IndexRows,
+    StoredVersion,
+    VersionConflict,
+)
+from fhir_server.store.query import Hit, Query, SearchPage
+from fhir_server.store.sqlite.schema import DDL, INDEX_TABLES, OPEN_END, SCHEMA_VERSION
+from fhir_server.store.sqlite.search_sql import Compiler
+
+_VERSION_COLUMNS = "r.type, r.id, v.version, v.last_updated, v.deleted, v.method, v.body, v.seq"
+
+
+def _version(row: tuple) -> StoredVersion:
+    return StoredVersion(
+        type=row[0],
+        id=row[1],
+        version=row[2],
+        last_updated=row[3],
+        deleted=bool(row[4]),
+        method=row[5],
+        body=row[6],
+        seq=row[7],
+    )
+
+
+def path_from_url(url: str) -> Path:
+    parsed = urlparse(url)
+    raw = unquote(parsed.path) if not parsed.netloc else unquote(parsed.netloc + parsed.path)
+    if url.startswith("sqlite:///") and not raw.startswith("/"):
+        raw = "/" + raw
+    if url.startswith("sqlite://") and not url.startswith("sqlite:///"):
+        raw = unquote(url[len("sqlite://") :])  # relative path
+    return Path(raw)
+
+
+class _Unit:
+    """A unit of work on the writer connection (inside a SAVEPOINT)."""
+
+    def __init__(self, store: SqliteStore) -> None:
+        self.store = store
+        self.conn = store._writer
+
+    async def current(self, type_: str, id_: str) -> StoredVersion | None:
+        return self.store._current(self.conn, type_, id_)
+
+    async def search_ids(self, query: Query, limit: int) -> list[tuple[str, str]]:
+        compiler = Compiler(OPEN_END - 1)
+        sql = compiler.matching(query)
+        rows = self.conn.execute(
+            f"SELECT type, id FROM resources WHERE rid IN ({sql.text}) LIMIT ?",
+            [*sql.params, limit],
+        ).fetchall()
+        return [(r[0], r[1]) for r in rows]
+
+    async def write(
+        self, version: StoredVersion, index: IndexRows | None, expected_previous: int | None
+    ) -> StoredVersion:
+        return self.store._write(self.conn, version, index, expected_previous)
+
+
+class SqliteStore:
+    name = "sqlite"
+    supports_transactions = True
+
+    def __init__(self, url: str, *, synchronous: str = "FULL", cache_size: int = 50_000) -> None:
+        self.path = path_from_url(url)
+        self.synchronous = synchronous
+        self._writer: sqlite3.Connection
+        self._reader: sqlite3.Connection
+        self._lock = asyncio.Lock()
+        self._in_transaction = False
+        self._batch: asyncio.Future[None] | None = None
+        self._commit_task: asyncio.Task[None] | None = None
+        self._next_seq = 1
+        # Current versions of recently used resources. This process is the only writer of the
+        # file (see docs/architecture.md), so the cache is exact: it changes only when a commit
+        # that wrote the resource has succeeded.
+        self._cache: OrderedDict[tuple[str, str], StoredVersion] = OrderedDict()
+        self._cache_size = cache_size
+        self._pending: list[StoredVersion] = []
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, cached_statements=512
+        )
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        conn.execute("PRAGMA busy_timeout=10000")
+        conn.execute("PRAGMA temp_store=MEMORY")
+        conn.execute("PRAGMA cache_size=-65536")
+        conn.execute("PRAGMA mmap_size=268435456")
+        return conn
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = self._connect()
+        self._writer.executescript(DDL)
+        found = self._writer.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        if found is None:
+            self._writer.execute(
+                "INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
+        elif int(found[0]) != SCHEMA_VERSION:
+            raise RuntimeError(f"database schema version {found[0]} is not {SCHEMA_VERSION}")
+        self._next_seq = (
+            self._writer.execute("SELECT max(seq) FROM versions").fetchone()[0] or 0
+        ) + 1
+        self._reader = self._connect()
+        self._reader.execute("PRAGMA query_only=1")
+
+    async def close(self) -> None:
+        if self._commit_task is not None:
+            with contextlib.suppress(Exception):
+                await self._commit_task
+        async with self._lock:
+            if self._in_transaction:
+                self._writer.execute("COMMIT")
+                self._in_transaction = False
+        self._reader.close()
+        self._writer.close()
+
+    async def health(self) -> dict[str, Any]:
+        row = self._reader.execute("SELECT count(*) FROM resources").fetchone()
+        return {"store": "sqlite", "status": "ok", "path": str(self.path), "resources": row[0]}
+
+    # -- reads --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _current(conn: sqlite3.Connection, type_: str, id_: str) -> StoredVersion | None:
+        row = conn.execute(
+            f"SELECT {_VERSION_COLUMNS} FROM resources r JOIN versions v ON v.seq = r.seq "
+            "WHERE r.type = ? AND r.id = ?",
+            (type_, id_),
+        ).fetchone()
+        return _version(row) if row else None
+
+    async def current(self, type_: str, id_: str) -> StoredVersion | None:
+        key = (type_, id_)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        found = self._current(self._reader, type_, id_)
+        if found is not None:
+            self._remember(found)
+        return found
+
+    def _remember(self, version: StoredVersion) -> None:
+        cache = self._cache
+        key = (version.type, version.id)
+        cache[key] = version
+        cache.move_to_end(key)
+        if len(cache) > self._cache_size:
+            cache.popitem(last=False)
+
+    async def version(self, type_: str, id_: str, version: int) -> StoredVersion | None:
+        row = self._reader.execute(
+            f"SELECT {_VERSION_COLUMNS} FROM resources r JOIN versions v ON v.rid = r.rid "
+            "WHERE r.type = ? AND r.id = ? AND v.version = ?",
+            (type_, id_, version),
+        ).fetchone()
+        return _version(row) if row else None
+
+    async def read_many(
+        self, keys: list[tuple[str, str]], snapshot: int | None
+    ) -> list[StoredVersion]:
+        if not keys:
+            return []
+        at = snapshot if snapshot is not None else OPEN_END - 1
+        out: list[StoredVersion] = []
+        for start in range(0, len(keys), 400):
+            chunk = keys[start : start + 400]
+            values = ",".join("(?,?)" for _ in chunk)
+            rows = self._reader.execute(
+                f"SELECT {_VERSION_COLUMNS} FROM resources r JOIN versions v ON v.rid = r.rid "
+                f"AND v.seq <= ? AND v.until_seq > ? AND v.deleted = 0 "
+                f"WHERE (r.type, r.id) IN (VALUES {values})",
+                [at, at, *(item for key in chunk for item in key)],
+            ).fetchall()
+            out.extend(_version(row) for row in rows)
+        return out
+
+    async def latest_seq(self) -> int:
+        return self._reader.execute("SELECT coalesce(max(seq), 0) FROM versions").fetchone()[0]
+
+    async def history(
+        self,
+        type_: str | None,
+        id_: str | None,
+        since: int | None,
+        at: tuple[int, int] | None,
+        count: int,
+        cursor: str | None,
+    ) -> HistoryPage:
+        conditions: list[str] = []
+        params: list[Any] = []
+        if type_ is not None:
+            conditions.append("v.type = ?")
+            params.append(type_)
+        if id_ is not None:
+            conditions.append("r.id = ?")
+            params.append(id_)
+        if since is not None:
+            conditions.append("v.last_updated >= ?")
+            params.append(since)
+        if at is not None:  # versions current at some point in [at_low, at_high]
+            low, high = at
+            conditions.append("v.last_updated <= ? AND v.until_time > ?")
+            params.extend([high, low])
+        if cursor is not None:
+            conditions.append("v.seq < ?")
+            params.append(_decode_cursor(cursor))
+        where = " AND ".join(conditions) or "1"
+        rows = self._reader.execute(
+            f"SELECT {_VERSION_COLUMNS} FROM versions v JOIN resources r ON r.rid = v.rid "
+            f"WHERE {where} ORDER BY v.seq DESC LIMIT ?",
+            [*params, count + 1],
+        ).fetchall()
+        versions = [_version(row) for row in rows[:count]]
+        next_cursor = _encode_cursor(versions[-1].seq) if len(rows) > count else None
+        return HistoryPage(versions, next_cursor)
+
+    async def search(self, query: Query) -> SearchPage:
+        snapshot = query.snapshot if query.snapshot is not None else await self.latest_seq()
+        compiler = Compiler(snapshot)
+        sql = compiler.page(query)
+        rows = self._reader.execute(sql.text, sql.params).fetchall()
+        has_more = len(rows) > query.count
+        if query.reverse:
+            rows = rows[: query.count][::-1]
+        hits = [
+            Hit(type=row[1], id=row[2], body=row[3], sort_values=(*row[4:], row[0]))
+            for row in rows[: query.count]
+        ]
+        total = None
+        if query.total in ("accurate", "estimate"):
+            count_sql = compiler.count(query)
+            total = self._reader.execute(count_sql.text, count_sql.params).fetchone()[0]
+        return SearchPage(hits=hits, snapshot=snapshot, has_more=has_more, total=total)
+
+    # -- writes -------------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def unit_of_work(self) -> AsyncIterator[_Unit]:
+        async with self._lock:
+            if not self._in_transaction:
+                self._writer.execute("BEGIN IMMEDIATE")
+                self._in_transaction = True
+                self._batch = asyncio.get_running_loop().create_future()
+            batch = self._batch
+            assert batch is not None
+            self._writer.execute("SAVEPOINT unit")
+            pending_mark = len(self._pending)
+            try:
+                yield _Unit(self)
+            except BaseException:
+                self._writer.execute("ROLLBACK TO unit")
+                self._writer.execute("RELEASE unit")
+                del self._pending[pending_mark:]
+                self._schedule_commit()
+                raise
+            self._writer.execute("RELEASE unit")
+            self._schedule_commit()
+        await asyncio.shield(batch)
+
+    def _schedule_commit(self) -> None:
+        if self._commit_task is None:
+            self._commit_task = asyncio.get_running_loop().create_task(self._commit())
+
+    async def _commit(self) -> None:
+        async with self._lock:  # runs after every unit already queued for the lock
+            self._commit_task = None
+            batch, self._batch = self._batch, None
+            if not self._in_transaction:
+                return
+            self._in_transaction = False
+            written, self._pending = self._pending, []
+            try:
+                await asyncio.to_thread(self._writer.execute, "COMMIT")
+            except Exception as exc:  # disk full, I/O error: every unit in the batch fails
+                with contextlib.suppress(sqlite3.Error):
+                    self._writer.execute("ROLLBACK")
+                for version in written:
+                    self._cache.pop((version.type, version.id), None)
+                if batch is not None and not batch.done():
+                    batch.set_exception(exc)
+                return
+            for version in written:
+                self._remember(version)
+            if batch is not None and not batch.done():
+                batch.set_result(None)
+
+    def _write(
+        self,
+        conn: sqlite3.Connection,
+        version: StoredVersion,
+        index: IndexRows | None,
+        expected_previous: int | None,
+    ) -> StoredVersion:
+        row = conn.execute(
+            "SELECT rid, version, deleted FROM resources WHERE type = ? AND id = ?",
+            (version.type, version.id),
+        ).fetchone()
+        current_version = row[1] if row else None
+        if expected_previous is not None and (current_version or 0) != expected_previous:
+            raise VersionConflict(current_version)
+        seq = self._next_seq
+        self._next_seq += 1
+        if row is None:
+            rid = conn.execute(
+                "INSERT INTO resources (type, id, version, seq, created_seq, last_updated, deleted)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    version.type,
+                    version.id,
+                    version.version,
+                    seq,
+                    seq,
+                    version.last_updated,
+                    int(version.deleted),
+                ),
+            ).lastrowid
+        else:
+            rid = row[0]
+            conn.execute(
+                "UPDATE versions SET until_seq = ?, until_time = ? WHERE rid = ? AND until_seq = ?",
+                (seq, version.last_updated, rid, OPEN_END),
+            )
+            for table, _ in INDEX_TABLES.values():
+                conn.execute(
+                    f"UPDATE {table} SET hi_seq = ? WHERE rid = ? AND hi_seq = ?",
+                    (seq, rid, OPEN_END),
+                )
+            conn.execute(
+                "UPDATE resources SET version = ?, seq = ?, last_updated = ?, deleted = ? "
+                "WHERE rid = ?",
+                (version.version, seq, version.last_updated, int(version.deleted), rid),
+            )
+        conn.execute(
+            "INSERT INTO versions (seq, rid, type, version, last_updated, method, deleted, body) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                seq,
+                rid,
+                version.type,
+                version.version,
+                version.last_updated,
+                version.method,
+                int(version.deleted),
+                version.body,
+            ),
+        )
+        if index is not None and not version.deleted:
+            self._insert_index(conn, version.type, rid, seq, index)
+        stored = StoredVersion(
+            version.type,
+            version.id,
+            version.version,
+            version.last_updated,
+            version.deleted,
+            version.method,
+            version.body,
+            seq,
+        )
+        self._pending.append(stored)
+        return stored
+
+    @staticmethod
+    def _insert_index(
+        conn: sqlite3.Connection, type_: str, rid: int, seq: int, index: IndexRows
+    ) -> None:
+        for attribute, (table, columns) in INDEX_TABLES.items():
+            rows = getattr(index, attribute)
+            if not rows:
+                continue
+            marks = ", ".join("?" * (len(columns) + 5))
+            conn.executemany(
+                f"INSERT OR IGNORE INTO {table} (pid, {', '.join(columns)}, grp, rid, lo_seq, "
+                f"hi_seq) VALUES ({marks})",
+                [
+                    (
+                        param_key(type_, r[0]),
+                        *(v if v is not None else "" for v in r[1:]),
+                        rid,
+                        seq,
+                        OPEN_END,
+                    )
+                    for r in rows
+                ],
+            )
+
+
+def _encode_cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps({"seq": seq})).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> int:
+    padded = cursor + "=" * (-len(cursor) % 4)
+    try:
+        return int(orjson.loads(base64.urlsafe_b64decode(padded))["seq"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError("invalid history cursor") from exc

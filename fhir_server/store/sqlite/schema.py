@@ -1,0 +1,103 @@
+"""SQLite schema of the embedded store (see docs/architecture.md for the design)."""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = 1
+OPEN_END = 9223372036854775807  # "valid until further notice" sequence number / time
+
+DDL = f"""
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+
+CREATE TABLE IF NOT EXISTS resources (
+    rid INTEGER PRIMARY KEY,
+    type TEXT NOT NULL,
+    id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    created_seq INTEGER NOT NULL,
+    last_updated INTEGER NOT NULL,
+    deleted INTEGER NOT NULL,
+    UNIQUE (type, id)
+);
+CREATE INDEX IF NOT EXISTS resources_type ON resources (type, rid);
+
+CREATE TABLE IF NOT EXISTS versions (
+    seq INTEGER PRIMARY KEY,
+    rid INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    last_updated INTEGER NOT NULL,
+    until_seq INTEGER NOT NULL DEFAULT {OPEN_END},
+    until_time INTEGER NOT NULL DEFAULT {OPEN_END},
+    method TEXT NOT NULL,
+    deleted INTEGER NOT NULL,
+    body BLOB
+);
+CREATE UNIQUE INDEX IF NOT EXISTS versions_rid ON versions (rid, version);
+CREATE INDEX IF NOT EXISTS versions_type ON versions (type, seq);
+
+-- Index rows: one clustered (WITHOUT ROWID) table per value type, keyed for lookups by value, plus
+-- an index by resource row for closing rows when a new version supersedes them. A row is valid for
+-- sequence numbers lo_seq <= s < hi_seq. Text columns use '' rather than NULL (key columns).
+CREATE TABLE IF NOT EXISTS ix_string (
+    pid INTEGER NOT NULL, norm TEXT NOT NULL, exact TEXT NOT NULL, rid INTEGER NOT NULL,
+    grp INTEGER NOT NULL, lo_seq INTEGER NOT NULL, hi_seq INTEGER NOT NULL,
+    PRIMARY KEY (pid, norm, exact, rid, grp, lo_seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS ix_string_r ON ix_string (rid, pid);
+
+CREATE TABLE IF NOT EXISTS ix_token (
+    pid INTEGER NOT NULL, system TEXT NOT NULL, code TEXT NOT NULL, rid INTEGER NOT NULL,
+    grp INTEGER NOT NULL, lo_seq INTEGER NOT NULL, hi_seq INTEGER NOT NULL,
+    PRIMARY KEY (pid, code, system, rid, grp, lo_seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS ix_token_r ON ix_token (rid, pid);
+
+CREATE TABLE IF NOT EXISTS ix_reference (
+    pid INTEGER NOT NULL, ref_type TEXT NOT NULL, ref_id TEXT NOT NULL,
+    ref_version TEXT NOT NULL, url TEXT NOT NULL, rid INTEGER NOT NULL,
+    grp INTEGER NOT NULL, lo_seq INTEGER NOT NULL, hi_seq INTEGER NOT NULL,
+    PRIMARY KEY (pid, ref_id, ref_type, url, ref_version, rid, grp, lo_seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS ix_reference_u ON ix_reference (pid, url) WHERE url != '';
+CREATE INDEX IF NOT EXISTS ix_reference_r ON ix_reference (rid, pid);
+
+CREATE TABLE IF NOT EXISTS ix_date (
+    pid INTEGER NOT NULL, lo INTEGER NOT NULL, hi INTEGER NOT NULL, rid INTEGER NOT NULL,
+    grp INTEGER NOT NULL, lo_seq INTEGER NOT NULL, hi_seq INTEGER NOT NULL,
+    PRIMARY KEY (pid, lo, hi, rid, grp, lo_seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS ix_date_hi ON ix_date (pid, hi, lo);
+CREATE INDEX IF NOT EXISTS ix_date_r ON ix_date (rid, pid);
+
+CREATE TABLE IF NOT EXISTS ix_number (
+    pid INTEGER NOT NULL, value REAL NOT NULL, rid INTEGER NOT NULL,
+    grp INTEGER NOT NULL, lo_seq INTEGER NOT NULL, hi_seq INTEGER NOT NULL,
+    PRIMARY KEY (pid, value, rid, grp, lo_seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS ix_number_r ON ix_number (rid, pid);
+
+CREATE TABLE IF NOT EXISTS ix_quantity (
+    pid INTEGER NOT NULL, system TEXT NOT NULL, code TEXT NOT NULL, value REAL NOT NULL,
+    rid INTEGER NOT NULL, grp INTEGER NOT NULL, lo_seq INTEGER NOT NULL, hi_seq INTEGER NOT NULL,
+    PRIMARY KEY (pid, code, value, system, rid, grp, lo_seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS ix_quantity_r ON ix_quantity (rid, pid);
+
+CREATE TABLE IF NOT EXISTS ix_uri (
+    pid INTEGER NOT NULL, uri TEXT NOT NULL, rid INTEGER NOT NULL,
+    grp INTEGER NOT NULL, lo_seq INTEGER NOT NULL, hi_seq INTEGER NOT NULL,
+    PRIMARY KEY (pid, uri, rid, grp, lo_seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS ix_uri_r ON ix_uri (rid, pid);
+"""
+
+INDEX_TABLES = {
+    "strings": ("ix_string", ("norm", "exact")),
+    "tokens": ("ix_token", ("system", "code")),
+    "references": ("ix_reference", ("ref_type", "ref_id", "ref_version", "url")),
+    "dates": ("ix_date", ("lo", "hi")),
+    "numbers": ("ix_number", ("value",)),
+    "quantities": ("ix_quantity", ("system", "code", "value")),
+    "uris": ("ix_uri", ("uri",)),
+}

@@ -1,0 +1,140 @@
+"""Checks for the R4 primitive types; the regular expressions come from the R4 definitions."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import date
+from decimal import Decimal
+from functools import cache
+
+from fhir_server.definitions import load_r4
+from fhir_server.validation.xhtml import check_xhtml
+
+MAX_STRING_BYTES = 1024 * 1024
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+
+Check = Callable[[object], str | None]
+
+
+@cache
+def _regexes() -> dict[str, re.Pattern[str]]:
+    out: dict[str, re.Pattern[str]] = {}
+    for sd in load_r4("profiles-types"):
+        if sd["kind"] != "primitive-type":
+            continue
+        for element in sd["snapshot"]["element"]:
+            if not element["path"].endswith(".value"):
+                continue
+            for ext in element["type"][0].get("extension", ()):
+                if ext["url"].endswith("/regex"):
+                    out[sd["type"]] = re.compile(ext["valueString"])
+    return out
+
+
+def _valid_calendar_date(text: str) -> bool:
+    """The regexes allow 2023-02-30; FHIR says dates SHALL be valid dates."""
+    if len(text) < 10:
+        return True
+    try:
+        date(int(text[0:4]), int(text[5:7]), int(text[8:10]))
+    except ValueError:
+        return False
+    return True
+
+
+def _string_check(type_code: str, pattern: re.Pattern[str] | None) -> Check:
+    fullmatch = pattern.fullmatch if pattern else None
+    calendar = type_code in ("date", "dateTime", "instant")
+
+    def check(value: object) -> str | None:
+        if type(value) is not str:
+            return f"expected a JSON string for {type_code}, got {_json_type(value)}"
+        if not value:
+            return f"an empty string is not a valid {type_code}"
+        if len(value) > MAX_STRING_BYTES // 4 and len(value.encode()) > MAX_STRING_BYTES:
+            return f"{type_code} is longer than 1 MB"
+        if fullmatch is not None and fullmatch(value) is None:
+            return f"{_quote(value)} is not a valid {type_code}"
+        if calendar and not _valid_calendar_date(value):
+            return f"{_quote(value)} is not a valid calendar date"
+        return None
+
+    return check
+
+
+def _integer_check(type_code: str, minimum: int) -> Check:
+    def check(value: object) -> str | None:
+        if type(value) is not int:
+            return f"expected a JSON integer for {type_code}, got {_json_type(value)}"
+        if not minimum <= value <= INT32_MAX:
+            return f"{value} is out of range for {type_code}"
+        return None
+
+    return check
+
+
+def _decimal_check(value: object) -> str | None:
+    if type(value) not in (int, float, Decimal):
+        return f"expected a JSON number for decimal, got {_json_type(value)}"
+    return None
+
+
+def _boolean_check(value: object) -> str | None:
+    if type(value) is not bool:
+        return f"expected true or false for boolean, got {_json_type(value)}"
+    return None
+
+
+def _xhtml_check(value: object) -> str | None:
+    if type(value) is not str:
+        return f"expected a JSON string for xhtml, got {_json_type(value)}"
+    return check_xhtml(value)
+
+
+@cache
+def primitive_checks() -> dict[str, Check]:
+    regexes = _regexes()
+    checks: dict[str, Check] = {}
+    for type_code in (
+        "base64Binary",
+        "canonical",
+        "code",
+        "date",
+        "dateTime",
+        "id",
+        "instant",
+        "markdown",
+        "oid",
+        "string",
+        "time",
+        "uri",
+        "url",
+        "uuid",
+    ):
+        checks[type_code] = _string_check(type_code, regexes.get(type_code))
+    checks["integer"] = _integer_check("integer", INT32_MIN)
+    checks["positiveInt"] = _integer_check("positiveInt", 1)
+    checks["unsignedInt"] = _integer_check("unsignedInt", 0)
+    checks["decimal"] = _decimal_check
+    checks["boolean"] = _boolean_check
+    checks["xhtml"] = _xhtml_check
+    return checks
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float, Decimal)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def _quote(value: str) -> str:
+    return repr(value if len(value) <= 40 else value[:37] + "...")

@@ -1,0 +1,284 @@
+"""Structural validation of resources against the R4 4.0.1 base definitions.
+
+Driven entirely by the R4 type model: unknown or misspelt elements, R4B/R5-only elements, arrays
+where one value is allowed (and the reverse), wrong JSON types, primitive formats, missing required
+elements, empty objects/arrays/strings, and unsafe narrative are all errors with a FHIRPath
+location. It runs on every write, so it is a single pass over the JSON without building objects.
+"""
+
+from __future__ import annotations
+
+from fhir_server.errors import Issue
+from fhir_server.model.structure import PRIMITIVE_TYPES, ComplexType, Model, r4_model
+from fhir_server.validation.primitives import primitive_checks
+
+MAX_DEPTH = 64
+_ID_CHECK_TYPE = "id"
+
+
+class StructuralValidator:
+    def __init__(self, model: Model | None = None) -> None:
+        self.model = model or r4_model()
+        self.checks = primitive_checks()
+
+    def validate(self, resource: object, expected_type: str | None = None) -> list[Issue]:
+        issues: list[Issue] = []
+        if not isinstance(resource, dict):
+            return [Issue("error", "structure", "a resource must be a JSON object")]
+        self._resource(resource, expected_type or "", "", issues, 0, contained=False)
+        return issues
+
+    # -- resources -------------------------------------------------------------------------
+
+    def _resource(
+        self, obj: dict, expected: str, path: str, issues: list[Issue], depth: int, contained: bool
+    ) -> None:
+        resource_type = obj.get("resourceType")
+        where = path or (resource_type if isinstance(resource_type, str) else "")
+        if not isinstance(resource_type, str) or not self.model.is_resource(resource_type):
+            issues.append(
+                Issue(
+                    "error",
+                    "structure",
+                    f"unknown or missing resourceType {resource_type!r}",
+                    where or None,
+                )
+            )
+            return
+        if expected and expected not in ("Resource", "DomainResource", resource_type):
+            issues.append(
+                Issue(
+                    "error",
+                    "invalid",
+                    f"expected a {expected} resource, got {resource_type}",
+                    where,
+                )
+            )
+            return
+        structure = self.model.types[resource_type]
+        root = path or resource_type
+        if contained:
+            self._contained_rules(obj, root, issues)
+        self._object(obj, structure, root, issues, depth + 1, resource_root=True)
+
+    def _contained_rules(self, obj: dict, path: str, issues: list[Issue]) -> None:
+        if "contained" in obj:
+            issues.append(
+                Issue(
+                    "error",
+                    "invariant",
+                    "a contained resource cannot contain resources (dom-2)",
+                    path,
+                )
+            )
+        meta = obj.get("meta")
+        if isinstance(meta, dict) and ("versionId" in meta or "lastUpdated" in meta):
+            issues.append(
+                Issue(
+                    "error",
+                    "invariant",
+                    "a contained resource cannot have meta.versionId or meta.lastUpdated (dom-4)",
+                    path,
+                )
+            )
+
+    # -- objects ---------------------------------------------------------------------------
+
+    def _object(
+        self,
+        obj: dict,
+        structure: ComplexType,
+        path: str,
+        issues: list[Issue],
+        depth: int,
+        resource_root: bool = False,
+    ) -> None:
+        if depth > MAX_DEPTH:
+            issues.append(Issue("error", "structure", "the content is nested too deeply", path))
+            return
+        if not obj:
+            issues.append(
+                Issue(
+                    "error", "structure", "an object must have at least one property (ele-1)", path
+                )
+            )
+            return
+        keys = structure.keys
+        for key, value in obj.items():
+            if resource_root and key == "resourceType":
+                continue
+            spec = keys.get(key)
+            if spec is None:
+                issues.append(
+                    Issue("error", "structure", f"unknown element {key!r}", f"{path}.{key}")
+                )
+                continue
+            element = spec.element
+            where = (
+                f"{path}.{element.name}"
+                if not element.choice
+                else (f"{path}.{element.name}.ofType({spec.type_code})")
+            )
+            if element.repeats:
+                if not isinstance(value, list):
+                    issues.append(
+                        Issue(
+                            "error",
+                            "structure",
+                            f"{element.name} repeats, so it must be a JSON array",
+                            where,
+                        )
+                    )
+                    continue
+                if not value:
+                    issues.append(Issue("error", "structure", "an array must not be empty", where))
+                    continue
+                if spec.extension_part or spec.type_code in PRIMITIVE_TYPES:
+                    partner = obj.get(key[1:] if spec.extension_part else "_" + key)
+                    self._primitive_array(
+                        value, partner, spec.type_code, spec.extension_part, where, issues, depth
+                    )
+                    continue
+                for index, item in enumerate(value):
+                    self._value(item, spec.type_code, element, f"{where}[{index}]", issues, depth)
+                if element.max is not None and len(value) > element.max:
+                    issues.append(
+                        Issue(
+                            "error",
+                            "structure",
+                            f"{element.name} allows at most {element.max} values",
+                            where,
+                        )
+                    )
+            else:
+                if isinstance(value, list):
+                    issues.append(
+                        Issue(
+                            "error",
+                            "structure",
+                            f"{element.name} does not repeat, so it must not be an array",
+                            where,
+                        )
+                    )
+                    continue
+                if spec.extension_part:
+                    self._element_extension(value, where, issues, depth)
+                elif resource_root and key == "id":
+                    self._primitive(value, _ID_CHECK_TYPE, where, issues)
+                else:
+                    self._value(value, spec.type_code, element, where, issues, depth)
+        for element in structure.required:
+            if not any(k in obj or ("_" + k) in obj for k in structure.json_keys_of(element)):
+                issues.append(
+                    Issue(
+                        "error",
+                        "required",
+                        f"{element.name} is required (minimum cardinality {element.min})",
+                        f"{path}.{element.name}",
+                    )
+                )
+        if structure.name == "Extension":
+            self._extension_rules(obj, path, issues)
+
+    def _value(
+        self, value, type_code: str, element, path: str, issues: list[Issue], depth: int
+    ) -> None:
+        if type_code in PRIMITIVE_TYPES:
+            self._primitive(value, type_code, path, issues)
+            return
+        if type_code == "Resource":
+            if not isinstance(value, dict):
+                issues.append(Issue("error", "structure", "expected a resource object", path))
+                return
+            self._resource(value, "", path, issues, depth, contained=element.name == "contained")
+            return
+        if not isinstance(value, dict):
+            issues.append(
+                Issue("error", "structure", f"expected a JSON object for {type_code}", path)
+            )
+            return
+        structure = (
+            element.children if element.children is not None else (self.model.types.get(type_code))
+        )
+        if structure is None:
+            issues.append(Issue("error", "not-supported", f"type {type_code} is not known", path))
+            return
+        self._object(value, structure, path, issues, depth + 1)
+
+    def _primitive(self, value, type_code: str, path: str, issues: list[Issue]) -> None:
+        problem = self.checks[type_code](value)
+        if problem:
+            issues.append(Issue("error", "value", problem, path))
+
+    def _primitive_array(
+        self,
+        values: list,
+        partner,
+        type_code: str,
+        extension_part: bool,
+        path: str,
+        issues: list[Issue],
+        depth: int,
+    ) -> None:
+        partner_list = partner if isinstance(partner, list) else None
+        if partner_list is not None and len(partner_list) != len(values):
+            issues.append(
+                Issue(
+                    "error",
+                    "structure",
+                    "a primitive array and its '_' extension array must have the same length",
+                    path,
+                )
+            )
+        for index, item in enumerate(values):
+            where = f"{path}[{index}]"
+            if item is None:
+                other = partner_list[index] if partner_list and index < len(partner_list) else None
+                if other is None:
+                    issues.append(
+                        Issue(
+                            "error",
+                            "structure",
+                            "null is only allowed where the matching '_' entry has content",
+                            where,
+                        )
+                    )
+                continue
+            if extension_part:
+                self._element_extension(item, where, issues, depth)
+            else:
+                self._primitive(item, type_code, where, issues)
+
+    def _element_extension(self, value, path: str, issues: list[Issue], depth: int) -> None:
+        if not isinstance(value, dict):
+            issues.append(
+                Issue(
+                    "error",
+                    "structure",
+                    "a '_' property must hold an object with id/extension",
+                    path,
+                )
+            )
+            return
+        self._object(value, self.model.types["Element"], path, issues, depth + 1)
+
+    def _extension_rules(self, obj: dict, path: str, issues: list[Issue]) -> None:
+        has_value = any(k.startswith("value") for k in obj)
+        if has_value and "extension" in obj:
+            issues.append(
+                Issue(
+                    "error",
+                    "invariant",
+                    "an extension must have either extensions or a value, not both (ext-1)",
+                    path,
+                )
+            )
+        if not has_value and "extension" not in obj:
+            issues.append(
+                Issue(
+                    "error",
+                    "invariant",
+                    "an extension must have either extensions or a value (ext-1)",
+                    path,
+                )
+            )
