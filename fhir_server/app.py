@@ -30,6 +30,10 @@ class ServerApp:
         self.store = open_store(settings.store)
         self.service = FhirService(settings, self.store)
         self.fhir = FhirApi(self.service)
+        self.service.search_parameters.on_change.append(self.fhir.capabilities_changed)
+        from fhir_server.service.operations import register_core_operations
+
+        register_core_operations(self.fhir)
         self.web = build_web_app(self)
         self.load_demo = load_demo
         self.started = False
@@ -41,6 +45,7 @@ class ServerApp:
         if self.started:
             return
         await self.store.open()
+        await self.service.start()
         self.started = True
         if self.load_demo:
             from fhir_server.demo import load_demo_content
@@ -52,6 +57,7 @@ class ServerApp:
 
     async def shutdown(self) -> None:
         if self.started:
+            await self.service.stop()
             await self.store.close()
             self.started = False
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import fhirpathpy
+from fhirpathpy.models import models as _fhirpath_models
 
 from fhir_server.fhirpath.compiler import CompiledPath, Node, Nodes, Unsupported, compile_path
 from fhir_server.model.structure import Model
 
-__all__ = ["Node", "Nodes", "PathEvaluator", "compile_expression"]
+__all__ = ["R4_MODEL", "Node", "Nodes", "PathEvaluator", "compile_expression"]
+
+R4_MODEL = _fhirpath_models["r4"]  # fhirpathpy needs the model to know choice types
 
 
 class _FallbackPath:
@@ -19,7 +22,7 @@ class _FallbackPath:
 
     def __init__(self, expression: str) -> None:
         self.expression = expression
-        self._fn = fhirpathpy.compile(expression)
+        self._fn = fhirpathpy.compile(expression, model=R4_MODEL)
 
     def __call__(self, resource: dict) -> Nodes:
         return [Node(v, _infer_type(v)) for v in self._fn(resource)]

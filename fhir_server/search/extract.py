@@ -41,12 +41,15 @@ class Extractor:
         self.model: Model = registry.model
         self.base_url = base_url.rstrip("/")
 
-    def extract(self, resource: dict) -> IndexRows:
+    def extract(self, resource: dict, only: set[str] | None = None) -> IndexRows:
+        """Index rows of every parameter of the resource's type (or only the named ones)."""
         rows = IndexRows()
         resource_type = resource["resourceType"]
         group_counter = itertools.count(1)
         for param in self.registry.params_for(resource_type).values():
             if param.evaluator is None or param.code == "_id":  # _id: the store's own key
+                continue
+            if only is not None and param.code not in only:
                 continue
             roots = param.roots
             if roots is not None and roots.isdisjoint(resource):

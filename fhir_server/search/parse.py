@@ -100,6 +100,7 @@ class SearchParser:
         self.base_url = base_url.rstrip("/")
         self.default_count = default_count
         self.max_count = max_count
+        self.pending_message = lambda code: None  # set by the SearchParameter manager
 
     def parse(
         self, types: tuple[str, ...], params: list[tuple[str, str]], strict: bool

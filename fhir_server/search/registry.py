@@ -144,10 +144,14 @@ class Registry:
         definition = self._by_url.pop(url, None)
         if not definition:
             return
-        for params in self._by_type.values():
+        base = _r4_base()
+        for resource_type, params in self._by_type.items():
             for code, param in list(params.items()):
                 if param.url == url:
                     del params[code]
+                    core = base.get(resource_type, code)
+                    if core is not None and core.url != url:
+                        params[code] = core  # a stored parameter had replaced a core one
 
     def _build(self, definition: dict, resource_type: str, status: str) -> SearchParam | None:
         expression = definition.get("expression")
@@ -203,12 +207,23 @@ def _r4_by_url() -> dict[str, dict]:
     return {d["url"]: d for d in load_r4("search-parameters")}
 
 
-def build_r4_registry(model: Model | None = None) -> Registry:
-    model = model or r4_model()
+@cache
+def _r4_base() -> Registry:
+    model = r4_model()
     registry = Registry(model)
     definitions = load_r4("search-parameters")
     for definition in definitions:  # components refer to other parameters by URL
         registry._by_url[definition["url"]] = definition
     for definition in definitions:
         registry.add_definition(definition)
+    return registry
+
+
+def build_r4_registry(model: Model | None = None) -> Registry:
+    """A registry with the R4 parameters; compiled once per process, copied per service so that
+    stored SearchParameters added to one server never leak into another."""
+    base = _r4_base()
+    registry = Registry(model or base.model)
+    registry._by_type = {t: dict(params) for t, params in base._by_type.items()}
+    registry._by_url = dict(base._by_url)
     return registry

@@ -78,6 +78,19 @@ class FhirService:
         )
         self.guard: Guard = OpenGuard()
         self.audit: Auditor = NoAudit()
+        from fhir_server.service.search_parameters import SearchParameterManager
+
+        self.search_parameters = SearchParameterManager(self)
+        self.profile_validators.append(self.search_parameters)
+        self.parser.pending_message = self.search_parameters.pending_message
+        store.add_listener(self.search_parameters.committed)
+
+    async def start(self) -> None:
+        """Called once the store is open: load stored SearchParameters, resume their jobs."""
+        await self.search_parameters.load()
+
+    async def stop(self) -> None:
+        await self.search_parameters.stop()
 
     # -- checks shared by the interactions ------------------------------------------------
 

@@ -10,7 +10,7 @@ re-run its query exactly as it was when the search began.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -71,6 +71,9 @@ class VersionConflict(Exception):
         self.current_version = current_version
 
 
+CommitListener = Callable[[list[StoredVersion]], None]
+
+
 class UnitOfWork(Protocol):
     """One atomic unit: everything written through it commits together or not at all.
 
@@ -93,6 +96,10 @@ class UnitOfWork(Protocol):
         not find an existing live or deleted resource unless it is re-created after a delete):
         a mismatch raises VersionConflict. Returns the version with its sequence number.
         """
+        ...
+
+    async def add_index_rows(self, version: StoredVersion, index: IndexRows) -> None:
+        """Add index rows to an existing current version (back-filling a new parameter)."""
         ...
 
 
@@ -143,6 +150,25 @@ class Store(Protocol):
     async def latest_seq(self) -> int: ...
 
     async def health(self) -> dict[str, Any]: ...
+
+    def add_listener(self, listener: CommitListener) -> None:
+        """Call ``listener`` with the versions of every successful commit (in this process)."""
+        ...
+
+    async def current_versions(self, types: tuple[str, ...], after: str | None, limit: int
+                               ) -> tuple[list[StoredVersion], str | None]:
+        """Live current versions of the given types in a stable order, for background jobs."""
+        ...
+
+    async def count_current(self, types: tuple[str, ...]) -> int: ...
+
+    async def drop_index_rows(self, params: list[tuple[str, str]]) -> None:
+        """Remove every index row of the given (type, code) parameters."""
+        ...
+
+    async def get_meta(self, key: str) -> str | None: ...
+
+    async def set_meta(self, key: str, value: str | None) -> None: ...
 
 
 def rows_count(index: IndexRows | None) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import logging
 import sqlite3
 from collections import OrderedDict
 from collections.abc import AsyncIterator
@@ -23,6 +24,7 @@ import orjson
 
 from fhir_server.store.keys import param_key
 from fhir_server.store.protocol import (
+    CommitListener,
     HistoryPage,
     IndexRows,
     StoredVersion,
@@ -32,6 +34,7 @@ from fhir_server.store.query import Hit, Query, SearchPage
 from fhir_server.store.sqlite.schema import DDL, INDEX_TABLES, OPEN_END, SCHEMA_VERSION
 from fhir_server.store.sqlite.search_sql import Compiler
 
+log = logging.getLogger(__name__)
 _VERSION_COLUMNS = "r.type, r.id, v.version, v.last_updated, v.deleted, v.method, v.body, v.seq"
 
 
@@ -82,6 +85,14 @@ class _Unit:
     ) -> StoredVersion:
         return self.store._write(self.conn, version, index, expected_previous)
 
+    async def add_index_rows(self, version: StoredVersion, index: IndexRows) -> None:
+        row = self.conn.execute(
+            "SELECT rid, seq FROM resources WHERE type = ? AND id = ? AND deleted = 0",
+            (version.type, version.id),
+        ).fetchone()
+        if row is not None and row[1] == version.seq:  # still the current version
+            self.store._insert_index(self.conn, version.type, row[0], row[1], index)
+
 
 class SqliteStore:
     name = "sqlite"
@@ -103,6 +114,7 @@ class SqliteStore:
         self._cache: OrderedDict[tuple[str, str], StoredVersion] = OrderedDict()
         self._cache_size = cache_size
         self._pending: list[StoredVersion] = []
+        self._listeners: list[CommitListener] = []
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -205,6 +217,46 @@ class SqliteStore:
             ).fetchall()
             out.extend(_version(row) for row in rows)
         return out
+
+    def add_listener(self, listener: CommitListener) -> None:
+        self._listeners.append(listener)
+
+    async def current_versions(
+        self, types: tuple[str, ...], after: str | None, limit: int
+    ) -> tuple[list[StoredVersion], str | None]:
+        marks = ",".join("?" * len(types))
+        start = int(after) if after else 0
+        rows = self._reader.execute(
+            f"SELECT {_VERSION_COLUMNS}, r.rid FROM resources r JOIN versions v ON v.seq = r.seq "
+            f"WHERE r.type IN ({marks}) AND r.deleted = 0 AND r.rid > ? ORDER BY r.rid LIMIT ?",
+            [*types, start, limit],
+        ).fetchall()
+        versions = [_version(row[:8]) for row in rows]
+        return versions, (str(rows[-1][8]) if len(rows) == limit else None)
+
+    async def count_current(self, types: tuple[str, ...]) -> int:
+        marks = ",".join("?" * len(types))
+        return self._reader.execute(
+            f"SELECT count(*) FROM resources WHERE type IN ({marks}) AND deleted = 0", types
+        ).fetchone()[0]
+
+    async def drop_index_rows(self, params: list[tuple[str, str]]) -> None:
+        keys = [param_key(t, code) for t, code in params]
+        async with self.unit_of_work():
+            for table, _ in INDEX_TABLES.values():
+                self._writer.executemany(f"DELETE FROM {table} WHERE pid = ?",
+                                         [(k,) for k in keys])
+
+    async def get_meta(self, key: str) -> str | None:
+        row = self._reader.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    async def set_meta(self, key: str, value: str | None) -> None:
+        async with self.unit_of_work():
+            if value is None:
+                self._writer.execute("DELETE FROM meta WHERE key = ?", (key,))
+            else:
+                self._writer.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
     async def latest_seq(self) -> int:
         return self._reader.execute("SELECT coalesce(max(seq), 0) FROM versions").fetchone()[0]
@@ -315,6 +367,12 @@ class SqliteStore:
                 self._remember(version)
             if batch is not None and not batch.done():
                 batch.set_result(None)
+            if written:
+                for listener in self._listeners:
+                    try:
+                        listener(written)
+                    except Exception:  # a listener must never break the write path
+                        log.exception("commit listener failed")
 
     def _write(
         self,
@@ -349,8 +407,8 @@ class SqliteStore:
         else:
             rid = row[0]
             conn.execute(
-                "UPDATE versions SET until_seq = ?, until_time = ? WHERE rid = ? AND until_seq = ?",
-                (seq, version.last_updated, rid, OPEN_END),
+                "UPDATE versions SET until_seq = ?, until_time = ? WHERE rid = ? AND version = ?",
+                (seq, version.last_updated, rid, current_version),
             )
             for table, _ in INDEX_TABLES.values():
                 conn.execute(

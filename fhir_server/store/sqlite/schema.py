@@ -44,14 +44,14 @@ CREATE TABLE IF NOT EXISTS ix_string (
     grp INTEGER NOT NULL, lo_seq INTEGER NOT NULL, hi_seq INTEGER NOT NULL,
     PRIMARY KEY (pid, norm, exact, rid, grp, lo_seq)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS ix_string_r ON ix_string (rid, pid);
+CREATE INDEX IF NOT EXISTS ix_string_r ON ix_string (rid, hi_seq, pid);
 
 CREATE TABLE IF NOT EXISTS ix_token (
     pid INTEGER NOT NULL, system TEXT NOT NULL, code TEXT NOT NULL, rid INTEGER NOT NULL,
     grp INTEGER NOT NULL, lo_seq INTEGER NOT NULL, hi_seq INTEGER NOT NULL,
     PRIMARY KEY (pid, code, system, rid, grp, lo_seq)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS ix_token_r ON ix_token (rid, pid);
+CREATE INDEX IF NOT EXISTS ix_token_r ON ix_token (rid, hi_seq, pid);
 
 CREATE TABLE IF NOT EXISTS ix_reference (
     pid INTEGER NOT NULL, ref_type TEXT NOT NULL, ref_id TEXT NOT NULL,
@@ -60,7 +60,7 @@ CREATE TABLE IF NOT EXISTS ix_reference (
     PRIMARY KEY (pid, ref_id, ref_type, url, ref_version, rid, grp, lo_seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS ix_reference_u ON ix_reference (pid, url) WHERE url != '';
-CREATE INDEX IF NOT EXISTS ix_reference_r ON ix_reference (rid, pid);
+CREATE INDEX IF NOT EXISTS ix_reference_r ON ix_reference (rid, hi_seq, pid);
 
 CREATE TABLE IF NOT EXISTS ix_date (
     pid INTEGER NOT NULL, lo INTEGER NOT NULL, hi INTEGER NOT NULL, rid INTEGER NOT NULL,
@@ -68,28 +68,28 @@ CREATE TABLE IF NOT EXISTS ix_date (
     PRIMARY KEY (pid, lo, hi, rid, grp, lo_seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS ix_date_hi ON ix_date (pid, hi, lo);
-CREATE INDEX IF NOT EXISTS ix_date_r ON ix_date (rid, pid);
+CREATE INDEX IF NOT EXISTS ix_date_r ON ix_date (rid, hi_seq, pid);
 
 CREATE TABLE IF NOT EXISTS ix_number (
     pid INTEGER NOT NULL, value REAL NOT NULL, rid INTEGER NOT NULL,
     grp INTEGER NOT NULL, lo_seq INTEGER NOT NULL, hi_seq INTEGER NOT NULL,
     PRIMARY KEY (pid, value, rid, grp, lo_seq)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS ix_number_r ON ix_number (rid, pid);
+CREATE INDEX IF NOT EXISTS ix_number_r ON ix_number (rid, hi_seq, pid);
 
 CREATE TABLE IF NOT EXISTS ix_quantity (
     pid INTEGER NOT NULL, system TEXT NOT NULL, code TEXT NOT NULL, value REAL NOT NULL,
     rid INTEGER NOT NULL, grp INTEGER NOT NULL, lo_seq INTEGER NOT NULL, hi_seq INTEGER NOT NULL,
     PRIMARY KEY (pid, code, value, system, rid, grp, lo_seq)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS ix_quantity_r ON ix_quantity (rid, pid);
+CREATE INDEX IF NOT EXISTS ix_quantity_r ON ix_quantity (rid, hi_seq, pid);
 
 CREATE TABLE IF NOT EXISTS ix_uri (
     pid INTEGER NOT NULL, uri TEXT NOT NULL, rid INTEGER NOT NULL,
     grp INTEGER NOT NULL, lo_seq INTEGER NOT NULL, hi_seq INTEGER NOT NULL,
     PRIMARY KEY (pid, uri, rid, grp, lo_seq)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS ix_uri_r ON ix_uri (rid, pid);
+CREATE INDEX IF NOT EXISTS ix_uri_r ON ix_uri (rid, hi_seq, pid);
 """
 
 INDEX_TABLES = {

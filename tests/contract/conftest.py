@@ -1,0 +1,46 @@
+"""The store contract suite runs against every store implementation.
+
+``sqlite`` always runs. ``mongodb`` runs when MONGODB_URI points at a real MongoDB (replica set for
+transactions), e.g. ``MONGODB_URI=mongodb://localhost:27017/?replicaSet=rs0 pytest tests/contract``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from fhir_server.service.core import FhirService
+from fhir_server.store import open_store
+from fhir_server.store.protocol import Store
+from tests.conftest import make_settings
+
+STORES = ["sqlite"]
+if os.environ.get("MONGODB_URI"):
+    STORES.append("mongodb")
+
+
+def store_url(kind: str, tmp_path: Path) -> str:
+    if kind == "sqlite":
+        return f"sqlite:///{tmp_path / 'contract.db'}"
+    uri = os.environ["MONGODB_URI"]
+    database = f"fhir_contract_{os.getpid()}_{abs(hash(tmp_path)) % 10_000_000}"
+    separator = "&" if "?" in uri else "?"
+    return f"{uri}{separator}database={database}&drop_on_close=true"
+
+
+@pytest.fixture(params=STORES)
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    instance = open_store(store_url(request.param, tmp_path))
+    await instance.open()
+    try:
+        yield instance
+    finally:
+        await instance.close()
+
+
+@pytest.fixture
+def service(store: Store, tmp_path: Path) -> FhirService:
+    return FhirService(make_settings(tmp_path, store="sqlite:///unused"), store)

@@ -1,0 +1,173 @@
+"""The storage protocol: versions, tombstones, optimistic concurrency, units of work, history."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+import pytest
+
+from fhir_server.store.protocol import IndexRows, Store, StoredVersion, VersionConflict
+from fhir_server.store.query import Query, TokenPred
+
+T0 = 1_700_000_000_000_000
+
+
+def version(type_: str, id_: str, number: int, body: dict | None = None, *, deleted=False,
+            method="PUT", at: int | None = None) -> StoredVersion:
+    raw = None if deleted else orjson.dumps(body or {"resourceType": type_, "id": id_,
+                                                     "n": number})
+    return StoredVersion(type_, id_, number, at or T0 + number * 1000, deleted,
+                         "DELETE" if deleted else method, raw)
+
+
+def tokens(*pairs: tuple[str, str]) -> IndexRows:
+    return IndexRows(tokens=[(param, "", code, 0) for param, code in pairs])
+
+
+async def write(store: Store, v: StoredVersion, expected: int | None, index=None):
+    async with store.unit_of_work() as uow:
+        return await uow.write(v, index, expected)
+
+
+async def test_create_and_read_current(store: Store):
+    stored = await write(store, version("Patient", "a", 1), 0)
+    assert stored.seq > 0
+    current = await store.current("Patient", "a")
+    assert current is not None and current.version == 1 and not current.deleted
+    assert orjson.loads(current.body)["id"] == "a"
+    assert await store.current("Patient", "missing") is None
+    assert await store.current("Observation", "a") is None
+
+
+async def test_versions_are_kept_and_vread_returns_each(store: Store):
+    for number in (1, 2, 3):
+        await write(store, version("Patient", "a", number), number - 1)
+    assert (await store.current("Patient", "a")).version == 3
+    for number in (1, 2, 3):
+        old = await store.version("Patient", "a", number)
+        assert old is not None and orjson.loads(old.body)["n"] == number
+    assert await store.version("Patient", "a", 4) is None
+
+
+async def test_delete_is_a_tombstone_version(store: Store):
+    await write(store, version("Patient", "a", 1), 0)
+    await write(store, version("Patient", "a", 2, deleted=True), 1)
+    current = await store.current("Patient", "a")
+    assert current.deleted and current.version == 2 and current.body is None
+    assert (await store.version("Patient", "a", 1)).body is not None
+    # re-created after the delete: history continues
+    await write(store, version("Patient", "a", 3), 2)
+    assert not (await store.current("Patient", "a")).deleted
+
+
+async def test_optimistic_concurrency(store: Store):
+    await write(store, version("Patient", "a", 1), 0)
+    with pytest.raises(VersionConflict) as info:
+        await write(store, version("Patient", "a", 2), 0)  # create over an existing id
+    assert info.value.current_version == 1
+    with pytest.raises(VersionConflict):
+        await write(store, version("Patient", "a", 3), 2)  # stale base version
+    await write(store, version("Patient", "a", 2), 1)
+    assert (await store.current("Patient", "a")).version == 2
+
+
+async def test_unit_of_work_is_atomic(store: Store):
+    with pytest.raises(RuntimeError):
+        async with store.unit_of_work() as uow:
+            await uow.write(version("Patient", "x", 1), None, 0)
+            await uow.write(version("Patient", "y", 1), None, 0)
+            assert (await uow.current("Patient", "x")).version == 1  # sees its own writes
+            raise RuntimeError("boom")
+    assert await store.current("Patient", "x") is None
+    assert await store.current("Patient", "y") is None
+    history = await store.history(None, None, None, None, 10, None)
+    assert history.versions == []
+
+
+async def test_failed_unit_does_not_disturb_concurrent_units(store: Store):
+    async def good(i: int) -> None:
+        await write(store, version("Patient", f"g{i}", 1), 0)
+
+    async def bad() -> None:
+        async with store.unit_of_work() as uow:
+            await uow.write(version("Patient", "bad", 1), None, 0)
+            raise ValueError("no")
+
+    results = await asyncio.gather(*(good(i) for i in range(20)), bad(), return_exceptions=True)
+    assert sum(isinstance(r, ValueError) for r in results) == 1
+    for i in range(20):
+        assert await store.current("Patient", f"g{i}") is not None
+    assert await store.current("Patient", "bad") is None
+
+
+async def test_many_concurrent_writes_all_land(store: Store):
+    await asyncio.gather(*(write(store, version("Observation", f"o{i}", 1), 0)
+                           for i in range(200)))
+    page = await store.history("Observation", None, None, None, 500, None)
+    assert len(page.versions) == 200
+
+
+async def test_history_levels_order_and_paging(store: Store):
+    await write(store, version("Patient", "a", 1), 0)
+    await write(store, version("Observation", "o", 1), 0)
+    await write(store, version("Patient", "a", 2), 1)
+    await write(store, version("Patient", "b", 1), 0)
+    system = await store.history(None, None, None, None, 10, None)
+    assert [(v.type, v.id, v.version) for v in system.versions] == [
+        ("Patient", "b", 1), ("Patient", "a", 2), ("Observation", "o", 1), ("Patient", "a", 1)]
+    by_type = await store.history("Patient", None, None, None, 10, None)
+    assert [(v.id, v.version) for v in by_type.versions] == [("b", 1), ("a", 2), ("a", 1)]
+    instance = await store.history("Patient", "a", None, None, 10, None)
+    assert [v.version for v in instance.versions] == [2, 1]
+    first = await store.history(None, None, None, None, 2, None)
+    assert len(first.versions) == 2 and first.next_cursor
+    second = await store.history(None, None, None, None, 2, first.next_cursor)
+    assert [(v.id, v.version) for v in second.versions] == [("o", 1), ("a", 1)]
+    assert second.next_cursor is None
+
+
+async def test_history_since_and_at(store: Store):
+    await write(store, version("Patient", "a", 1, at=T0 + 1_000_000), 0)
+    await write(store, version("Patient", "a", 2, at=T0 + 5_000_000), 1)
+    await write(store, version("Patient", "a", 3, at=T0 + 9_000_000), 2)
+    since = await store.history("Patient", "a", T0 + 5_000_000, None, 10, None)
+    assert [v.version for v in since.versions] == [3, 2]
+    at = await store.history("Patient", "a", None, (T0 + 6_000_000, T0 + 6_000_000), 10, None)
+    assert [v.version for v in at.versions] == [2]
+
+
+async def test_search_sees_index_rows_in_the_same_unit(store: Store):
+    async with store.unit_of_work() as uow:
+        await uow.write(version("Patient", "a", 1), tokens(("gender", "female")), 0)
+        query = Query(types=("Patient",), where=[(TokenPred("gender", "\x00any", "female"),)])
+        assert await uow.search_ids(query, 5) == [("Patient", "a")]
+
+
+async def test_search_snapshot_sees_the_past(store: Store):
+    await write(store, version("Patient", "a", 1), 0, tokens(("gender", "female")))
+    snapshot = await store.latest_seq()
+    await write(store, version("Patient", "a", 2), 1, tokens(("gender", "male")))
+    await write(store, version("Patient", "b", 1), 0, tokens(("gender", "female")))
+    female = (TokenPred("gender", "\x00any", "female"),)
+    now = await store.search(Query(types=("Patient",), where=[female]))
+    assert [h.id for h in now.hits] == ["b"]
+    then = await store.search(Query(types=("Patient",), where=[female], snapshot=snapshot))
+    assert [h.id for h in then.hits] == ["a"]
+    assert orjson.loads(then.hits[0].body)["n"] == 1  # the version as it was
+
+
+async def test_read_many_as_of_snapshot(store: Store):
+    await write(store, version("Patient", "a", 1), 0)
+    await write(store, version("Patient", "b", 1), 0)
+    snapshot = await store.latest_seq()
+    await write(store, version("Patient", "a", 2, deleted=True), 1)
+    now = await store.read_many([("Patient", "a"), ("Patient", "b"), ("Patient", "zz")], None)
+    assert sorted(v.id for v in now) == ["b"]
+    then = await store.read_many([("Patient", "a"), ("Patient", "b")], snapshot)
+    assert sorted(v.id for v in then) == ["a", "b"]
+
+
+async def test_health(store: Store):
+    health = await store.health()
+    assert health["status"] == "ok"
