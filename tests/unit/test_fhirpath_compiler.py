@@ -1,4 +1,4 @@
-"""The compiled FHIRPath subset gives the same values as fhirpathpy on every R4 search expression."""
+"""The compiled FHIRPath subset agrees with fhirpathpy on every R4 search expression."""
 
 from __future__ import annotations
 
