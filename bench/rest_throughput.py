@@ -25,10 +25,18 @@ from pathlib import Path
 import httpx
 
 HERE = Path(__file__).resolve().parent
-PATIENT = {"resourceType": "Patient", "name": [{"family": "Bench", "given": ["Anna"]}],
-           "gender": "female", "birthDate": "1990-02-03",
-           "identifier": [{"system": "https://www.ehealth.fgov.be/standards/fhir/core/"
-                                     "NamingSystem/ssin", "value": "90020312345"}]}
+PATIENT = {
+    "resourceType": "Patient",
+    "name": [{"family": "Bench", "given": ["Anna"]}],
+    "gender": "female",
+    "birthDate": "1990-02-03",
+    "identifier": [
+        {
+            "system": "https://www.ehealth.fgov.be/standards/fhir/core/NamingSystem/ssin",
+            "value": "90020312345",
+        }
+    ],
+}
 
 CREATE_LUA = """
 wrk.method = "POST"
@@ -87,13 +95,42 @@ def main() -> int:
         return 2
     floor_port, fhir_port = free_port(), free_port()
     data = Path(tempfile.mkdtemp(prefix="bench-rest-"))
-    uvicorn_flags = ["--no-access-log", "--log-level", "warning", "--loop", "uvloop",
-                     "--http", "httptools"]
-    floor = subprocess.Popen([sys.executable, "-m", "uvicorn", "floor_app:app", "--port",
-                              str(floor_port), *uvicorn_flags], cwd=HERE)
-    server = subprocess.Popen([sys.executable, "-m", "fhir_server", "serve", "--port",
-                               str(fhir_port), "--data-dir", str(data), "--no-demo",
-                               "--log-level", "warning"])
+    uvicorn_flags = [
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+    ]
+    floor = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "floor_app:app",
+            "--port",
+            str(floor_port),
+            *uvicorn_flags,
+        ],
+        cwd=HERE,
+    )
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "fhir_server",
+            "serve",
+            "--port",
+            str(fhir_port),
+            "--data-dir",
+            str(data),
+            "--no-demo",
+            "--log-level",
+            "warning",
+        ]
+    )
     try:
         base = f"http://127.0.0.1:{fhir_port}/fhir"
         wait_up(f"http://127.0.0.1:{floor_port}/")
@@ -101,17 +138,25 @@ def main() -> int:
         created = httpx.post(f"{base}/Patient", json=PATIENT).json()
         pid = created["id"]
         results: dict[str, float] = {}
-        results["floor (bare ASGI GET)"] = wrk(f"http://127.0.0.1:{floor_port}/Patient/floor",
-                                               args.seconds, args.connections)
-        results["read GET /Patient/id"] = wrk(f"{base}/Patient/{pid}", args.seconds,
-                                              args.connections)
+        results["floor (bare ASGI GET)"] = wrk(
+            f"http://127.0.0.1:{floor_port}/Patient/floor", args.seconds, args.connections
+        )
+        results["read GET /Patient/id"] = wrk(
+            f"{base}/Patient/{pid}", args.seconds, args.connections
+        )
         results["create POST /Patient"] = wrk(
-            f"{base}/Patient", args.seconds, args.connections,
-            CREATE_LUA.format(body=json.dumps(PATIENT)))
+            f"{base}/Patient",
+            args.seconds,
+            args.connections,
+            CREATE_LUA.format(body=json.dumps(PATIENT)),
+        )
         template = json.dumps({**PATIENT, "id": pid, "name": [{"family": "Bench%d"}]})
         results["update PUT /Patient/id"] = wrk(
-            f"{base}/Patient/{pid}", args.seconds, args.connections,
-            UPDATE_LUA.format(template=template, path=f"/fhir/Patient/{pid}"))
+            f"{base}/Patient/{pid}",
+            args.seconds,
+            args.connections,
+            UPDATE_LUA.format(template=template, path=f"/fhir/Patient/{pid}"),
+        )
         floor_rate = results["floor (bare ASGI GET)"]
         targets = {"read GET /Patient/id": 0.50, "create POST /Patient": 0.25}
         print(f"\n{'measure':<28}{'req/s':>10}{'of floor':>10}{'target':>9}")
@@ -121,8 +166,10 @@ def main() -> int:
             mark = "" if target is None else (" ok" if ratio >= target else " MISS")
             target_text = f"{target:.0%}" if target else ""
             print(f"{name:<28}{rate:>10.0f}{ratio:>10.0%}{target_text:>9}{mark}")
-        print(f"\n{args.connections} connections, {args.seconds} s each, wrk in a second "
-              f"process; {os.cpu_count()} CPUs; store: SQLite WAL, synchronous=FULL")
+        print(
+            f"\n{args.connections} connections, {args.seconds} s each, wrk in a second "
+            f"process; {os.cpu_count()} CPUs; store: SQLite WAL, synchronous=FULL"
+        )
     finally:
         for process in (floor, server):
             process.terminate()

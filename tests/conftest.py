@@ -56,21 +56,33 @@ def free_port() -> int:
 class LiveServer:
     """A real ``fhir-server serve`` process on a free port and a temporary data folder."""
 
-    def __init__(self, data_dir: Path, extra_args: list[str] | None = None,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, extra_args: list[str] | None = None, env: dict[str, str] | None = None
+    ) -> None:
         self.port = free_port()
         self.data_dir = data_dir
         self.base = f"http://127.0.0.1:{self.port}/fhir"
-        self.args = [sys.executable, "-m", "fhir_server", "serve", "--port", str(self.port),
-                     "--data-dir", str(data_dir), "--log-level", "warning",
-                     *(extra_args or [])]
+        self.args = [
+            sys.executable,
+            "-m",
+            "fhir_server",
+            "serve",
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(data_dir),
+            "--log-level",
+            "warning",
+            *(extra_args or []),
+        ]
         self.env = {**os.environ, **(env or {})}
         self.process: subprocess.Popen[bytes] | None = None
         self.log = data_dir / "server.log"
 
     def start(self, timeout: float = 30) -> None:
-        self.process = subprocess.Popen(self.args, env=self.env, stdout=self.log.open("wb"),
-                                        stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            self.args, env=self.env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -103,13 +103,14 @@ class FhirApi:
                 return self._render(result, ctx, pretty, False), "/"
             if method == "GET":
                 return await self._search(request, ctx, pretty, None, None), "/?"
-            raise _method_not_allowed(method, "/")
+            raise _method_not_allowed(method, "/", "GET, POST")
         head = parts[0]
         if head == "metadata" and n == 1:
             if method != "GET":
-                raise _method_not_allowed(method, "metadata")
+                raise _method_not_allowed(method, "metadata", "GET")
             return self._metadata(pretty), "/metadata"
         if head == "_history" and n == 1:
+            _only(method, "GET", "_history")
             result = await history.history(
                 svc, ctx, None, None, request.params, ctx.url("_history")
             )
@@ -124,12 +125,13 @@ class FhirApi:
         second = parts[1]
         if n == 2 and second == "_search":
             if method != "POST":
-                raise _method_not_allowed(method, f"{type_}/_search")
+                raise _method_not_allowed(method, f"{type_}/_search", "POST")
             return (
                 await self._search(request, ctx, pretty, type_, None, post=True),
                 f"/{type_}/_search",
             )
         if n == 2 and second == "_history":
+            _only(method, "GET", f"{type_}/_history")
             svc.require_type(type_)
             result = await history.history(
                 svc, ctx, type_, None, request.params, ctx.url(type_, "_history")
@@ -146,6 +148,7 @@ class FhirApi:
             return await self._instance(request, ctx, pretty, type_, id_), f"/{type_}/{{id}}"
         third = parts[2]
         if third == "_history" and n == 3:
+            _only(method, "GET", f"{type_}/{{id}}/_history")
             svc.require_type(type_)
             result = await history.history(
                 svc, ctx, type_, id_, request.params, ctx.url(type_, id_, "_history")
@@ -153,7 +156,7 @@ class FhirApi:
             return self._render(result, ctx, pretty, False), f"/{type_}/{{id}}/_history"
         if third == "_history" and n == 4:
             if method != "GET":
-                raise _method_not_allowed(method, "vread")
+                raise _method_not_allowed(method, "vread", "GET")
             result = await crud.vread(svc, ctx, type_, id_, parts[3])
             return self._read_response(
                 request, ctx, result, pretty
@@ -225,7 +228,7 @@ class FhirApi:
                 request.header("if-match"),
             )
             return self._render(result, ctx, pretty, True)
-        raise _method_not_allowed(method, type_)
+        raise _method_not_allowed(method, type_, "GET, POST, PUT, PATCH, DELETE")
 
     async def _instance(
         self, request: Request, ctx: RequestContext, pretty: bool, type_: str, id_: str
@@ -257,7 +260,7 @@ class FhirApi:
         if method == "DELETE":
             result = await crud.delete(svc, ctx, type_, id_, request.header("if-match"))
             return self._render(result, ctx, pretty, True)
-        raise _method_not_allowed(method, f"{type_}/{{id}}")
+        raise _method_not_allowed(method, f"{type_}/{{id}}", "GET, PUT, PATCH, DELETE")
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -379,5 +382,12 @@ def _condition(request: Request) -> str:
     return urlencode([(k, v) for k, v in request.params if k not in ("_format", "_pretty")])
 
 
-def _method_not_allowed(method: str, where: str) -> FhirError:
-    return FhirError(405, "not-supported", f"{method} is not supported on {where}")
+def _method_not_allowed(method: str, where: str, allowed: str) -> FhirError:
+    return FhirError(
+        405, "not-supported", f"{method} is not supported on {where}", headers={"Allow": allowed}
+    )
+
+
+def _only(method: str, allowed: str, where: str) -> None:
+    if method != allowed:
+        raise _method_not_allowed(method, where, allowed)

@@ -13,10 +13,9 @@ from decimal import Decimal
 from typing import Any
 
 from fhir_server.fhirpath import Node
-from fhir_server.fhirpath.compiler import reference_type
 from fhir_server.model.structure import Model
 from fhir_server.search.dates import MAX_US, MIN_US, date_range
-from fhir_server.search.normalize import normalize
+from fhir_server.search.normalize import MAX_INDEXED_CHARS, normalize
 from fhir_server.search.registry import Registry, SearchParam
 from fhir_server.store.protocol import IndexRows
 
@@ -98,7 +97,7 @@ class Extractor:
     def _string(self, code: str, node: Node, rows: IndexRows, group: int, _r: dict) -> None:
         value = node.value
         if isinstance(value, str):
-            rows.strings.append((code, normalize(value), value[:256], group))
+            rows.strings.append((code, normalize(value), value[:MAX_INDEXED_CHARS], group))
             return
         if not isinstance(value, dict):
             return
@@ -106,9 +105,11 @@ class Extractor:
             item = value.get(part)
             for text in item if isinstance(item, list) else (item,):
                 if isinstance(text, str):
-                    rows.strings.append((code, normalize(text), text[:256], group))
+                    rows.strings.append((code, normalize(text), text[:MAX_INDEXED_CHARS], group))
         if node.type in ("CodeableConcept", "Coding") and isinstance(value.get("text"), str):
-            rows.strings.append((code, normalize(value["text"]), value["text"][:256], group))
+            rows.strings.append(
+                (code, normalize(value["text"]), value["text"][:MAX_INDEXED_CHARS], group)
+            )
 
     def _token(self, code: str, node: Node, rows: IndexRows, group: int, _r: dict) -> None:
         value = node.value
@@ -163,7 +164,7 @@ class Extractor:
             self._text(code, coding["display"], rows, group)
 
     def _text(self, code: str, text: str, rows: IndexRows, group: int) -> None:
-        rows.strings.append((code + TEXT_SUFFIX, normalize(text), text[:256], group))
+        rows.strings.append((code + TEXT_SUFFIX, normalize(text), text[:MAX_INDEXED_CHARS], group))
 
     def _reference(self, code: str, node: Node, rows: IndexRows, group: int, r: dict) -> None:
         value = node.value
@@ -173,10 +174,10 @@ class Extractor:
         if not isinstance(value, dict):
             return
         ref = value.get("reference")
-        if isinstance(ref, str):
-            parsed = self.parse_reference(ref, r)
-            if parsed is not None:
-                rows.references.append((code, *parsed, group))
+        parsed = self.parse_reference(ref, r) if isinstance(ref, str) else None
+        # a reference by identifier, to a contained resource or by display only still counts
+        # as a value (for :missing), so it gets a row that matches no id
+        rows.references.append((code, *(parsed or (None, None, None, None)), group))
         identifier = value.get("identifier")
         if isinstance(identifier, dict) and isinstance(identifier.get("value"), str):
             rows.tokens.append(
@@ -210,13 +211,10 @@ class Extractor:
         if len(parts) >= 4 and parts[-2] == "_history":
             version = parts[-1]
             parts = parts[:-2]
-        if len(parts) >= 2 and self.model.is_resource(parts[-2]):
-            if absolute:
-                return parts[-2], parts[-1], version, ref
-            if len(parts) == 2:
-                return parts[0], parts[1], version, None
-        if absolute:
-            return reference_type(ref, None, self.model), None, None, ref
+        if absolute:  # another server's resource: only its URL identifies it
+            return None, None, version, ref
+        if len(parts) == 2 and self.model.is_resource(parts[0]):
+            return parts[0], parts[1], version, None
         return None
 
     def _date(self, code: str, node: Node, rows: IndexRows, group: int, _r: dict) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import unicodedata
 from functools import lru_cache
 
-MAX_INDEXED_CHARS = 256  # longer strings are indexed by their prefix (plus :contains on the text)
+# Longer strings are indexed (and searched) by their first MAX_INDEXED_CHARS characters.
+MAX_INDEXED_CHARS = 4096
 
 
 @lru_cache(maxsize=65536)

@@ -181,8 +181,7 @@ class SearchParser:
                 Issue(
                     "warning",
                     "not-supported",
-                    "_contained searches are not supported; "
-                    "contained resources are not searched",
+                    "_contained searches are not supported; contained resources are not searched",
                 )
             )
 

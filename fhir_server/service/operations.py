@@ -10,12 +10,12 @@ from fhir_server.service.core import Access, FhirService
 from fhir_server.service.result import Result
 
 
-async def reindex(svc: FhirService, ctx: RequestContext, request: Any, target: dict[str, Any]
-                  ) -> Result:
+async def reindex(
+    svc: FhirService, ctx: RequestContext, request: Any, target: dict[str, Any]
+) -> Result:
     """``GET|POST SearchParameter/[id]/$reindex``: the indexing status of a stored parameter."""
     if target.get("type") != "SearchParameter" or "id" not in target:
-        raise FhirError(404, "not-supported",
-                        "$reindex is available on SearchParameter instances")
+        raise FhirError(404, "not-supported", "$reindex is available on SearchParameter instances")
     await svc.guard.check(ctx, Access("operation", "SearchParameter", target["id"]))
     job = svc.search_parameters.status_for(target["id"])
     if job is None:

@@ -26,7 +26,7 @@ from fhir_server.service.context import RequestContext
 from fhir_server.service.core import Access, FhirService
 from fhir_server.service.result import Result
 from fhir_server.service.versioning import now_us
-from fhir_server.store.protocol import StoredVersion
+from fhir_server.store.protocol import StoredVersion, UnitOfWork
 from fhir_server.store.query import Hit, Query, ReferencePred, SearchPage
 
 MAX_INCLUDE_ITERATIONS = 4
@@ -104,6 +104,36 @@ async def search(
     return Result(
         200,
         resource=bundle("searchset", entries, links, total, bundle_id=None, timestamp=timestamp),
+    )
+
+
+async def search_in_unit(
+    svc: FhirService,
+    ctx: RequestContext,
+    uow: UnitOfWork,
+    type_: str,
+    params: list[tuple[str, str]],
+) -> Result:
+    """A search inside a transaction: it sees the transaction's own writes. One page, no
+    includes (a transaction's GET entries are meant for small reads)."""
+    svc.require_type(type_)
+    await svc.guard.check(ctx, Access("search-type", type_))
+    parsed = svc.parser.parse((type_,), params, strict=ctx.prefer_handling == "strict")
+    keys = await uow.search_ids(parsed.query, limit=parsed.query.count + 1)
+    entries = []
+    for key in keys[: parsed.query.count]:
+        version = await uow.current(*key)
+        if version is not None and version.body is not None:
+            entries.append(
+                _entry(svc, ctx, version.type, version.id, version.body, "match", parsed)
+            )
+    if parsed.warnings:
+        entries.append(
+            {"resource": operation_outcome(parsed.warnings), "search": {"mode": "outcome"}}
+        )
+    total = len(keys) if len(keys) <= parsed.query.count else None
+    return Result(
+        200, resource=bundle("searchset", entries, [], total, timestamp=format_instant(now_us()))
     )
 
 

@@ -22,8 +22,9 @@ from fhir_server.json_codec import loads_trusted
 from fhir_server.store.protocol import StoredVersion
 
 log = logging.getLogger(__name__)
-SEARCH_TYPES = frozenset({"number", "date", "string", "token", "reference", "composite",
-                          "quantity", "uri", "special"})
+SEARCH_TYPES = frozenset(
+    {"number", "date", "string", "token", "reference", "composite", "quantity", "uri", "special"}
+)
 BATCH = 500
 META_PREFIX = "searchparameter-status:"
 
@@ -39,8 +40,11 @@ class ReindexJob:
     error: str | None = None
 
     def as_parameters(self) -> dict[str, Any]:
-        percent = 100 if self.state == "completed" else (
-            int(self.done * 100 / self.total) if self.total else 0)
+        percent = (
+            100
+            if self.state == "completed"
+            else (int(self.done * 100 / self.total) if self.total else 0)
+        )
         parameters = [
             {"name": "url", "valueUri": self.url},
             {"name": "status", "valueCode": self.state},
@@ -70,17 +74,34 @@ class SearchParameterManager:
         model = self.svc.model
         kind = resource.get("type")
         if kind not in SEARCH_TYPES:
-            issues.append(Issue("error", "value", f"unknown search parameter type {kind!r}",
-                                "SearchParameter.type"))
+            issues.append(
+                Issue(
+                    "error",
+                    "value",
+                    f"unknown search parameter type {kind!r}",
+                    "SearchParameter.type",
+                )
+            )
         for index, base in enumerate(resource.get("base", ())):
             if base not in ("Resource", "DomainResource") and not model.is_resource(base):
-                issues.append(Issue("error", "value", f"unknown base resource type {base!r}",
-                                    f"SearchParameter.base[{index}]"))
+                issues.append(
+                    Issue(
+                        "error",
+                        "value",
+                        f"unknown base resource type {base!r}",
+                        f"SearchParameter.base[{index}]",
+                    )
+                )
         expression = resource.get("expression")
         if kind not in ("special", None) and not expression:
-            issues.append(Issue("error", "required",
-                                "a searchable parameter needs an expression",
-                                "SearchParameter.expression"))
+            issues.append(
+                Issue(
+                    "error",
+                    "required",
+                    "a searchable parameter needs an expression",
+                    "SearchParameter.expression",
+                )
+            )
         if expression:
             try:
                 evaluator = compile_expression(expression, model)
@@ -88,15 +109,25 @@ class SearchParameterManager:
                     if model.is_resource(base):
                         evaluator({"resourceType": base, "id": "probe"})
             except Exception as exc:  # fhirpathpy raises various parser errors
-                issues.append(Issue("error", "invariant",
-                                    f"the expression does not compile: {exc}",
-                                    "SearchParameter.expression"))
+                issues.append(
+                    Issue(
+                        "error",
+                        "invariant",
+                        f"the expression does not compile: {exc}",
+                        "SearchParameter.expression",
+                    )
+                )
         for index, component in enumerate(resource.get("component", ())):
             if self.svc.registry.definition(component.get("definition", "")) is None:
-                issues.append(Issue("error", "not-found",
-                                    f"component definition {component.get('definition')!r} is "
-                                    "not a known SearchParameter",
-                                    f"SearchParameter.component[{index}].definition"))
+                issues.append(
+                    Issue(
+                        "error",
+                        "not-found",
+                        f"component definition {component.get('definition')!r} is "
+                        "not a known SearchParameter",
+                        f"SearchParameter.component[{index}].definition",
+                    )
+                )
         return issues
 
     # -- start-up ------------------------------------------------------------------------------
@@ -104,8 +135,9 @@ class SearchParameterManager:
     async def load(self) -> None:
         after = None
         while True:
-            versions, after = await self.svc.store.current_versions(("SearchParameter",), after,
-                                                                    BATCH)
+            versions, after = await self.svc.store.current_versions(
+                ("SearchParameter",), after, BATCH
+            )
             for version in versions:
                 definition = loads_trusted(version.body)
                 status = await self.svc.store.get_meta(META_PREFIX + definition.get("url", ""))
@@ -130,8 +162,9 @@ class SearchParameterManager:
         if not url or definition.get("status") == "retired":
             return
         self._by_resource[resource_id] = url
-        params = self.svc.registry.add_definition(definition,
-                                                  status="active" if active else "indexing")
+        params = self.svc.registry.add_definition(
+            definition, status="active" if active else "indexing"
+        )
         if not active and params:
             job = ReindexJob(url, definition["code"], tuple(p.resource_type for p in params))
             self.jobs[url] = job
@@ -230,6 +263,8 @@ class SearchParameterManager:
     def pending_message(self, code: str) -> str | None:
         for job in self.jobs.values():
             if job.code == code and job.state != "completed":
-                return (f"search parameter {code!r} is still being indexed "
-                        f"({job.done} of {job.total} resources); try again soon")
+                return (
+                    f"search parameter {code!r} is still being indexed "
+                    f"({job.done} of {job.total} resources); try again soon"
+                )
         return None

@@ -135,18 +135,50 @@ def _parse_entry(svc: FhirService, ctx: RequestContext, index: int, entry: Any) 
 
 async def _transaction(svc: FhirService, ctx: RequestContext, entries: list[_Entry]) -> None:
     ordered = sorted(entries, key=lambda e: (_ORDER[e.method], e.index))
+    current: _Entry | None = None
     async with svc.store.unit_of_work() as uow:
         try:
-            for entry in (e for e in ordered if e.method == "DELETE"):
-                entry.result = await _run(svc, ctx, uow, entry)
+            for current in (e for e in ordered if e.method == "DELETE"):
+                current.result = await _run(svc, ctx, uow, current)
+            current = None
             mapping = await _assign_ids(svc, uow, entries)
-            for entry in entries:
-                if entry.resource is not None:
-                    await _rewrite_references(svc, uow, entry, mapping)
-            for entry in (e for e in ordered if e.method != "DELETE"):
-                entry.result = await _run(svc, ctx, uow, entry)
+            _check_overlaps(entries, mapping)
+            for current in entries:
+                if current.resource is not None:
+                    await _rewrite_references(svc, uow, current, mapping)
+            for current in (e for e in ordered if e.method != "DELETE"):
+                current.result = await _run(svc, ctx, uow, current)
         except FhirError as exc:
-            raise _entry_error(exc, entry) from exc
+            if current is None:
+                raise
+            raise _entry_error(exc, current) from exc
+
+
+def _check_overlaps(entries: list[_Entry], mapping: dict[str, str]) -> None:
+    """A transaction must not touch one resource twice (R4 http.html#trules)."""
+    seen: dict[str, _Entry] = {}
+    for entry in entries:
+        if entry.method == "GET":
+            continue
+        if entry.method == "POST":
+            target = f"{entry.type_}/{entry.assigned_id}"
+        elif entry.method == "PUT" and entry.full_url in mapping:
+            target = mapping[entry.full_url]
+        elif entry.id_:
+            target = f"{entry.type_}/{entry.id_}"
+        elif entry.extra.get("target"):
+            target = entry.extra["target"]
+        else:
+            continue
+        if target in seen:
+            first = seen[target]
+            raise FhirError(
+                400,
+                "processing",
+                f"Bundle.entry[{first.index}] and Bundle.entry[{entry.index}] both "
+                f"change {target}; a transaction may change a resource only once",
+            )
+        seen[target] = entry
 
 
 def _entry_error(exc: FhirError, entry: _Entry) -> FhirError:
@@ -171,6 +203,16 @@ async def _assign_ids(svc: FhirService, uow: UnitOfWork, entries: list[_Entry]) 
                     matches = await crud.conditional_matches(svc, uow, type_, entry.if_none_exist)
                 except FhirError as exc:
                     raise _entry_error(exc, entry) from exc
+                if len(matches) > 1:
+                    raise _entry_error(
+                        FhirError(
+                            412,
+                            "multiple-matches",
+                            f"ifNoneExist matched {len(matches)} {type_} resources; it must match "
+                            "at most one",
+                        ),
+                        entry,
+                    )
                 if len(matches) == 1:
                     target_id = matches[0][1]
                     entry.extra["existing"] = matches[0]
@@ -181,11 +223,22 @@ async def _assign_ids(svc: FhirService, uow: UnitOfWork, entries: list[_Entry]) 
                 matches = await crud.conditional_matches(svc, uow, type_, entry.query)
             except FhirError as exc:
                 raise _entry_error(exc, entry) from exc
+            if len(matches) > 1:
+                raise _entry_error(
+                    FhirError(
+                        412,
+                        "multiple-matches",
+                        f"the conditional update matched {len(matches)} {type_} resources; it must "
+                        "match at most one",
+                    ),
+                    entry,
+                )
             if len(matches) == 1:
                 target = f"{type_}/{matches[0][1]}"
             else:
                 entry.assigned_id = entry.resource.get("id") or new_id()
                 target = f"{type_}/{entry.assigned_id}"
+            entry.extra["target"] = target
         else:
             target = f"{type_}/{entry.id_}"
         if entry.full_url:
@@ -222,23 +275,37 @@ async def _rewrite_references(
         return reference
 
     try:
-        await _walk(entry.resource, resolve)
+        await _walk(entry.resource, resolve, mapping)
     except FhirError as exc:
         raise _entry_error(exc, entry) from exc
 
 
-async def _walk(value: Any, resolve) -> None:
+async def _walk(value: Any, resolve: Any, mapping: dict[str, str]) -> None:
+    """Rewrite references, uri-typed values equal to a fullUrl, and links in narratives."""
     if isinstance(value, dict):
-        ref = value.get("reference")
-        if isinstance(ref, str):
-            value["reference"] = await resolve(ref)
         for key, child in value.items():
-            if isinstance(child, (dict, list)) and key != "reference":
-                await _walk(child, resolve)
+            if key == "reference" and isinstance(child, str):
+                value[key] = await resolve(child)
+            elif isinstance(child, str):
+                if child in mapping:
+                    value[key] = mapping[child]
+                elif key == "div" and "urn:" in child:
+                    value[key] = _rewrite_narrative(child, mapping)
+            elif isinstance(child, (dict, list)):
+                await _walk(child, resolve, mapping)
     elif isinstance(value, list):
-        for item in value:
-            if isinstance(item, (dict, list)):
-                await _walk(item, resolve)
+        for index, item in enumerate(value):
+            if isinstance(item, str) and item in mapping:
+                value[index] = mapping[item]
+            elif isinstance(item, (dict, list)):
+                await _walk(item, resolve, mapping)
+
+
+def _rewrite_narrative(div: str, mapping: dict[str, str]) -> str:
+    for old, new in mapping.items():
+        if old in div:
+            div = div.replace(f'"{old}"', f'"{new}"').replace(f"'{old}'", f"'{new}'")
+    return div
 
 
 # -- running one entry ------------------------------------------------------------------------
@@ -322,10 +389,10 @@ async def _get(svc: FhirService, ctx: RequestContext, uow: UnitOfWork, entry: _E
         if current.deleted:
             raise FhirError(410, "deleted", f"{type_}/{entry.id_} was deleted")
         return Result(200, raw=current.body, version=current)
-    from fhir_server.service.search import search
+    from fhir_server.service.search import search_in_unit
 
     params = parse_qsl(entry.query or "", keep_blank_values=True)
-    return await search(svc, ctx, (type_,), params, ctx.url(type_))
+    return await search_in_unit(svc, ctx, uow, type_, params)
 
 
 # -- batch ------------------------------------------------------------------------------------

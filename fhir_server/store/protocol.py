@@ -155,8 +155,9 @@ class Store(Protocol):
         """Call ``listener`` with the versions of every successful commit (in this process)."""
         ...
 
-    async def current_versions(self, types: tuple[str, ...], after: str | None, limit: int
-                               ) -> tuple[list[StoredVersion], str | None]:
+    async def current_versions(
+        self, types: tuple[str, ...], after: str | None, limit: int
+    ) -> tuple[list[StoredVersion], str | None]:
         """Live current versions of the given types in a stable order, for background jobs."""
         ...
 

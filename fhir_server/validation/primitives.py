@@ -75,8 +75,13 @@ def _integer_check(type_code: str, minimum: int) -> Check:
 
 
 def _decimal_check(value: object) -> str | None:
-    if type(value) not in (int, float, Decimal):
+    kind = type(value)
+    if kind not in (int, float, Decimal):
         return f"expected a JSON number for decimal, got {_json_type(value)}"
+    # a float here came from an exponent or an integer too long for 64 bits: beyond 1e18 it
+    # cannot be kept digit for digit, and FHIR decimals must not change silently
+    if kind is float and abs(value) >= 1e18:  # type: ignore[arg-type]
+        return "the number is too large to be stored exactly (more than 18 digits)"
     return None
 
 

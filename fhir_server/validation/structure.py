@@ -10,16 +10,20 @@ from __future__ import annotations
 
 from fhir_server.errors import Issue
 from fhir_server.model.structure import PRIMITIVE_TYPES, ComplexType, Model, r4_model
+from fhir_server.terminology import Catalog, default_catalog
 from fhir_server.validation.primitives import primitive_checks
 
 MAX_DEPTH = 64
+_MISSING = object()
 _ID_CHECK_TYPE = "id"
 
 
 class StructuralValidator:
-    def __init__(self, model: Model | None = None) -> None:
+    def __init__(self, model: Model | None = None, catalog: Catalog | None = None) -> None:
         self.model = model or r4_model()
         self.checks = primitive_checks()
+        self.catalog = catalog if catalog is not None else default_catalog()
+        self._bindings: dict[str, object] = {}
 
     def validate(self, resource: object, expected_type: str | None = None) -> list[Issue]:
         issues: list[Issue] = []
@@ -104,6 +108,7 @@ class StructuralValidator:
             )
             return
         keys = structure.keys
+        choices: dict[str, str] | None = None
         for key, value in obj.items():
             if resource_root and key == "resourceType":
                 continue
@@ -114,6 +119,20 @@ class StructuralValidator:
                 )
                 continue
             element = spec.element
+            if element.choice:  # value[x] holds one type: valueString and valueBoolean clash
+                choices = choices if choices is not None else {}
+                chosen = choices.setdefault(element.name, spec.type_code)
+                if chosen != spec.type_code:
+                    issues.append(
+                        Issue(
+                            "error",
+                            "structure",
+                            f"{element.name}[x] can have only one type, but both {chosen} and "
+                            f"{spec.type_code} are present",
+                            f"{path}.{element.name}",
+                        )
+                    )
+                    continue
             where = (
                 f"{path}.{element.name}"
                 if not element.choice
@@ -138,6 +157,10 @@ class StructuralValidator:
                     self._primitive_array(
                         value, partner, spec.type_code, spec.extension_part, where, issues, depth
                     )
+                    if spec.type_code == "code" and element.binding_strength == "required":
+                        for index, item in enumerate(value):
+                            if isinstance(item, str):
+                                self._code_binding(item, element, f"{where}[{index}]", issues)
                     continue
                 for index, item in enumerate(value):
                     self._value(item, spec.type_code, element, f"{where}[{index}]", issues, depth)
@@ -185,6 +208,12 @@ class StructuralValidator:
     ) -> None:
         if type_code in PRIMITIVE_TYPES:
             self._primitive(value, type_code, path, issues)
+            if (
+                type_code == "code"
+                and element.binding_strength == "required"
+                and (isinstance(value, str))
+            ):
+                self._code_binding(value, element, path, issues)
             return
         if type_code == "Resource":
             if not isinstance(value, dict):
@@ -204,6 +233,56 @@ class StructuralValidator:
             issues.append(Issue("error", "not-supported", f"type {type_code} is not known", path))
             return
         self._object(value, structure, path, issues, depth + 1)
+        if element.binding_strength == "required" and type_code in ("Coding", "CodeableConcept"):
+            self._coding_binding(value, type_code, element, path, issues)
+
+    # -- required bindings ---------------------------------------------------------------------
+
+    def _expansion(self, url: str) -> tuple[frozenset, frozenset[str]] | None:
+        found = self._bindings.get(url, _MISSING)
+        if found is _MISSING:
+            codes = self.catalog.expand(url) if self.catalog is not None else None
+            found = None if codes is None else (codes, frozenset(code for _, code in codes))
+            self._bindings[url] = found
+        return found  # type: ignore[return-value]
+
+    def _code_binding(self, code: str, element, path: str, issues: list[Issue]) -> None:
+        expansion = self._expansion(element.binding_value_set or "")
+        if expansion is not None and code not in expansion[1]:
+            issues.append(
+                Issue(
+                    "error",
+                    "code-invalid",
+                    f"{code!r} is not in the value set {element.binding_value_set} that "
+                    f"{element.path} requires",
+                    path,
+                )
+            )
+
+    def _coding_binding(
+        self, value: dict, type_code: str, element, path: str, issues: list[Issue]
+    ) -> None:
+        expansion = self._expansion(element.binding_value_set or "")
+        if expansion is None:
+            return
+        codings = [value] if type_code == "Coding" else value.get("coding") or []
+        codings = [c for c in codings if isinstance(c, dict) and isinstance(c.get("code"), str)]
+        if not codings:
+            return
+        pairs, codes = expansion
+        for coding in codings:
+            system = coding.get("system")
+            if (system, coding["code"]) in pairs or (system is None and coding["code"] in codes):
+                return
+        issues.append(
+            Issue(
+                "error",
+                "code-invalid",
+                f"none of the codes is in the value set {element.binding_value_set} that "
+                f"{element.path} requires",
+                path,
+            )
+        )
 
     def _primitive(self, value, type_code: str, path: str, issues: list[Issue]) -> None:
         problem = self.checks[type_code](value)

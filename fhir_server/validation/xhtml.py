@@ -1,9 +1,19 @@
-"""Narrative safety (R4 invariants txt-1 and txt-2): only basic formatting XHTML, nothing active."""
+"""Narrative safety and form (R4 invariants txt-1 and txt-2).
+
+The div must be well-formed XML in the XHTML namespace, use only the basic formatting elements
+FHIR allows, carry no scripts, event handlers or active URLs, and have some text. It is parsed
+with defusedxml (no entity expansion, no external entities).
+"""
 
 from __future__ import annotations
 
-from html.parser import HTMLParser
+import re
+import xml.etree.ElementTree as ElementTree
 
+from defusedxml import ElementTree as SafeElementTree
+from defusedxml.common import DefusedXmlException
+
+XHTML = "{http://www.w3.org/1999/xhtml}"
 ALLOWED_TAGS = frozenset(
     [
         "a",
@@ -58,46 +68,55 @@ ALLOWED_TAGS = frozenset(
         "var",
     ]
 )
-FORBIDDEN_URL_SCHEMES = ("javascript:", "vbscript:", "data:text/html")
+URL_ATTRIBUTES = frozenset({"href", "src", "cite", "longdesc", "usemap"})
+SAFE_SCHEMES = ("http:", "https:", "mailto:", "tel:", "urn:", "#", "data:image/")
+_INVISIBLE = re.compile(r"[\x00-\x20\x7f-\xa0\u1680\u180e\u2000-\u200f\u2028-\u202f\u205f\ufeff]")
+_SCHEME = re.compile(r"^[a-z][a-z0-9+.\-]*:")
 
 
-class _NarrativeChecker(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.problem: str | None = None
-        self.has_text = False
-        self.first_tag: str | None = None
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if self.first_tag is None:
-            self.first_tag = tag
-        if tag not in ALLOWED_TAGS and self.problem is None:
-            self.problem = f"the narrative contains a <{tag}> element, which FHIR does not allow"
-        if tag == "img":
-            self.has_text = True
-        for name, value in attrs:
-            lowered = (value or "").strip().lower()
-            if name.startswith("on") or lowered.startswith(FORBIDDEN_URL_SCHEMES):
-                self.problem = (
-                    self.problem or f"the narrative contains an active attribute {name!r}"
-                )
-
-    def handle_data(self, data: str) -> None:
-        if data.strip():
-            self.has_text = True
+def _unsafe_url(value: str) -> bool:
+    """True for javascript:, vbscript:, data:text/html... even when obfuscated with whitespace or
+    control characters, which browsers ignore."""
+    cleaned = _INVISIBLE.sub("", value).lower()
+    if not _SCHEME.match(cleaned):
+        return False  # a relative URL
+    return not cleaned.startswith(SAFE_SCHEMES)
 
 
 def check_xhtml(div: str) -> str | None:
-    if not div.lstrip().startswith("<div"):
-        return "the narrative must be an XHTML <div> element"
-    checker = _NarrativeChecker()
     try:
-        checker.feed(div)
-        checker.close()
-    except Exception:  # html.parser only raises on truly broken input
-        return "the narrative is not well-formed XHTML"
-    if checker.problem:
-        return checker.problem
-    if not checker.has_text:
+        root = SafeElementTree.fromstring(div)
+    except (ElementTree.ParseError, DefusedXmlException):
+        return (
+            "the narrative is not well-formed XHTML (entities other than &lt; &gt; &amp; "
+            "&quot; &apos; and character references are not allowed)"
+        )
+    if root.tag != XHTML + "div":
+        return (
+            "the narrative must be a <div> in the XHTML namespace "
+            '(xmlns="http://www.w3.org/1999/xhtml")'
+        )
+    has_content = False
+    for element in root.iter():
+        if not element.tag.startswith(XHTML):
+            return f"the narrative contains an element outside XHTML: {element.tag}"
+        name = element.tag[len(XHTML) :]
+        if name not in ALLOWED_TAGS:
+            return f"the narrative contains a <{name}> element, which FHIR does not allow"
+        for attribute, value in element.attrib.items():
+            local = attribute.rsplit("}", 1)[-1].lower()
+            if local.startswith("on"):
+                return f"the narrative contains an event handler attribute {local!r}"
+            if local in URL_ATTRIBUTES and _unsafe_url(value):
+                return f"the narrative contains an unsafe URL in {local!r}"
+            if local == "style" and ("expression(" in value.lower() or "url(" in value.lower()):
+                return "the narrative contains an active style"
+        if (
+            name == "img"
+            or (element.text and element.text.strip())
+            or (element.tail and element.tail.strip() and element is not root)
+        ):
+            has_content = True
+    if not has_content:
         return "the narrative must have some non-whitespace content (txt-2)"
     return None

@@ -13,12 +13,20 @@ from fhir_server.store.query import Query, TokenPred
 T0 = 1_700_000_000_000_000
 
 
-def version(type_: str, id_: str, number: int, body: dict | None = None, *, deleted=False,
-            method="PUT", at: int | None = None) -> StoredVersion:
-    raw = None if deleted else orjson.dumps(body or {"resourceType": type_, "id": id_,
-                                                     "n": number})
-    return StoredVersion(type_, id_, number, at or T0 + number * 1000, deleted,
-                         "DELETE" if deleted else method, raw)
+def version(
+    type_: str,
+    id_: str,
+    number: int,
+    body: dict | None = None,
+    *,
+    deleted=False,
+    method="PUT",
+    at: int | None = None,
+) -> StoredVersion:
+    raw = None if deleted else orjson.dumps(body or {"resourceType": type_, "id": id_, "n": number})
+    return StoredVersion(
+        type_, id_, number, at or T0 + number * 1000, deleted, "DELETE" if deleted else method, raw
+    )
 
 
 def tokens(*pairs: tuple[str, str]) -> IndexRows:
@@ -102,8 +110,7 @@ async def test_failed_unit_does_not_disturb_concurrent_units(store: Store):
 
 
 async def test_many_concurrent_writes_all_land(store: Store):
-    await asyncio.gather(*(write(store, version("Observation", f"o{i}", 1), 0)
-                           for i in range(200)))
+    await asyncio.gather(*(write(store, version("Observation", f"o{i}", 1), 0) for i in range(200)))
     page = await store.history("Observation", None, None, None, 500, None)
     assert len(page.versions) == 200
 
@@ -115,7 +122,11 @@ async def test_history_levels_order_and_paging(store: Store):
     await write(store, version("Patient", "b", 1), 0)
     system = await store.history(None, None, None, None, 10, None)
     assert [(v.type, v.id, v.version) for v in system.versions] == [
-        ("Patient", "b", 1), ("Patient", "a", 2), ("Observation", "o", 1), ("Patient", "a", 1)]
+        ("Patient", "b", 1),
+        ("Patient", "a", 2),
+        ("Observation", "o", 1),
+        ("Patient", "a", 1),
+    ]
     by_type = await store.history("Patient", None, None, None, 10, None)
     assert [(v.id, v.version) for v in by_type.versions] == [("b", 1), ("a", 2), ("a", 1)]
     instance = await store.history("Patient", "a", None, None, 10, None)

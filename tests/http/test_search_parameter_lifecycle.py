@@ -27,15 +27,20 @@ SEARCH_PARAMETER = {
 
 
 def patient(week: int) -> dict:
-    return {"resourceType": "Patient", "name": [{"family": f"W{week}"}],
-            "extension": [{"url": WEEK_URL, "valueInteger": week}]}
+    return {
+        "resourceType": "Patient",
+        "name": [{"family": f"W{week}"}],
+        "extension": [{"url": WEEK_URL, "valueInteger": week}],
+    }
 
 
 async def wait_indexed(client: httpx.AsyncClient, sp_id: str) -> dict:
     for _ in range(200):
         status = (await client.get(f"/SearchParameter/{sp_id}/$reindex")).json()
-        values = {p["name"]: next(v for k, v in p.items() if k.startswith("value"))
-                  for p in status["parameter"]}
+        values = {
+            p["name"]: next(v for k, v in p.items() if k.startswith("value"))
+            for p in status["parameter"]
+        }
         if values["status"] in ("completed", "failed"):
             return values
         await asyncio.sleep(0.02)
@@ -43,8 +48,11 @@ async def wait_indexed(client: httpx.AsyncClient, sp_id: str) -> dict:
 
 
 def families(bundle: dict) -> list[str]:
-    return sorted(e["resource"]["name"][0]["family"] for e in bundle.get("entry", ())
-                  if e.get("search", {}).get("mode") == "match")
+    return sorted(
+        e["resource"]["name"][0]["family"]
+        for e in bundle.get("entry", ())
+        if e.get("search", {}).get("mode") == "match"
+    )
 
 
 def search_params_in_metadata(metadata: dict) -> set[str]:
@@ -83,8 +91,9 @@ async def test_unusable_parameter_is_reported_not_silently_ignored(client: httpx
         outcome = lenient["entry"][-1]
         assert outcome["search"]["mode"] == "outcome"
         assert "still being indexed" in outcome["resource"]["issue"][0]["diagnostics"]
-        strict = await client.get("/Patient?gestational-week=10",
-                                  headers={"Prefer": "handling=strict"})
+        strict = await client.get(
+            "/Patient?gestational-week=10", headers={"Prefer": "handling=strict"}
+        )
         assert strict.status_code == 400
     finally:
         param.status = "active"
@@ -111,15 +120,17 @@ async def test_changed_and_deleted_parameters(client: httpx.AsyncClient):
     gone = (await client.get("/Patient?gestational-week=1991")).json()
     assert gone["entry"][-1]["search"]["mode"] == "outcome"
     assert "gestational-week" not in search_params_in_metadata(
-        (await client.get("/metadata")).json())
+        (await client.get("/metadata")).json()
+    )
 
 
 async def test_status_survives_a_restart(tmp_path: Path):
     settings = make_settings(tmp_path)
     first = ServerApp(settings)
     await first.startup()
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=first),
-                                 base_url=TEST_BASE) as client:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=first), base_url=TEST_BASE
+    ) as client:
         await client.post("/Patient", json=patient(18))
         await client.put("/SearchParameter/gestational-week", json=SEARCH_PARAMETER)
         await wait_indexed(client, "gestational-week")
@@ -128,10 +139,14 @@ async def test_status_survives_a_restart(tmp_path: Path):
     second = ServerApp(make_settings(tmp_path))
     await second.startup()
     try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=second),
-                                     base_url=TEST_BASE) as client:
-            bundle = (await client.get("/Patient?gestational-week=18",
-                                       headers={"Prefer": "handling=strict"})).json()
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=second), base_url=TEST_BASE
+        ) as client:
+            bundle = (
+                await client.get(
+                    "/Patient?gestational-week=18", headers={"Prefer": "handling=strict"}
+                )
+            ).json()
             assert families(bundle) == ["W18"]
     finally:
         await second.shutdown()

@@ -22,8 +22,10 @@ def bounds(text: str) -> tuple[datetime, datetime]:
 
 
 def test_year_month_day_precision_in_brussels_time() -> None:
-    assert bounds("2024") == (datetime(2023, 12, 31, 23, tzinfo=UTC),
-                              datetime(2024, 12, 31, 22, 59, 59, 999999, tzinfo=UTC))
+    assert bounds("2024") == (
+        datetime(2023, 12, 31, 23, tzinfo=UTC),
+        datetime(2024, 12, 31, 22, 59, 59, 999999, tzinfo=UTC),
+    )
     # February of a leap year, winter time
     assert bounds("2024-02")[1] == datetime(2024, 2, 29, 22, 59, 59, 999999, tzinfo=UTC)
     # a summer day is offset by two hours
@@ -34,8 +36,7 @@ def test_explicit_zones_and_fractions() -> None:
     low, high = bounds("2024-03-01T10:00:00.123+02:00")
     assert low == datetime(2024, 3, 1, 8, 0, 0, 123000, tzinfo=UTC)
     assert high == datetime(2024, 3, 1, 8, 0, 0, 123999, tzinfo=UTC)
-    assert bounds("2024-03-01T10:00:00Z")[1] == datetime(2024, 3, 1, 10, 0, 0, 999999,
-                                                         tzinfo=UTC)
+    assert bounds("2024-03-01T10:00:00Z")[1] == datetime(2024, 3, 1, 10, 0, 0, 999999, tzinfo=UTC)
 
 
 def test_utc_default_zone_is_configurable() -> None:

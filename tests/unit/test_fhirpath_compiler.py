@@ -14,27 +14,47 @@ from fhir_server.model.structure import r4_model
 from fhir_server.search.registry import split_union_for_type
 
 OBSERVATION = {
-    "resourceType": "Observation", "id": "o1", "status": "final",
-    "code": {"coding": [{"system": "http://loinc.org", "code": "8480-6", "display": "SBP"}],
-             "text": "Blood pressure"},
-    "subject": {"reference": "Patient/p1"}, "encounter": {"reference": "Encounter/e1"},
+    "resourceType": "Observation",
+    "id": "o1",
+    "status": "final",
+    "code": {
+        "coding": [{"system": "http://loinc.org", "code": "8480-6", "display": "SBP"}],
+        "text": "Blood pressure",
+    },
+    "subject": {"reference": "Patient/p1"},
+    "encounter": {"reference": "Encounter/e1"},
     "effectivePeriod": {"start": "2024-01-01", "end": "2024-01-02"},
     "performer": [{"reference": "Practitioner/pr1"}, {"reference": "Organization/org1"}],
-    "valueQuantity": {"value": 120, "unit": "mmHg", "system": "http://unitsofmeasure.org",
-                      "code": "mm[Hg]"},
+    "valueQuantity": {
+        "value": 120,
+        "unit": "mmHg",
+        "system": "http://unitsofmeasure.org",
+        "code": "mm[Hg]",
+    },
     "component": [
-        {"code": {"coding": [{"system": "http://loinc.org", "code": "8462-4"}]},
-         "valueQuantity": {"value": 80, "code": "mm[Hg]"}},
+        {
+            "code": {"coding": [{"system": "http://loinc.org", "code": "8462-4"}]},
+            "valueQuantity": {"value": 80, "code": "mm[Hg]"},
+        },
         {"code": {"text": "note"}, "valueString": "fine"},
     ],
 }
 PATIENT = {
-    "resourceType": "Patient", "id": "p1", "active": True,
-    "identifier": [{"system": "urn:ssin", "value": "90010112395",
-                    "type": {"coding": [{"system": "http://x", "code": "SS"}]}}],
+    "resourceType": "Patient",
+    "id": "p1",
+    "active": True,
+    "identifier": [
+        {
+            "system": "urn:ssin",
+            "value": "90010112395",
+            "type": {"coding": [{"system": "http://x", "code": "SS"}]},
+        }
+    ],
     "name": [{"family": "Janssens", "given": ["Élodie", "Marie"]}],
     "telecom": [{"system": "phone", "value": "+32 1"}, {"system": "email", "value": "a@b.be"}],
-    "gender": "female", "birthDate": "1990-01-01", "deceasedBoolean": False,
+    "gender": "female",
+    "birthDate": "1990-01-01",
+    "deceasedBoolean": False,
     "address": [{"city": "Anderlecht", "postalCode": "1070"}],
     "generalPractitioner": [{"reference": "Practitioner/pr1"}],
     "managingOrganization": {"reference": "Organization/org1"},
@@ -51,8 +71,9 @@ def _cases():
         for example in (OBSERVATION, PATIENT):
             own = split_union_for_type(expression, example["resourceType"], model)
             if own and definition["code"] not in ("_id",):
-                yield pytest.param(own, example, id=f"{example['resourceType']}-"
-                                   f"{definition['code']}")
+                yield pytest.param(
+                    own, example, id=f"{example['resourceType']}-{definition['code']}"
+                )
 
 
 def _normalise(values: list) -> list[str]:
@@ -67,8 +88,11 @@ def test_compiled_matches_fhirpathpy(expression: str, resource: dict) -> None:
         stripped = expression
         for target in ("Patient", "Practitioner", "Location", "RelatedPerson"):
             stripped = stripped.replace(f".where(resolve() is {target})", "")
-        expected = [v for v in fhirpathpy.evaluate(resource, stripped, model=R4_MODEL)
-                    if isinstance(v, dict)]
+        expected = [
+            v
+            for v in fhirpathpy.evaluate(resource, stripped, model=R4_MODEL)
+            if isinstance(v, dict)
+        ]
         assert all(v in expected for v in compiled)
         return
     expected = fhirpathpy.evaluate(resource, expression, model=R4_MODEL)

@@ -26,10 +26,20 @@ def test_time_strings_do_not_trigger_the_decimal_path() -> None:
     assert value == {"t": "10:30:00.000Z", "d": "2024-01-01T00:00:00.123+01:00"}
 
 
-@pytest.mark.parametrize("body", [
-    b"", b"{", b'{"a": }', b"[" * 3000 + b"]" * 3000, b'{"a": "\xff"}', b'{"a": 1e999}',
-    b'{"a": NaN}', b"\x00", b'{"a": 1' + b"0" * 5000 + b".5}",
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"{",
+        b'{"a": }',
+        b"[" * 3000 + b"]" * 3000,
+        b'{"a": "\xff"}',
+        b'{"a": 1e999}',
+        b'{"a": NaN}',
+        b"\x00",
+        b'{"a": 1' + b"0" * 5000 + b".5}",
+    ],
+)
 def test_hostile_or_malformed_json_is_a_400(body: bytes) -> None:
     with pytest.raises(FhirError) as info:
         parse(body)

@@ -30,9 +30,9 @@ from fhir_server.store.protocol import (
     StoredVersion,
     VersionConflict,
 )
-from fhir_server.store.query import Hit, Query, SearchPage
+from fhir_server.store.query import Hit, MissingPred, Query, SearchPage, SortKey
 from fhir_server.store.sqlite.schema import DDL, INDEX_TABLES, OPEN_END, SCHEMA_VERSION
-from fhir_server.store.sqlite.search_sql import Compiler
+from fhir_server.store.sqlite.search_sql import Compiler, sort_sentinel
 
 log = logging.getLogger(__name__)
 _VERSION_COLUMNS = "r.type, r.id, v.version, v.last_updated, v.deleted, v.method, v.body, v.seq"
@@ -72,7 +72,7 @@ class _Unit:
         return self.store._current(self.conn, type_, id_)
 
     async def search_ids(self, query: Query, limit: int) -> list[tuple[str, str]]:
-        compiler = Compiler(OPEN_END - 1)
+        compiler = Compiler(OPEN_END - 1, self.store._estimate(self.conn))
         sql = compiler.matching(query)
         rows = self.conn.execute(
             f"SELECT type, id FROM resources WHERE rid IN ({sql.text}) LIMIT ?",
@@ -113,7 +113,8 @@ class SqliteStore:
         # that wrote the resource has succeeded.
         self._cache: OrderedDict[tuple[str, str], StoredVersion] = OrderedDict()
         self._cache_size = cache_size
-        self._pending: list[StoredVersion] = []
+        self._pending: list[tuple[StoredVersion, int]] = []  # written, change of live count
+        self._type_counts: dict[str, int] = {}  # live resources per type, for the planner
         self._listeners: list[CommitListener] = []
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -146,6 +147,11 @@ class SqliteStore:
         ) + 1
         self._reader = self._connect()
         self._reader.execute("PRAGMA query_only=1")
+        self._type_counts = dict(
+            self._reader.execute(
+                "SELECT type, count(*) FROM resources WHERE deleted = 0 GROUP BY type"
+            ).fetchall()
+        )
 
     async def close(self) -> None:
         if self._commit_task is not None:
@@ -182,6 +188,9 @@ class SqliteStore:
         if found is not None:
             self._remember(found)
         return found
+
+    def _type_count(self, types: tuple[str, ...]) -> int:
+        return sum(self._type_counts.get(t, 0) for t in types)
 
     def _remember(self, version: StoredVersion) -> None:
         cache = self._cache
@@ -244,8 +253,7 @@ class SqliteStore:
         keys = [param_key(t, code) for t, code in params]
         async with self.unit_of_work():
             for table, _ in INDEX_TABLES.values():
-                self._writer.executemany(f"DELETE FROM {table} WHERE pid = ?",
-                                         [(k,) for k in keys])
+                self._writer.executemany(f"DELETE FROM {table} WHERE pid = ?", [(k,) for k in keys])
 
     async def get_meta(self, key: str) -> str | None:
         row = self._reader.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -298,11 +306,23 @@ class SqliteStore:
         next_cursor = _encode_cursor(versions[-1].seq) if len(rows) > count else None
         return HistoryPage(versions, next_cursor)
 
+    def _estimate(self, conn: sqlite3.Connection) -> Any:
+        def estimate(sql: Any, cap: int) -> int:
+            row = conn.execute(
+                f"SELECT count(*) FROM ({sql.text} LIMIT {int(cap)})", sql.params
+            ).fetchone()
+            return row[0]
+
+        return estimate
+
     async def search(self, query: Query) -> SearchPage:
         snapshot = query.snapshot if query.snapshot is not None else await self.latest_seq()
-        compiler = Compiler(snapshot)
+        compiler = Compiler(snapshot, self._estimate(self._reader), self._type_count)
         sql = compiler.page(query)
         rows = self._reader.execute(sql.text, sql.params).fetchall()
+        scanned = compiler.sort_scanned
+        if scanned is not None and len(rows) <= query.count and not query.reverse:
+            rows += self._without_sort_value(compiler, query, scanned, query.count + 1 - len(rows))
         has_more = len(rows) > query.count
         if query.reverse:
             rows = rows[: query.count][::-1]
@@ -315,6 +335,26 @@ class SqliteStore:
             count_sql = compiler.count(query)
             total = self._reader.execute(count_sql.text, count_sql.params).fetchone()[0]
         return SearchPage(hits=hits, snapshot=snapshot, has_more=has_more, total=total)
+
+    def _without_sort_value(
+        self, compiler: Compiler, query: Query, key: SortKey, limit: int
+    ) -> list[tuple]:
+        """After walking the sort index, the resources that have no value sort last."""
+        sentinel = sort_sentinel(key)
+        after = query.after
+        if after is None or after[0] != sentinel:
+            after = (sentinel, 0)
+        rest = Query(
+            types=query.types,
+            where=[*query.where, (MissingPred(key.param, key.table, True),)],
+            sort=query.sort,
+            count=limit,
+            snapshot=compiler.snapshot,
+            after=after,
+        )
+        compiler.sort_scanned = None
+        sql = Compiler(compiler.snapshot, compiler.estimate, compiler.type_count).page(rest)
+        return self._reader.execute(sql.text, sql.params).fetchall()[:limit]
 
     # -- writes -------------------------------------------------------------------------------
 
@@ -352,7 +392,8 @@ class SqliteStore:
             if not self._in_transaction:
                 return
             self._in_transaction = False
-            written, self._pending = self._pending, []
+            pending, self._pending = self._pending, []
+            written = [version for version, _ in pending]
             try:
                 await asyncio.to_thread(self._writer.execute, "COMMIT")
             except Exception as exc:  # disk full, I/O error: every unit in the batch fails
@@ -363,8 +404,10 @@ class SqliteStore:
                 if batch is not None and not batch.done():
                     batch.set_exception(exc)
                 return
-            for version in written:
+            for version, delta in pending:
                 self._remember(version)
+                if delta:
+                    self._type_counts[version.type] = self._type_counts.get(version.type, 0) + delta
             if batch is not None and not batch.done():
                 batch.set_result(None)
             if written:
@@ -446,7 +489,8 @@ class SqliteStore:
             version.body,
             seq,
         )
-        self._pending.append(stored)
+        was_live = row is not None and not row[2]
+        self._pending.append((stored, int(not version.deleted) - int(was_live)))
         return stored
 
     @staticmethod

@@ -8,6 +8,7 @@ sorts. Chains and ``_has`` nest the same compilation.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +37,9 @@ from fhir_server.store.query import (
 from fhir_server.store.sqlite.schema import INDEX_TABLES
 
 TEXT_MAX = "\U0010ffff"
+DRIVER_CAP = 2000  # a clause matching fewer rows may drive the query; otherwise scan in order
+SCAN_SHARE = 0.05  # ...unless its matches are more than this share of the type: then scan
+SCAN_MIN_ROWS = 100
 NULL_LAST_TEXT_ASC = TEXT_MAX * 4
 NULL_LAST_NUM_ASC = 1e308
 DAY_US = 86_400_000_000
@@ -59,10 +63,23 @@ def _escape_like(value: str) -> str:
 
 
 class Compiler:
-    """Compiles queries valid "as of" one snapshot sequence number."""
+    """Compiles queries valid "as of" one snapshot sequence number.
 
-    def __init__(self, snapshot: int) -> None:
+    ``estimate(sql, cap)`` counts the rows of a row-id query up to ``cap``; the store supplies it,
+    so the compiler can pick the most selective clause to drive a query (a small cost-based
+    planner: SQLite's own planner cannot see how selective one parameter value is).
+    """
+
+    def __init__(
+        self,
+        snapshot: int,
+        estimate: Callable[[Sql, int], int] | None = None,
+        type_count: Callable[[tuple[str, ...]], int] | None = None,
+    ) -> None:
         self.snapshot = snapshot
+        self.estimate = estimate or (lambda sql, cap: cap)
+        self.type_count = type_count or (lambda types: 1)
+        self.sort_scanned: SortKey | None = None
 
     def _valid(self, alias: str = "") -> tuple[str, list[int]]:
         prefix = f"{alias}." if alias else ""
@@ -237,9 +254,10 @@ class Compiler:
         pid_sql, pid_params = _pids(types, pred.param)
         valid, valid_params = self._valid("x")
         return Sql(
-            f"SELECT x.rid FROM ix_reference x JOIN resources t ON t.id = x.ref_id "
-            f"AND t.type = x.ref_type WHERE x.{pid_sql} AND {valid} AND t.rid IN ({inner.text})",
-            [*pid_params, *valid_params, *inner.params],
+            f"SELECT x.rid FROM ({inner.text}) m CROSS JOIN resources t ON t.rid = m.rid "
+            f"CROSS JOIN ix_reference x ON x.{pid_sql} AND x.ref_id = t.id "
+            f"AND x.ref_type = t.type WHERE {valid}",
+            [*inner.params, *pid_params, *valid_params],
         )
 
     def _HasPred(self, pred: HasPred, types, with_group) -> Sql:
@@ -247,11 +265,72 @@ class Compiler:
         valid, valid_params = self._valid("x")
         type_marks = ",".join("?" * len(types))
         return Sql(
-            f"SELECT r.rid FROM ix_reference x JOIN resources r ON r.id = x.ref_id "
-            f"AND r.type = x.ref_type WHERE x.pid = ? AND {valid} AND r.type IN ({type_marks}) "
-            f"AND x.rid IN ({inner.text})",
-            [param_key(pred.source_type, pred.param), *valid_params, *types, *inner.params],
+            f"SELECT r.rid FROM ({inner.text}) m CROSS JOIN ix_reference x INDEXED BY "
+            f"ix_reference_r ON x.rid = m.rid CROSS JOIN resources r ON r.id = x.ref_id "
+            f"AND r.type = x.ref_type WHERE x.pid = ? AND {valid} AND r.type IN ({type_marks})",
+            [*inner.params, param_key(pred.source_type, pred.param), *valid_params, *types],
         )
+
+    # -- probes: "does row r match?" -----------------------------------------------------------
+
+    def probe(self, pred: Pred, types: tuple[str, ...], outer: str = "r.rid") -> Sql:
+        """A condition on the outer row (``outer`` is its row id): index predicates become an
+        EXISTS on the by-resource index, chains and _has correlated sub-queries, everything
+        else ``outer IN (...)``."""
+        if isinstance(pred, _INDEX_PREDS):
+            inner = self.rids(pred, types)
+            table = inner.text.split(" FROM ", 1)[1].split(" ", 1)[0]
+            text = inner.text.replace(
+                f"SELECT rid FROM {table}", f"SELECT 1 FROM {table} INDEXED BY {table}_r", 1
+            )
+            return Sql(f"EXISTS ({text} AND rid = {outer})", inner.params)
+        if isinstance(pred, ChainPred):
+            return self._chain_probe(pred, types, outer)
+        if isinstance(pred, HasPred):
+            return self._has_probe(pred, types, outer)
+        inner = self.rids(pred, types)
+        return Sql(f"{outer} IN ({inner.text})", inner.params)
+
+    def _inner_probes(self, query: Query, outer: str) -> Sql:
+        parts = [self.clause_probe(clause, query.types, outer) for clause in query.where]
+        return Sql(" AND ".join(p.text for p in parts) or "1", [x for p in parts for x in p.params])
+
+    def _chain_probe(self, pred: ChainPred, types: tuple[str, ...], outer: str) -> Sql:
+        pid_sql, pid_params = _pids(types, pred.param)
+        valid, valid_params = self._valid("x")
+        level = f"t{id(pred) % 100000}"
+        inner = self._inner_probes(pred.query, f"{level}.rid")
+        target_types = ",".join("?" * len(pred.query.types))
+        return Sql(
+            f"EXISTS (SELECT 1 FROM ix_reference x INDEXED BY ix_reference_r "
+            f"JOIN resources {level} ON {level}.type = x.ref_type AND {level}.id = x.ref_id "
+            f"WHERE x.rid = {outer} AND x.{pid_sql} AND {valid} "
+            f"AND {level}.type IN ({target_types}) AND {inner.text})",
+            [*pid_params, *valid_params, *pred.query.types, *inner.params],
+        )
+
+    def _has_probe(self, pred: HasPred, types: tuple[str, ...], outer: str) -> Sql:
+        valid, valid_params = self._valid("x")
+        level = f"h{id(pred) % 100000}"
+        inner = self._inner_probes(pred.query, "x.rid")
+        return Sql(
+            f"EXISTS (SELECT 1 FROM resources {level} JOIN ix_reference x "
+            f"ON x.pid = ? AND x.ref_id = {level}.id AND x.ref_type = {level}.type "
+            f"WHERE {level}.rid = {outer} AND {valid} AND {inner.text})",
+            [param_key(pred.source_type, pred.param), *valid_params, *inner.params],
+        )
+
+    def clause_probe(
+        self, clause: tuple[Pred, ...], types: tuple[str, ...], outer: str = "r.rid"
+    ) -> Sql:
+        parts = [self.probe(p, types, outer) for p in clause]
+        return Sql(
+            "(" + " OR ".join(p.text for p in parts) + ")", [x for p in parts for x in p.params]
+        )
+
+    def clause_rids(self, clause: tuple[Pred, ...], types: tuple[str, ...]) -> Sql:
+        parts = [self.rids(p, types) for p in clause]
+        return Sql(" UNION ".join(p.text for p in parts), [x for p in parts for x in p.params])
 
     # -- whole queries ------------------------------------------------------------------------
 
@@ -262,39 +341,93 @@ class Compiler:
             [*types, self.snapshot],
         )
 
-    def matching(self, query: Query) -> Sql:
-        """All row ids matching the query's predicates (no paging), live at the snapshot."""
-        text = (
-            "SELECT r.rid FROM resources r JOIN versions v ON v.rid = r.rid "
-            "AND v.seq <= ? AND v.until_seq > ? AND v.deleted = 0 "
-            f"WHERE r.type IN ({','.join('?' * len(query.types))})"
+    def _version_join(self) -> Sql:
+        """The version of r that was current at the snapshot, if it was live then."""
+        return Sql(
+            "JOIN versions v ON v.seq = (CASE WHEN r.seq <= ? THEN r.seq ELSE "
+            "(SELECT max(v2.seq) FROM versions v2 WHERE v2.rid = r.rid AND v2.seq <= ?) END) "
+            "AND v.deleted = 0",
+            [self.snapshot, self.snapshot],
         )
-        params: list[Any] = [self.snapshot, self.snapshot, *query.types]
-        for clause in query.where:
-            text, params = self._and_clause(text, params, clause, query.types)
+
+    def choose_driver(self, query: Query) -> tuple[int | None, int]:
+        """The most selective clause and its (capped) size. Clauses that pin one value are
+        estimated first so that the others are counted only up to that size."""
+        best, best_count = None, DRIVER_CAP
+        order = sorted(range(len(query.where)), key=lambda i: _cost_rank(query.where[i]))
+        for index in order:
+            estimate = self.estimate(self.clause_rids(query.where[index], query.types), best_count)
+            if estimate < best_count:
+                best, best_count = index, estimate
+            if best_count <= 20:
+                break
+        return best, best_count
+
+    def _plan(self, query: Query) -> tuple[int | None, SortKey | None]:
+        """Drive from the smallest clause (materialise, probe the rest, sort) unless the
+        matches are a large share of the type: then walk the result order (row order or the
+        sort parameter's index) and probe every clause, stopping after one page."""
+        driver, estimate = self.choose_driver(query) if query.where else (None, 0)
+        sortable = len(query.sort) == 1 and bool(query.sort[0].table)
+        if driver is not None and estimate > SCAN_MIN_ROWS:
+            share = estimate / max(1, self.type_count(query.types))
+            if share > SCAN_SHARE and (sortable or not query.sort):
+                driver = None
+        scan = query.sort[0] if driver is None and sortable else None
+        return driver, scan
+
+    def matching(self, query: Query) -> Sql:
+        """All row ids matching the query (no order, no paging), live at the snapshot."""
+        driver = self.choose_driver(query)[0] if query.where else None
+        marks = ",".join("?" * len(query.types))
+        version = self._version_join()
+        if driver is not None:
+            source = self.clause_rids(query.where[driver], query.types)
+            text = (
+                f"SELECT r.rid FROM (SELECT DISTINCT rid FROM ({source.text})) m "
+                f"JOIN resources r ON r.rid = m.rid {version.text} WHERE r.type IN ({marks})"
+            )
+            params = [*source.params, *version.params, *query.types]
+        else:
+            text = f"SELECT r.rid FROM resources r {version.text} WHERE r.type IN ({marks})"
+            params = [*version.params, *query.types]
+        for index, clause in enumerate(query.where):
+            if index != driver:
+                probe = self.clause_probe(clause, query.types)
+                text += f" AND {probe.text}"
+                params.extend(probe.params)
         return Sql(text, params)
 
-    def _and_clause(
-        self, text: str, params: list[Any], clause: tuple[Pred, ...], types: tuple[str, ...]
-    ) -> tuple[str, list[Any]]:
-        alternatives = [self.rids(p, types) for p in clause]
-        text += " AND (" + " OR ".join(f"r.rid IN ({a.text})" for a in alternatives) + ")"
-        for alternative in alternatives:
-            params.extend(alternative.params)
-        return text, params
-
     def page(self, query: Query) -> Sql:
-        sort_exprs, sort_params = self._sort_expressions(query)
+        """One page in the query's order after the keyset position."""
+        driver, sort_scan = self._plan(query)
+        self.sort_scanned = sort_scan
+        sort_exprs, sort_params = self._sort_expressions(query, sort_scan)
         sort_cols = "".join(f", {expr} AS s{i}" for i, (expr, _) in enumerate(sort_exprs))
-        text = (
-            f"SELECT r.rid AS rid, r.type AS type, r.id AS id, v.body AS body{sort_cols} "
-            "FROM resources r JOIN versions v ON v.rid = r.rid AND v.seq <= ? "
-            "AND v.until_seq > ? AND v.deleted = 0 "
-            f"WHERE r.type IN ({','.join('?' * len(query.types))})"
-        )
-        params: list[Any] = [*sort_params, self.snapshot, self.snapshot, *query.types]
-        for clause in query.where:
-            text, params = self._and_clause(text, params, clause, query.types)
+        marks = ",".join("?" * len(query.types))
+        version = self._version_join()
+        select = f"SELECT r.rid AS rid, r.type AS type, r.id AS id, v.body AS body{sort_cols}"
+        params: list[Any] = list(sort_params)
+        if driver is not None:
+            source = self.clause_rids(query.where[driver], query.types)
+            text = (
+                f"{select} FROM (SELECT DISTINCT rid FROM ({source.text})) m "
+                f"JOIN resources r ON r.rid = m.rid"
+            )
+            params += source.params
+        elif sort_scan is not None:
+            scan = self._sort_scan_source(sort_scan, query.types)
+            text = f"{select} FROM {scan.text}"
+            params += scan.params
+        else:
+            text = f"{select} FROM resources r"
+        text += f" {version.text} WHERE r.type IN ({marks})"
+        params += [*version.params, *query.types]
+        for index, clause in enumerate(query.where):
+            if index != driver:
+                probe = self.clause_probe(clause, query.types)
+                text += f" AND {probe.text}"
+                params += probe.params
         order_terms = [(f"s{i}", desc) for i, (_, desc) in enumerate(sort_exprs)]
         order_terms.append(("rid", False))
         if query.reverse:
@@ -302,20 +435,44 @@ class Compiler:
         if query.after is not None:
             condition, after_params = _keyset_condition(order_terms, list(query.after))
             text = f"SELECT * FROM ({text}) WHERE {condition}"
-            params.extend(after_params)
+            params += after_params
         order = ", ".join(f"{name} {'DESC' if desc else 'ASC'}" for name, desc in order_terms)
         text += f" ORDER BY {order} LIMIT ?"
         params.append(query.count + 1)
         return Sql(text, params)
 
+    def _sort_scan_source(self, key: SortKey, types: tuple[str, ...]) -> Sql:
+        """Walk the sort parameter's index in order; each resource is taken at its first value
+        (the lowest when ascending, the highest when descending), so it appears once."""
+        table = INDEX_TABLES[key.table][0]
+        column = _sort_column(table, key.descending)
+        pid_sql, pid_params = _pids(types, key.param)
+        valid, valid_params = self._valid("s")
+        better = "<" if not key.descending else ">"
+        valid2, valid2_params = self._valid("s2")
+        return Sql(
+            f"{table} s JOIN resources r ON r.rid = s.rid AND s.{pid_sql} AND {valid} "
+            f"AND NOT EXISTS (SELECT 1 FROM {table} s2 INDEXED BY {table}_r "
+            f"WHERE s2.rid = s.rid AND s2.pid = s.pid "
+            f"AND {valid2} AND (s2.{column} {better} s.{column} OR (s2.{column} = s.{column} "
+            f"AND s2.grp < s.grp)))",
+            [*pid_params, *valid_params, *valid2_params],
+        )
+
     def count(self, query: Query) -> Sql:
         inner = self.matching(query)
         return Sql(f"SELECT count(*) FROM ({inner.text})", inner.params)
 
-    def _sort_expressions(self, query: Query) -> tuple[list[tuple[str, bool]], list[Any]]:
+    def _sort_expressions(
+        self, query: Query, scanned: SortKey | None = None
+    ) -> tuple[list[tuple[str, bool]], list[Any]]:
         exprs: list[tuple[str, bool]] = []
         params: list[Any] = []
         for key in query.sort:
+            if key is scanned:  # the value comes straight from the walked index row
+                column = _sort_column(INDEX_TABLES[key.table][0], key.descending)
+                exprs.append((f"s.{column}", key.descending))
+                continue
             expr, key_params = self._sort_expression(key, query.types)
             exprs.append((expr, key.descending))
             params.extend(key_params)
@@ -326,29 +483,57 @@ class Compiler:
             return "r.id", []
         if key.param == "_lastUpdated":
             return "v.last_updated", []
-        table, _columns = INDEX_TABLES[key.table]
-        column = {
-            "ix_string": "norm",
-            "ix_token": "code",
-            "ix_reference": "ref_id",
-            "ix_date": "hi" if key.descending else "lo",
-            "ix_number": "value",
-            "ix_quantity": "value",
-            "ix_uri": "uri",
-        }[table]
+        table = INDEX_TABLES[key.table][0]
+        column = _sort_column(table, key.descending)
         aggregate = "max" if key.descending else "min"
-        numeric = table in ("ix_date", "ix_number", "ix_quantity")
-        if key.descending:
-            sentinel = -NULL_LAST_NUM_ASC if numeric else ""
-        else:
-            sentinel = NULL_LAST_NUM_ASC if numeric else NULL_LAST_TEXT_ASC
+        sentinel = sort_sentinel(key)
         pid_sql, pid_params = _pids(types, key.param)
         valid, valid_params = self._valid()
         return (
-            f"COALESCE((SELECT {aggregate}({column}) FROM {table} WHERE rid = r.rid AND {pid_sql} "
-            f"AND {valid}), ?)",
+            f"COALESCE((SELECT {aggregate}({column}) FROM {table} INDEXED BY {table}_r "
+            f"WHERE rid = r.rid AND {pid_sql} AND {valid}), ?)",
             [*pid_params, *valid_params, sentinel],
         )
+
+
+_INDEX_PREDS = (StringPred, TokenPred, ReferencePred, DatePred, NumberPred, QuantityPred, UriPred)
+_SORT_COLUMN = {
+    "ix_string": "norm",
+    "ix_token": "code",
+    "ix_reference": "ref_id",
+    "ix_date": "lo",
+    "ix_number": "value",
+    "ix_quantity": "value",
+    "ix_uri": "uri",
+}
+
+
+def _cost_rank(clause: tuple[Pred, ...]) -> int:
+    """Equality-like predicates first: they are usually the most selective and cheap to count."""
+    pred = clause[0]
+    if isinstance(pred, (IdPred, InPred)):
+        return 0
+    if isinstance(pred, (TokenPred, ReferencePred, UriPred)) or (
+        isinstance(pred, StringPred) and pred.op == "exact"
+    ):
+        return 1
+    if isinstance(pred, (StringPred, CompositePred, ChainPred, HasPred)):
+        return 2
+    return 3
+
+
+def sort_sentinel(key: SortKey) -> Any:
+    """The sort value of a resource without the parameter: it sorts last either way."""
+    numeric = INDEX_TABLES[key.table][0] in ("ix_date", "ix_number", "ix_quantity")
+    if key.descending:
+        return -NULL_LAST_NUM_ASC if numeric else ""
+    return NULL_LAST_NUM_ASC if numeric else NULL_LAST_TEXT_ASC
+
+
+def _sort_column(table: str, descending: bool) -> str:
+    if table == "ix_date":
+        return "hi" if descending else "lo"
+    return _SORT_COLUMN[table]
 
 
 def _keyset_condition(
@@ -394,10 +579,14 @@ def number_condition(prefix: str, low: float, high: float, value: float) -> tupl
         return "value >= ? AND value < ?", [low, high]
     if prefix == "ne":
         return "NOT (value >= ? AND value < ?)", [low, high]
-    if prefix in ("gt", "sa"):
+    if prefix == "gt":
         return "value > ?", [value]
-    if prefix in ("lt", "eb"):
+    if prefix == "lt":
         return "value < ?", [value]
+    if prefix == "sa":  # entirely after the searched value's precision range
+        return "value >= ?", [high]
+    if prefix == "eb":
+        return "value < ?", [low]
     if prefix == "ge":
         return "value >= ?", [value]
     if prefix == "le":
