@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from fhir_server import FHIR_VERSION, __version__
 from fhir_server.api.fhir import FhirApi
 from fhir_server.config import Settings
+from fhir_server.plugins import install_all
 from fhir_server.service.core import FhirService
 from fhir_server.store import open_store
 
@@ -31,11 +32,9 @@ class ServerApp:
         self.service = FhirService(settings, self.store)
         self.fhir = FhirApi(self.service)
         self.service.search_parameters.on_change.append(self.fhir.capabilities_changed)
-        from fhir_server.service.operations import register_core_operations
-
-        register_core_operations(self.fhir)
         self.web = build_web_app(self)
         self.load_demo = load_demo
+        install_all(self)
         self.started = False
         base = settings.base_path
         self._prefix = base + "/"

@@ -55,6 +55,7 @@ class FhirApi:
         method = request.method
         pretty = False
         template = "?"
+        ctx: RequestContext | None = None
         try:
             pretty = request.param("_pretty") == "true"
             check_accept(request.header("accept"), request.param("_format"))
@@ -68,6 +69,11 @@ class FhirApi:
         if method == "HEAD":
             response.body = b""
         await response.send(send)
+        if ctx is not None and ctx.accesses:
+            try:
+                await self.svc.audit.record(ctx, response.status)
+            except Exception:  # the response is sent; an audit failure is logged loudly
+                error_log.exception("audit record failed for %s %s", method, template)
         log.info(
             "%s %s -> %d (%.1f ms)",
             method,

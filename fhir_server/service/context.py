@@ -34,6 +34,9 @@ class RequestContext:
     client_ip: str | None = None
     user_agent: str | None = None
     in_transaction: bool = False
+    accesses: list[Any] = field(default_factory=list)  # what was attempted (for the audit trail)
+    patients: set[str] = field(default_factory=set)  # patients whose data was touched (audit)
+    break_glass: bool = False  # emergency access was claimed (audited, see docs/security.md)
 
     def url(self, *parts: str) -> str:
         return "/".join((self.base_url, *parts))

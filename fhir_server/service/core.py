@@ -28,28 +28,47 @@ from fhir_server.validation.structure import StructuralValidator
 class Access:
     """What a caller attempts, as the guard and the audit trail see it."""
 
-    interaction: str  # read | vread | search-type | create | update | patch | delete | ...
+    interaction: str  # read | vread | search-type | search-system | create | update | patch |
+    #                   delete | history-* | transaction | batch | operation
     resource_type: str | None = None
     resource_id: str | None = None
-    resource: dict | None = field(default=None, compare=False)
+    resource: dict | None = field(default=None, compare=False)  # the new content (writes)
+    current: StoredVersion | None = field(default=None, compare=False)  # what is stored now
+    operation: str | None = None  # the operation name for interaction "operation"
 
 
 class Guard(Protocol):
+    """The authorization hook of the service layer (the security layer implements it)."""
+
     async def check(self, ctx: RequestContext, access: Access) -> None:
         """Raise FhirError(401/403) if the caller may not do this."""
 
+    async def search_filter(self, ctx: RequestContext, types: tuple[str, ...]) -> list[Any]:
+        """Extra AND clauses (store/query.py predicates) that narrow every search of these types
+        to what the caller may see (compartments, security labels, care relationships)."""
+
+    async def visible(self, ctx: RequestContext, version: StoredVersion) -> bool:
+        """Whether an included resource, history entry... may be shown to the caller."""
+
 
 class Auditor(Protocol):
-    async def record(self, ctx: RequestContext, access: Access, outcome: int) -> None: ...
+    async def record(self, ctx: RequestContext, status: int) -> None:
+        """Record what ``ctx.accesses`` attempted and how it ended (HTTP status)."""
 
 
 class OpenGuard:
     async def check(self, ctx: RequestContext, access: Access) -> None:
         return None
 
+    async def search_filter(self, ctx: RequestContext, types: tuple[str, ...]) -> list[Any]:
+        return []
+
+    async def visible(self, ctx: RequestContext, version: StoredVersion) -> bool:
+        return True
+
 
 class NoAudit:
-    async def record(self, ctx: RequestContext, access: Access, outcome: int) -> None:
+    async def record(self, ctx: RequestContext, status: int) -> None:
         return None
 
 
@@ -91,6 +110,18 @@ class FhirService:
 
     async def stop(self) -> None:
         await self.search_parameters.stop()
+
+    # -- authorization (called once per attempted access, by every interaction) -------------
+
+    async def authorize(self, ctx: RequestContext, access: Access) -> None:
+        ctx.accesses.append(access)
+        await self.guard.check(ctx, access)
+
+    async def search_filter(self, ctx: RequestContext, types: tuple[str, ...]) -> list[Any]:
+        return await self.guard.search_filter(ctx, types)
+
+    async def visible(self, ctx: RequestContext, version: StoredVersion) -> bool:
+        return await self.guard.visible(ctx, version)
 
     # -- checks shared by the interactions ------------------------------------------------
 

@@ -40,8 +40,8 @@ def _deleted_error(current: StoredVersion) -> FhirError:
 
 async def read(svc: FhirService, ctx: RequestContext, type_: str, id_: str) -> Result:
     svc.require_type(type_)
-    await svc.guard.check(ctx, Access("read", type_, id_))
     current = await svc.store.current(type_, id_)
+    await svc.authorize(ctx, Access("read", type_, id_, current=current))
     if current is None:
         raise not_found(f"{type_}/{id_} is not known")
     if current.deleted:
@@ -51,10 +51,8 @@ async def read(svc: FhirService, ctx: RequestContext, type_: str, id_: str) -> R
 
 async def vread(svc: FhirService, ctx: RequestContext, type_: str, id_: str, vid: str) -> Result:
     svc.require_type(type_)
-    await svc.guard.check(ctx, Access("vread", type_, id_))
-    if not vid.isdigit():
-        raise not_found(f"version {vid[:20]!r} of {type_}/{id_} is not known")
-    stored = await svc.store.version(type_, id_, int(vid))
+    stored = await svc.store.version(type_, id_, int(vid)) if vid.isdigit() else None
+    await svc.authorize(ctx, Access("vread", type_, id_, current=stored))
     if stored is None:
         raise not_found(f"version {vid} of {type_}/{id_} is not known")
     if stored.deleted:
@@ -72,7 +70,6 @@ async def create(
     if isinstance(body, dict):
         body.pop("id", None)  # the server assigns the id of a created resource
     resource = svc.validate(body, type_)
-    await svc.guard.check(ctx, Access("create", type_, None, resource))
     async with svc.store.unit_of_work() as uow:
         return await create_in(svc, ctx, uow, resource, if_none_exist)
 
@@ -87,7 +84,7 @@ async def create_in(
 ) -> Result:
     type_ = resource["resourceType"]
     if if_none_exist:
-        matches = await conditional_matches(svc, uow, type_, if_none_exist)
+        matches = await conditional_matches(svc, ctx, uow, type_, if_none_exist)
         if len(matches) > 1:
             raise precondition_failed(
                 f"If-None-Exist matched {len(matches)} {type_} resources; it must match at "
@@ -97,8 +94,10 @@ async def create_in(
         if matches:
             existing = await uow.current(*matches[0])
             assert existing is not None
+            await svc.authorize(ctx, Access("read", type_, existing.id, current=existing))
             return Result(200, raw=existing.body, version=existing)
     resource["id"] = assigned_id or new_id()
+    await svc.authorize(ctx, Access("create", type_, resource["id"], resource=resource))
     stored = await svc.store_version(uow, resource, None, "POST")
     return Result(201, raw=stored.body, version=stored, location=_location(ctx, stored))
 
@@ -108,8 +107,10 @@ def _location(ctx: RequestContext, stored: StoredVersion) -> str:
 
 
 async def conditional_matches(
-    svc: FhirService, uow: UnitOfWork, type_: str, query_string: str
+    svc: FhirService, ctx: RequestContext, uow: UnitOfWork, type_: str, query_string: str
 ) -> list[tuple[str, str]]:
+    """The resources a conditional interaction's search matches, among those the caller may
+    see (so that a conditional create cannot reveal another patient's data)."""
     from urllib.parse import parse_qsl
 
     query_string = query_string.split("?", 1)[-1]
@@ -117,6 +118,7 @@ async def conditional_matches(
     if not params:
         raise bad_request("a conditional interaction needs search parameters")
     parsed = svc.parser.parse((type_,), params, strict=True)
+    parsed.query.where.extend(await svc.search_filter(ctx, (type_,)))
     return await uow.search_ids(parsed.query, limit=2)
 
 
@@ -141,7 +143,6 @@ async def update(
         raise bad_request(
             f"the resource id {resource['id']!r} does not match the URL id {id_!r}", expression="id"
         )
-    await svc.guard.check(ctx, Access("update", type_, id_, resource))
     async with svc.store.unit_of_work() as uow:
         return await update_in(svc, ctx, uow, resource, if_match, if_none_match)
 
@@ -158,6 +159,8 @@ async def update_in(
     type_, id_ = resource["resourceType"], resource["id"]
     current = await uow.current(type_, id_)
     live = current is not None and not current.deleted
+    interaction = "patch" if method == "PATCH" else "update"
+    await svc.authorize(ctx, Access(interaction, type_, id_, resource=resource, current=current))
     if if_none_match is not None:
         if if_none_match.strip() != "*":
             raise bad_request("If-None-Match on an update only supports '*'")
@@ -217,7 +220,6 @@ async def conditional_update(
 ) -> Result:
     svc.require_type(type_)
     resource = svc.validate(body, type_)
-    await svc.guard.check(ctx, Access("update", type_, resource.get("id"), resource))
     async with svc.store.unit_of_work() as uow:
         return await conditional_update_in(svc, ctx, uow, resource, query, if_match)
 
@@ -231,7 +233,7 @@ async def conditional_update_in(
     if_match: str | None,
 ) -> Result:
     type_ = resource["resourceType"]
-    matches = await conditional_matches(svc, uow, type_, query)
+    matches = await conditional_matches(svc, ctx, uow, type_, query)
     if len(matches) > 1:
         raise precondition_failed(
             f"the conditional update matched {len(matches)} {type_} "
@@ -268,10 +270,9 @@ async def patch(
     if_match: str | None,
 ) -> Result:
     svc.require_type(type_)
-    await svc.guard.check(ctx, Access("patch", type_, id_))
     async with svc.store.unit_of_work() as uow:
         if id_ is None:
-            matches = await conditional_matches(svc, uow, type_, query or "")
+            matches = await conditional_matches(svc, ctx, uow, type_, query or "")
             if len(matches) != 1:
                 code = "multiple-matches" if matches else "not-found"
                 status = 412 if matches else 404
@@ -311,7 +312,6 @@ async def patch_in(
     if patched.get("id") != id_:
         raise FhirError(422, "processing", "a patch must not change the resource id")
     svc.validate(patched, type_)
-    await svc.guard.check(ctx, Access("update", type_, id_, patched))
     return await update_in(svc, ctx, uow, patched, None, method="PATCH")
 
 
@@ -322,7 +322,6 @@ async def delete(
     svc: FhirService, ctx: RequestContext, type_: str, id_: str, if_match: str | None = None
 ) -> Result:
     svc.require_type(type_)
-    await svc.guard.check(ctx, Access("delete", type_, id_))
     async with svc.store.unit_of_work() as uow:
         return await delete_in(svc, ctx, uow, type_, id_, if_match)
 
@@ -336,6 +335,7 @@ async def delete_in(
     if_match: str | None = None,
 ) -> Result:
     current = await uow.current(type_, id_)
+    await svc.authorize(ctx, Access("delete", type_, id_, current=current))
     if current is None or current.deleted:
         if if_match is not None:
             raise precondition_failed(f"{type_}/{id_} does not exist")
@@ -352,7 +352,6 @@ async def conditional_delete(
     svc: FhirService, ctx: RequestContext, type_: str, query: str
 ) -> Result:
     svc.require_type(type_)
-    await svc.guard.check(ctx, Access("delete", type_, None))
     async with svc.store.unit_of_work() as uow:
         return await conditional_delete_in(svc, ctx, uow, type_, query)
 
@@ -366,6 +365,7 @@ async def conditional_delete_in(
     if not params:
         raise bad_request("a conditional delete needs search parameters")
     parsed = svc.parser.parse((type_,), params, strict=True)
+    parsed.query.where.extend(await svc.search_filter(ctx, (type_,)))
     limit = svc.settings.max_multiple_delete + 1 if svc.settings.allow_multiple_delete else 2
     matches = await uow.search_ids(parsed.query, limit=limit)
     if len(matches) > 1 and not svc.settings.allow_multiple_delete:

@@ -33,7 +33,7 @@ async def history(
     if type_ is not None:
         svc.require_type(type_)
     level = "history-instance" if id_ else "history-type" if type_ else "history-system"
-    await svc.guard.check(ctx, Access(level, type_, id_))
+    await svc.authorize(ctx, Access(level, type_, id_))
     if id_ is not None and await svc.store.current(type_ or "", id_) is None:
         raise not_found(f"{type_}/{id_} is not known")
     since = at = cursor = None
@@ -66,6 +66,8 @@ async def history(
         raise bad_request(str(exc)) from exc
     entries = []
     for version in page.versions:
+        if not await svc.visible(ctx, version):
+            continue
         full_url = ctx.url(version.type, version.id)
         entry: dict = {"fullUrl": full_url}
         if version.body is not None:

@@ -16,12 +16,14 @@ async def reindex(
     """``GET|POST SearchParameter/[id]/$reindex``: the indexing status of a stored parameter."""
     if target.get("type") != "SearchParameter" or "id" not in target:
         raise FhirError(404, "not-supported", "$reindex is available on SearchParameter instances")
-    await svc.guard.check(ctx, Access("operation", "SearchParameter", target["id"]))
+    await svc.authorize(
+        ctx, Access("operation", "SearchParameter", target["id"], operation="reindex")
+    )
     job = svc.search_parameters.status_for(target["id"])
     if job is None:
         raise not_found(f"SearchParameter/{target['id']} is not a stored search parameter")
     return Result(200, resource=job.as_parameters())
 
 
-def register_core_operations(api: Any) -> None:
-    api.operations["reindex"] = reindex
+def install(app: Any) -> None:
+    app.fhir.operations["reindex"] = reindex

@@ -68,8 +68,9 @@ async def search(
     for resource_type in types:
         svc.require_type(resource_type)
     interaction = "search-system" if len(types) != 1 else "search-type"
-    await svc.guard.check(ctx, Access(interaction, types[0] if len(types) == 1 else None))
+    await svc.authorize(ctx, Access(interaction, types[0] if len(types) == 1 else None))
     parsed = svc.parser.parse(types, params, strict=ctx.prefer_handling == "strict")
+    await restrict(svc, ctx, parsed.query)
     if compartment is not None:
         parsed.query.where.append(_compartment_clause(svc, types, *compartment))
     query = parsed.query
@@ -107,6 +108,18 @@ async def search(
     )
 
 
+async def restrict(svc: FhirService, ctx: RequestContext, query: Query) -> None:
+    """AND the guard's filters into the query and into every chained / _has sub-query, so no
+    search feature can reach resources the caller may not see."""
+    original = list(query.where)
+    query.where.extend(await svc.search_filter(ctx, query.types))
+    for clause in original:
+        for pred in clause:
+            inner = getattr(pred, "query", None)
+            if isinstance(inner, Query):
+                await restrict(svc, ctx, inner)
+
+
 async def search_in_unit(
     svc: FhirService,
     ctx: RequestContext,
@@ -117,8 +130,9 @@ async def search_in_unit(
     """A search inside a transaction: it sees the transaction's own writes. One page, no
     includes (a transaction's GET entries are meant for small reads)."""
     svc.require_type(type_)
-    await svc.guard.check(ctx, Access("search-type", type_))
+    await svc.authorize(ctx, Access("search-type", type_))
     parsed = svc.parser.parse((type_,), params, strict=ctx.prefer_handling == "strict")
+    await restrict(svc, ctx, parsed.query)
     keys = await uow.search_ids(parsed.query, limit=parsed.query.count + 1)
     entries = []
     for key in keys[: parsed.query.count]:
@@ -232,13 +246,13 @@ async def _includes(
         new: list[StoredVersion] = []
         for include in active:
             if include.reverse:
-                found, more = await _revinclude(svc, include, frontier, snapshot, limit)
+                found, more = await _revinclude(svc, ctx, include, frontier, snapshot, limit)
                 truncated = truncated or more
             else:
                 found = await _include(svc, include, frontier, snapshot)
             for version in found:
                 key = (version.type, version.id)
-                if key in seen:
+                if key in seen or not await svc.visible(ctx, version):
                     continue
                 if len(included) + len(new) >= limit:
                     truncated = True
@@ -294,6 +308,7 @@ async def _include(
 
 async def _revinclude(
     svc: FhirService,
+    ctx: RequestContext,
     include: Include,
     frontier: list[tuple[str, str, bytes]],
     snapshot: int,
@@ -317,6 +332,7 @@ async def _revinclude(
         if not preds:
             continue
         query = Query(types=(source_type,), where=[preds], count=limit, snapshot=snapshot)
+        await restrict(svc, ctx, query)
         page = await svc.store.search(query)
         more = more or page.has_more
         found.extend(StoredVersion(h.type, h.id, 0, 0, False, "", h.body) for h in page.hits)

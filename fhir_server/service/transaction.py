@@ -68,7 +68,7 @@ async def process_bundle(svc: FhirService, ctx: RequestContext, body: Any) -> Re
     if structural:
         raise FhirError(400, structural[0].code, structural[0].diagnostics, issues=structural)
     entries = [_parse_entry(svc, ctx, i, e) for i, e in enumerate(body.get("entry", ()))]
-    await svc.guard.check(ctx, Access(kind))
+    await svc.authorize(ctx, Access(kind))
     if kind == "transaction":
         if not svc.store.supports_transactions:
             raise FhirError(
@@ -141,11 +141,11 @@ async def _transaction(svc: FhirService, ctx: RequestContext, entries: list[_Ent
             for current in (e for e in ordered if e.method == "DELETE"):
                 current.result = await _run(svc, ctx, uow, current)
             current = None
-            mapping = await _assign_ids(svc, uow, entries)
+            mapping = await _assign_ids(svc, ctx, uow, entries)
             _check_overlaps(entries, mapping)
             for current in entries:
                 if current.resource is not None:
-                    await _rewrite_references(svc, uow, current, mapping)
+                    await _rewrite_references(svc, ctx, uow, current, mapping)
             for current in (e for e in ordered if e.method != "DELETE"):
                 current.result = await _run(svc, ctx, uow, current)
         except FhirError as exc:
@@ -189,7 +189,9 @@ def _entry_error(exc: FhirError, entry: _Entry) -> FhirError:
     )
 
 
-async def _assign_ids(svc: FhirService, uow: UnitOfWork, entries: list[_Entry]) -> dict[str, str]:
+async def _assign_ids(
+    svc: FhirService, ctx: RequestContext, uow: UnitOfWork, entries: list[_Entry]
+) -> dict[str, str]:
     """fullUrl -> "Type/id" for every entry that creates or updates a resource."""
     mapping: dict[str, str] = {}
     for entry in entries:
@@ -200,7 +202,9 @@ async def _assign_ids(svc: FhirService, uow: UnitOfWork, entries: list[_Entry]) 
             target_id = None
             if entry.if_none_exist:
                 try:
-                    matches = await crud.conditional_matches(svc, uow, type_, entry.if_none_exist)
+                    matches = await crud.conditional_matches(
+                        svc, ctx, uow, type_, entry.if_none_exist
+                    )
                 except FhirError as exc:
                     raise _entry_error(exc, entry) from exc
                 if len(matches) > 1:
@@ -220,7 +224,7 @@ async def _assign_ids(svc: FhirService, uow: UnitOfWork, entries: list[_Entry]) 
             target = f"{type_}/{entry.assigned_id}"
         elif entry.query and not entry.id_:
             try:
-                matches = await crud.conditional_matches(svc, uow, type_, entry.query)
+                matches = await crud.conditional_matches(svc, ctx, uow, type_, entry.query)
             except FhirError as exc:
                 raise _entry_error(exc, entry) from exc
             if len(matches) > 1:
@@ -247,7 +251,7 @@ async def _assign_ids(svc: FhirService, uow: UnitOfWork, entries: list[_Entry]) 
 
 
 async def _rewrite_references(
-    svc: FhirService, uow: UnitOfWork, entry: _Entry, mapping: dict[str, str]
+    svc: FhirService, ctx: RequestContext, uow: UnitOfWork, entry: _Entry, mapping: dict[str, str]
 ) -> None:
     cache: dict[str, str] = {}
 
@@ -262,7 +266,7 @@ async def _rewrite_references(
             if reference not in cache:
                 type_, _, query = reference.partition("?")
                 svc.require_type(type_)
-                matches = await crud.conditional_matches(svc, uow, type_, query)
+                matches = await crud.conditional_matches(svc, ctx, uow, type_, query)
                 if len(matches) != 1:
                     raise FhirError(
                         412 if matches else 404,
@@ -316,7 +320,6 @@ async def _run(svc: FhirService, ctx: RequestContext, uow: UnitOfWork, entry: _E
     if type_ is not None:
         svc.require_type(type_)
     if method == "DELETE":
-        await svc.guard.check(ctx, Access("delete", type_, entry.id_))
         if entry.id_:
             return await crud.delete_in(svc, ctx, uow, type_, entry.id_, entry.if_match)
         return await crud.conditional_delete_in(svc, ctx, uow, type_, entry.query or "")
@@ -325,10 +328,10 @@ async def _run(svc: FhirService, ctx: RequestContext, uow: UnitOfWork, entry: _E
         if isinstance(resource, dict):
             resource.pop("id", None)
         svc.validate(resource, type_)
-        await svc.guard.check(ctx, Access("create", type_, None, resource))
         if "existing" in entry.extra:
             existing = await uow.current(*entry.extra["existing"])
             assert existing is not None
+            await svc.authorize(ctx, Access("read", type_, existing.id, current=existing))
             return Result(200, raw=existing.body, version=existing)
         return await crud.create_in(svc, ctx, uow, resource, None, assigned_id=entry.assigned_id)
     if method == "PUT":
@@ -341,20 +344,17 @@ async def _run(svc: FhirService, ctx: RequestContext, uow: UnitOfWork, entry: _E
                     f"the resource id {resource.get('id')!r} does not match the "
                     f"request url id {entry.id_!r}"
                 )
-            await svc.guard.check(ctx, Access("update", type_, entry.id_, resource))
             return await crud.update_in(
                 svc, ctx, uow, resource, entry.if_match, entry.if_none_match
             )
         if entry.assigned_id and "id" not in resource:
             resource["id"] = entry.assigned_id
-        await svc.guard.check(ctx, Access("update", type_, resource.get("id"), resource))
         return await crud.conditional_update_in(
             svc, ctx, uow, resource, entry.query or "", entry.if_match
         )
     if method == "PATCH":
         if entry.id_ is None:
             raise bad_request("PATCH entries need a Type/id url")
-        await svc.guard.check(ctx, Access("patch", type_, entry.id_))
         content_type = (
             "application/json-patch+json"
             if isinstance(entry.resource, dict) and (entry.resource.get("resourceType") == "Binary")
@@ -382,8 +382,8 @@ async def _get(svc: FhirService, ctx: RequestContext, uow: UnitOfWork, entry: _E
     if entry.id_ and entry.vid:
         return await crud.vread(svc, ctx, type_, entry.id_, entry.vid)
     if entry.id_:
-        await svc.guard.check(ctx, Access("read", type_, entry.id_))
         current = await uow.current(type_, entry.id_)
+        await svc.authorize(ctx, Access("read", type_, entry.id_, current=current))
         if current is None:
             raise FhirError(404, "not-found", f"{type_}/{entry.id_} is not known")
         if current.deleted:

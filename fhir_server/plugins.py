@@ -1,0 +1,21 @@
+"""Features that plug into the server at start: each module has ``install(app)`` and may register
+operations on ``app.fhir.operations``, validators on ``app.service.profile_validators``, web
+routes on ``app.web``, or replace ``app.service.guard`` / ``app.service.audit``.
+
+Domain features (screening, pathways, social map, referrals) and security install themselves
+this way, so the core never has special cases for them.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+INSTALLERS = [
+    "fhir_server.service.operations",
+]
+
+
+def install_all(app: Any) -> None:
+    for name in INSTALLERS:
+        import_module(name).install(app)
