@@ -72,6 +72,22 @@ class NoAudit:
         return None
 
 
+class WriteHook(Protocol):
+    """Runs inside the unit of work of every write (create, update, patch, delete)."""
+
+    async def before(
+        self, ctx: RequestContext, resource: dict, current: StoredVersion | None
+    ) -> None: ...
+
+    async def after(
+        self,
+        ctx: RequestContext,
+        uow: UnitOfWork,
+        written: StoredVersion,
+        previous: StoredVersion | None,
+    ) -> None: ...
+
+
 class ResourceValidator(Protocol):
     def validate(self, resource: dict, expected_type: str | None = None) -> list[Issue]: ...
 
@@ -97,6 +113,7 @@ class FhirService:
         )
         self.guard: Guard = OpenGuard()
         self.audit: Auditor = NoAudit()
+        self.write_hooks: list[WriteHook] = []
         from fhir_server.service.search_parameters import SearchParameterManager
 
         self.search_parameters = SearchParameterManager(self)
@@ -155,9 +172,21 @@ class FhirService:
     # -- the write primitive --------------------------------------------------------------
 
     async def store_version(
-        self, uow: UnitOfWork, resource: dict, current: StoredVersion | None, method: str
+        self,
+        ctx: RequestContext,
+        uow: UnitOfWork,
+        resource: dict,
+        current: StoredVersion | None,
+        method: str,
     ) -> StoredVersion:
-        """Stamp meta, index and write ``resource`` as the next version after ``current``."""
+        """Stamp meta, index and write ``resource`` as the next version after ``current``.
+
+        Write hooks run here, inside the unit of work: ``before`` may amend the resource (e.g.
+        security labels from the label policy), ``after`` may write more in the same unit
+        (e.g. a Provenance), so either everything commits or nothing does.
+        """
+        for hook in self.write_hooks:
+            await hook.before(ctx, resource, current)
         version = current.version + 1 if current else 1
         last_updated = now_us()
         stamp_meta(resource, version, last_updated)
@@ -171,10 +200,18 @@ class FhirService:
             method,
             dumps(resource),
         )
-        return await uow.write(stored, index, current.version if current else 0)
+        written = await uow.write(stored, index, current.version if current else 0)
+        for hook in self.write_hooks:
+            await hook.after(ctx, uow, written, current)
+        return written
 
-    async def store_tombstone(self, uow: UnitOfWork, current: StoredVersion) -> StoredVersion:
+    async def store_tombstone(
+        self, ctx: RequestContext, uow: UnitOfWork, current: StoredVersion
+    ) -> StoredVersion:
         tombstone = StoredVersion(
             current.type, current.id, current.version + 1, now_us(), True, "DELETE", None
         )
-        return await uow.write(tombstone, None, current.version)
+        written = await uow.write(tombstone, None, current.version)
+        for hook in self.write_hooks:
+            await hook.after(ctx, uow, written, current)
+        return written

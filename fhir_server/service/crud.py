@@ -98,7 +98,7 @@ async def create_in(
             return Result(200, raw=existing.body, version=existing)
     resource["id"] = assigned_id or new_id()
     await svc.authorize(ctx, Access("create", type_, resource["id"], resource=resource))
-    stored = await svc.store_version(uow, resource, None, "POST")
+    stored = await svc.store_version(ctx, uow, resource, None, "POST")
     return Result(201, raw=stored.body, version=stored, location=_location(ctx, stored))
 
 
@@ -185,7 +185,7 @@ async def update_in(
     if live and current is not None and _unchanged(current, resource):
         return Result(200, raw=current.body, version=current)
     try:
-        stored = await svc.store_version(uow, resource, current, method)
+        stored = await svc.store_version(ctx, uow, resource, current, method)
     except VersionConflict as exc:
         raise FhirError(
             409,
@@ -344,7 +344,7 @@ async def delete_in(
         raise precondition_failed(
             f"version conflict: {type_}/{id_} is at version {current.version}"
         )
-    tombstone = await svc.store_tombstone(uow, current)
+    tombstone = await svc.store_tombstone(ctx, uow, current)
     return Result(204, version=tombstone)
 
 
