@@ -15,7 +15,7 @@ from typing import Any
 from fhir_server.fhirpath import Node
 from fhir_server.model.structure import Model
 from fhir_server.search.dates import MAX_US, MIN_US, date_range
-from fhir_server.search.normalize import MAX_INDEXED_CHARS, normalize
+from fhir_server.search.normalize import MAX_INDEXED_CHARS, normalize, phonetic
 from fhir_server.search.registry import Registry, SearchParam
 from fhir_server.store.protocol import IndexRows
 
@@ -61,6 +61,8 @@ class Extractor:
                 continue
             if param.type == "composite":
                 self._composite(param, nodes, resource, rows, group_counter)
+            elif param.code == "phonetic" and param.type == "string":
+                self._phonetic(param.code, nodes, rows)
             else:
                 self._add(param.type, param.code, nodes, rows, 0, resource)
         return rows
@@ -110,6 +112,26 @@ class Extractor:
             rows.strings.append(
                 (code, normalize(value["text"]), value["text"][:MAX_INDEXED_CHARS], group)
             )
+
+    def _phonetic(self, code: str, nodes: list[Node], rows: IndexRows) -> None:
+        """Names indexed by their phonetic key (each name part on its own)."""
+        for node in nodes:
+            value = node.value
+            parts: list[str] = []
+            if isinstance(value, str):
+                parts.append(value)
+            elif isinstance(value, dict):
+                for part in ("family", "given", "text"):
+                    item = value.get(part)
+                    parts.extend(
+                        p
+                        for p in (item if isinstance(item, list) else [item])
+                        if isinstance(p, str)
+                    )
+            for text in parts:
+                key = phonetic(text)
+                if key:
+                    rows.strings.append((code, key, text[:MAX_INDEXED_CHARS], 0))
 
     def _token(self, code: str, node: Node, rows: IndexRows, group: int, _r: dict) -> None:
         value = node.value

@@ -5,6 +5,8 @@ from __future__ import annotations
 import unicodedata
 from functools import lru_cache
 
+import jellyfish
+
 # Longer strings are indexed (and searched) by their first MAX_INDEXED_CHARS characters.
 MAX_INDEXED_CHARS = 4096
 
@@ -17,3 +19,11 @@ def normalize(text: str) -> str:
     decomposed = unicodedata.normalize("NFKD", text.casefold())
     stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
     return " ".join(stripped.split())[:MAX_INDEXED_CHARS]
+
+
+@lru_cache(maxsize=65536)
+def phonetic(text: str) -> str:
+    """The phonetic key of a name for the ``phonetic`` search parameters: Soundex of the folded
+    name, so that Janssens / Jansens and Lefebvre / Lefevre match."""
+    folded = "".join(c for c in normalize(text) if c.isalpha())
+    return jellyfish.soundex(folded) if folded else ""

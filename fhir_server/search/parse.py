@@ -9,7 +9,7 @@ from decimal import Decimal, InvalidOperation
 from fhir_server.errors import FhirError, Issue, bad_request
 from fhir_server.search.dates import date_range
 from fhir_server.search.extract import IDENTIFIER_SUFFIX, OF_TYPE_SUFFIX, TEXT_SUFFIX
-from fhir_server.search.normalize import normalize
+from fhir_server.search.normalize import normalize, phonetic
 from fhir_server.search.registry import TABLE_OF_TYPE, Registry, SearchParam
 from fhir_server.store.query import (
     ANY_SYSTEM,
@@ -267,6 +267,8 @@ class SearchParser:
 
     def _v_string(self, param: SearchParam, modifier: str, raw: str) -> Pred:
         text = unescape(raw)
+        if param.code == "phonetic" and not modifier:  # sounds like: equal phonetic keys
+            return StringPred(param.code, "exact-key", phonetic(text))
         if modifier == "exact":
             return StringPred(param.code, "exact", text)
         if modifier == "contains":

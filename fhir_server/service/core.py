@@ -7,6 +7,9 @@ did, or were refused). Interactions live in their own modules and receive this o
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -22,6 +25,8 @@ from fhir_server.service.context import RequestContext
 from fhir_server.service.versioning import now_us, stamp_meta
 from fhir_server.store.protocol import IndexRows, Store, StoredVersion, UnitOfWork
 from fhir_server.validation.structure import StructuralValidator
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True, frozen=True)
@@ -114,6 +119,7 @@ class FhirService:
         self.guard: Guard = OpenGuard()
         self.audit: Auditor = NoAudit()
         self.write_hooks: list[WriteHook] = []
+        self._maintenance: asyncio.Task[None] | None = None
         from fhir_server.service.search_parameters import SearchParameterManager
 
         self.search_parameters = SearchParameterManager(self)
@@ -122,11 +128,31 @@ class FhirService:
         store.add_listener(self.search_parameters.committed)
 
     async def start(self) -> None:
-        """Called once the store is open: load stored SearchParameters, resume their jobs."""
+        """Called once the store is open: load stored SearchParameters, resume their jobs, and
+        start the maintenance loop."""
         await self.search_parameters.load()
+        self._maintenance = asyncio.get_running_loop().create_task(self._maintain())
 
     async def stop(self) -> None:
+        if self._maintenance is not None:
+            self._maintenance.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._maintenance
         await self.search_parameters.stop()
+
+    async def prune(self) -> int:
+        """Forget index rows that only expired paging snapshots could need."""
+        retention_us = self.settings.snapshot_retention_seconds * 1_000_000
+        return await self.store.prune_snapshots(now_us() - retention_us)
+
+    async def _maintain(self) -> None:
+        interval = max(60, self.settings.snapshot_retention_seconds // 4)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.prune()
+            except Exception:  # maintenance must never take the server down
+                log.exception("pruning old search snapshots failed")
 
     # -- authorization (called once per attempted access, by every interaction) -------------
 

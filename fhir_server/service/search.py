@@ -80,6 +80,13 @@ async def search(
         cursor = _decode_cursor(parsed.cursor)
         if cursor.get("h") != params_hash:
             raise bad_request("the paging cursor belongs to a different search")
+        if cursor["s"] <= await svc.store.oldest_snapshot():
+            raise FhirError(
+                410,
+                "expired",
+                "this paging link has expired (older than the snapshot retention); "
+                "start the search again",
+            )
         query.snapshot = cursor["s"]
         query.after = tuple(cursor["k"]) if cursor.get("k") is not None else None
         query.reverse = bool(cursor.get("r"))

@@ -19,8 +19,8 @@ Comparator = Literal["eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap"]
 @dataclass(slots=True, frozen=True)
 class StringPred:
     param: str
-    op: Literal["prefix", "exact", "contains"]
-    value: str  # normalized for prefix/contains, verbatim for exact
+    op: Literal["prefix", "exact", "contains", "exact-key"]
+    value: str  # normalized for prefix/contains, verbatim for exact, the key for exact-key
 
 
 @dataclass(slots=True, frozen=True)

@@ -255,6 +255,36 @@ class SqliteStore:
             for table, _ in INDEX_TABLES.values():
                 self._writer.executemany(f"DELETE FROM {table} WHERE pid = ?", [(k,) for k in keys])
 
+    async def prune_snapshots(self, before_us: int) -> int:
+        done = int(await self.get_meta("pruned_upto") or 0)
+        row = self._reader.execute(
+            "SELECT coalesce(min(seq), 0) FROM versions WHERE last_updated >= ?", (before_us,)
+        ).fetchone()
+        upto = row[0] - 1 if row[0] else await self.latest_seq()
+        if upto <= done:
+            return done
+        rids = [
+            r[0]
+            for r in self._reader.execute(
+                "SELECT DISTINCT rid FROM versions WHERE until_seq > ? AND until_seq <= ?",
+                (done, upto),
+            )
+        ]
+        for start in range(0, len(rids), 500):
+            chunk = rids[start : start + 500]
+            async with self.unit_of_work():
+                for table, _ in INDEX_TABLES.values():
+                    self._writer.executemany(
+                        f"DELETE FROM {table} WHERE rid = ? AND hi_seq <= ?",
+                        [(rid, upto) for rid in chunk],
+                    )
+            await asyncio.sleep(0)  # let requests through between chunks
+        await self.set_meta("pruned_upto", str(upto))
+        return upto
+
+    async def oldest_snapshot(self) -> int:
+        return int(await self.get_meta("pruned_upto") or 0)
+
     async def get_meta(self, key: str) -> str | None:
         row = self._reader.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None

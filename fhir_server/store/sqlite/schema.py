@@ -35,6 +35,7 @@ CREATE TABLE IF NOT EXISTS versions (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS versions_rid ON versions (rid, version);
 CREATE INDEX IF NOT EXISTS versions_type ON versions (type, seq);
+CREATE INDEX IF NOT EXISTS versions_until ON versions (until_seq) WHERE until_seq < {OPEN_END};
 
 -- Index rows: one clustered (WITHOUT ROWID) table per value type, keyed for lookups by value, plus
 -- an index by resource row for closing rows when a new version supersedes them. A row is valid for

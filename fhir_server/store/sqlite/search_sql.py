@@ -109,6 +109,10 @@ class Compiler:
         )
 
     def _StringPred(self, pred: StringPred, types, with_group) -> Sql:
+        if pred.op == "exact-key":  # the indexed value is a computed key (phonetic)
+            return self._index_select(
+                "ix_string", types, pred.param, "norm = ?", [pred.value], with_group
+            )
         if pred.op == "exact":
             from fhir_server.search.normalize import normalize
 
