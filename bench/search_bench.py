@@ -160,11 +160,14 @@ async def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--queries", type=int, default=200)
-    parser.add_argument("--keep", help="data folder to keep (default: a temporary one)")
+    parser.add_argument("--keep", help="data folder to keep and reuse (default: temporary)")
+    parser.add_argument("--ingest-only", action="store_true",
+                        help="only load the population (measure later with --keep)")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     folder = Path(args.keep or tempfile.mkdtemp(prefix="bench-search-"))
-    app = ServerApp(Settings(data_dir=folder, public_url=BASE))
+    # the engine is measured without authentication (see bench/rest_throughput.py for auth)
+    app = ServerApp(Settings(data_dir=folder, public_url=BASE, auth="open"))
     await app.startup()
     results: dict[int, dict[str, tuple[float, float]]] = {}
     ingest_rates: dict[int, float] = {}
@@ -173,17 +176,26 @@ async def main() -> int:
             ctx = RequestContext(base_url=BASE)
             for org in organizations():
                 await crud.update_in(app.service, ctx, uow, org, None)
-        loaded = 0
+        # a kept folder is reused: only the women not loaded yet are added
+        loaded = await app.service.store.count_current(("Patient",))
         for size in sizes:
             women = size // RESOURCES_PER_WOMAN
-            ingest_rates[size] = await ingest(app, loaded, women)
-            loaded = women
+            if women > loaded:
+                ingest_rates[size] = await ingest(app, loaded, women)
+                loaded = women
+            else:
+                ingest_rates[size] = float("nan")  # already loaded in an earlier run
+            if args.ingest_only:
+                print(f"size {size:,}: ingest {ingest_rates[size]:,.0f} resources/s", flush=True)
+                continue
             results[size] = await measure(app, women, args.queries)
             print(f"size {size:,}: ingest {ingest_rates[size]:,.0f} resources/s", flush=True)
     finally:
         await app.shutdown()
         if not args.keep:
             shutil.rmtree(folder, ignore_errors=True)
+    if args.ingest_only:
+        return 0
     header = "".join(f"{f'{s:,}':>18}" for s in sizes)
     print(f"\n{'query (ms: p50 / p95)':<30}{header}")
     for name in results[sizes[0]]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 OPEN_END = 9223372036854775807  # "valid until further notice" sequence number / time
 
 DDL = f"""
@@ -43,14 +43,14 @@ CREATE INDEX IF NOT EXISTS versions_until ON versions (until_seq) WHERE until_se
 CREATE TABLE IF NOT EXISTS ix_string (
     pid INTEGER NOT NULL, norm TEXT NOT NULL, exact TEXT NOT NULL, rid INTEGER NOT NULL,
     grp INTEGER NOT NULL, lo_seq INTEGER NOT NULL, hi_seq INTEGER NOT NULL,
-    PRIMARY KEY (pid, norm, exact, rid, grp, lo_seq)
+    PRIMARY KEY (pid, norm, rid, exact, grp, lo_seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS ix_string_r ON ix_string (rid, hi_seq, pid);
 
 CREATE TABLE IF NOT EXISTS ix_token (
     pid INTEGER NOT NULL, system TEXT NOT NULL, code TEXT NOT NULL, rid INTEGER NOT NULL,
     grp INTEGER NOT NULL, lo_seq INTEGER NOT NULL, hi_seq INTEGER NOT NULL,
-    PRIMARY KEY (pid, code, system, rid, grp, lo_seq)
+    PRIMARY KEY (pid, code, rid, system, grp, lo_seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS ix_token_r ON ix_token (rid, hi_seq, pid);
 
@@ -66,9 +66,9 @@ CREATE INDEX IF NOT EXISTS ix_reference_r ON ix_reference (rid, hi_seq, pid);
 CREATE TABLE IF NOT EXISTS ix_date (
     pid INTEGER NOT NULL, lo INTEGER NOT NULL, hi INTEGER NOT NULL, rid INTEGER NOT NULL,
     grp INTEGER NOT NULL, lo_seq INTEGER NOT NULL, hi_seq INTEGER NOT NULL,
-    PRIMARY KEY (pid, lo, hi, rid, grp, lo_seq)
+    PRIMARY KEY (pid, lo, rid, hi, grp, lo_seq)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS ix_date_hi ON ix_date (pid, hi, lo);
+CREATE INDEX IF NOT EXISTS ix_date_hi ON ix_date (pid, hi, rid);
 CREATE INDEX IF NOT EXISTS ix_date_r ON ix_date (rid, hi_seq, pid);
 
 CREATE TABLE IF NOT EXISTS ix_number (
@@ -81,7 +81,7 @@ CREATE INDEX IF NOT EXISTS ix_number_r ON ix_number (rid, hi_seq, pid);
 CREATE TABLE IF NOT EXISTS ix_quantity (
     pid INTEGER NOT NULL, system TEXT NOT NULL, code TEXT NOT NULL, value REAL NOT NULL,
     rid INTEGER NOT NULL, grp INTEGER NOT NULL, lo_seq INTEGER NOT NULL, hi_seq INTEGER NOT NULL,
-    PRIMARY KEY (pid, code, value, system, rid, grp, lo_seq)
+    PRIMARY KEY (pid, code, value, rid, system, grp, lo_seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS ix_quantity_r ON ix_quantity (rid, hi_seq, pid);
 

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from fhir_server.store.keys import param_key
 from fhir_server.store.query import (
     ANY_SYSTEM,
@@ -31,6 +33,7 @@ from fhir_server.store.query import (
     ReferencePred,
     SortKey,
     StringPred,
+    TokenInPred,
     TokenPred,
     UriPred,
 )
@@ -158,6 +161,19 @@ class Compiler:
             pred.param,
             "code = ? AND system = ?",
             [pred.code, system],
+            with_group,
+        )
+
+    def _TokenInPred(self, pred: TokenInPred, types, with_group) -> Sql:
+        # one JSON parameter whatever the size of the expansion (no bound-variable limit);
+        # SQLite looks each (code, system) pair up in the primary key
+        return self._index_select(
+            "ix_token",
+            types,
+            pred.param,
+            "(code, system) IN (SELECT json_extract(value, '$[1]'), "
+            "json_extract(value, '$[0]') FROM json_each(?))",
+            [orjson.dumps(pred.codes).decode()],
             with_group,
         )
 
@@ -410,7 +426,11 @@ class Compiler:
         sort_cols = "".join(f", {expr} AS s{i}" for i, (expr, _) in enumerate(sort_exprs))
         marks = ",".join("?" * len(query.types))
         version = self._version_join()
-        select = f"SELECT r.rid AS rid, r.type AS type, r.id AS id, v.body AS body{sort_cols}"
+        # on a sorted walk the row id comes from the walked index, so its order is the index's
+        rid_source = "s.rid" if sort_scan is not None else "r.rid"
+        select = (
+            f"SELECT {rid_source} AS rid, r.type AS type, r.id AS id, v.body AS body{sort_cols}"
+        )
         params: list[Any] = list(sort_params)
         if driver is not None:
             source = self.clause_rids(query.where[driver], query.types)
@@ -433,7 +453,9 @@ class Compiler:
                 text += f" AND {probe.text}"
                 params += probe.params
         order_terms = [(f"s{i}", desc) for i, (_, desc) in enumerate(sort_exprs)]
-        order_terms.append(("rid", False))
+        # the row id breaks ties in the direction of the first sort key, so that walking a sort
+        # parameter's index (value, row id) needs no extra sort in either direction
+        order_terms.append(("rid", bool(query.sort) and query.sort[0].descending))
         if query.reverse:
             order_terms = [(name, not desc) for name, desc in order_terms]
         if query.after is not None:
@@ -452,14 +474,16 @@ class Compiler:
         column = _sort_column(table, key.descending)
         pid_sql, pid_params = _pids(types, key.param)
         valid, valid_params = self._valid("s")
-        better = "<" if not key.descending else ">"
         valid2, valid2_params = self._valid("s2")
+        better = "<" if not key.descending else ">"
+        ties = ", ".join(f"{{}}.{c}" for c in _TIE_COLUMNS[table])
         return Sql(
             f"{table} s JOIN resources r ON r.rid = s.rid AND s.{pid_sql} AND {valid} "
             f"AND NOT EXISTS (SELECT 1 FROM {table} s2 INDEXED BY {table}_r "
-            f"WHERE s2.rid = s.rid AND s2.pid = s.pid "
-            f"AND {valid2} AND (s2.{column} {better} s.{column} OR (s2.{column} = s.{column} "
-            f"AND s2.grp < s.grp)))",
+            f"WHERE s2.rid = s.rid AND s2.pid = s.pid AND {valid2} "
+            f"AND (s2.{column} {better} s.{column} OR (s2.{column} = s.{column} "
+            f"AND ({ties.format(*['s2'] * len(_TIE_COLUMNS[table]))}) < "
+            f"({ties.format(*['s'] * len(_TIE_COLUMNS[table]))}))))",
             [*pid_params, *valid_params, *valid2_params],
         )
 
@@ -500,7 +524,16 @@ class Compiler:
         )
 
 
-_INDEX_PREDS = (StringPred, TokenPred, ReferencePred, DatePred, NumberPred, QuantityPred, UriPred)
+_INDEX_PREDS = (
+    StringPred,
+    TokenPred,
+    TokenInPred,
+    ReferencePred,
+    DatePred,
+    NumberPred,
+    QuantityPred,
+    UriPred,
+)
 _SORT_COLUMN = {
     "ix_string": "norm",
     "ix_token": "code",
@@ -534,6 +567,19 @@ def sort_sentinel(key: SortKey) -> Any:
     return NULL_LAST_NUM_ASC if numeric else NULL_LAST_TEXT_ASC
 
 
+# Columns that, after the sort value and the row id, tell two index rows apart (the rest of the
+# primary key): a resource with two equal values is still taken once by a sorted walk.
+_TIE_COLUMNS = {
+    "ix_string": ("exact", "grp", "lo_seq"),
+    "ix_token": ("system", "grp", "lo_seq"),
+    "ix_reference": ("ref_type", "url", "ref_version", "grp", "lo_seq"),
+    "ix_date": ("lo", "hi", "grp", "lo_seq"),
+    "ix_number": ("grp", "lo_seq"),
+    "ix_quantity": ("code", "system", "grp", "lo_seq"),
+    "ix_uri": ("grp", "lo_seq"),
+}
+
+
 def _sort_column(table: str, descending: bool) -> str:
     if table == "ix_date":
         return "hi" if descending else "lo"
@@ -556,8 +602,13 @@ def _keyset_condition(
 
 
 def date_condition(prefix: str, low: int, high: int) -> tuple[str, list[Any]]:
+    """Target range [lo, hi] against the searched range [low, high] (R4 search, date prefixes).
+
+    Each condition starts with a plain range on lo or hi, implied by the exact rule that follows,
+    so SQLite can walk an index instead of scanning every value of the parameter.
+    """
     if prefix == "eq":
-        return "lo >= ? AND hi <= ?", [low, high]
+        return "lo >= ? AND lo <= ? AND hi <= ?", [low, high, high]
     if prefix == "ne":
         return "NOT (lo >= ? AND hi <= ?)", [low, high]
     if prefix == "gt":
@@ -565,9 +616,9 @@ def date_condition(prefix: str, low: int, high: int) -> tuple[str, list[Any]]:
     if prefix == "lt":
         return "lo < ?", [low]
     if prefix == "ge":
-        return "(hi > ? OR (lo >= ? AND hi <= ?))", [high, low, high]
+        return "hi >= ? AND (hi > ? OR (lo >= ? AND hi <= ?))", [low, high, low, high]
     if prefix == "le":
-        return "(lo < ? OR (lo >= ? AND hi <= ?))", [low, low, high]
+        return "lo <= ? AND (lo < ? OR (lo >= ? AND hi <= ?))", [high, low, low, high]
     if prefix == "sa":
         return "lo > ?", [high]
     if prefix == "eb":
@@ -575,7 +626,7 @@ def date_condition(prefix: str, low: int, high: int) -> tuple[str, list[Any]]:
     # ap: overlap with the value widened by 10% of its distance from now (at least a day)
     now = int(time.time() * 1_000_000)
     margin = max(DAY_US, abs(now - low) // 10)
-    return "hi >= ? AND lo <= ?", [low - margin, high + margin]
+    return "lo <= ? AND hi >= ?", [high + margin, low - margin]
 
 
 def number_condition(prefix: str, low: float, high: float, value: float) -> tuple[str, list[Any]]:
