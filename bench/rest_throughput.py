@@ -127,6 +127,7 @@ def main() -> int:
             "--data-dir",
             str(data),
             "--no-demo",
+            "--insecure-open",  # the REST core without security; bench/auth_overhead.py adds it
             "--log-level",
             "warning",
         ]

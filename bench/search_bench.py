@@ -161,8 +161,11 @@ async def main() -> int:
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--keep", help="data folder to keep and reuse (default: temporary)")
-    parser.add_argument("--ingest-only", action="store_true",
-                        help="only load the population (measure later with --keep)")
+    parser.add_argument(
+        "--ingest-only",
+        action="store_true",
+        help="only load the population (measure later with --keep)",
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     folder = Path(args.keep or tempfile.mkdtemp(prefix="bench-search-"))

@@ -8,6 +8,7 @@ FastAPI application. The store opens and closes with the ASGI lifespan.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI
@@ -34,6 +35,15 @@ class ServerApp:
         self.service.search_parameters.on_change.append(self.fhir.capabilities_changed)
         self.web = build_web_app(self)
         self.load_demo = load_demo
+        # plug-ins add start-up steps here; they run once the store is open and the demo
+        # content (if any) is loaded, before the server reports ready
+        self.startup_hooks: list[Callable[[], Awaitable[None]]] = []
+        # ...and shut-down steps (run before the store closes, e.g. flushing the audit buffer)
+        self.shutdown_hooks: list[Callable[[], Awaitable[None]]] = []
+        # the ASGI callable for FHIR paths (plug-ins may wrap it, e.g. CORS), and paths under
+        # the FHIR base that the web app serves instead (SMART discovery documents)
+        self.fhir_handler: Any = self.fhir
+        self.fhir_web_paths: set[str] = set()
         install_all(self)
         self.started = False
         base = settings.base_path
@@ -52,10 +62,17 @@ class ServerApp:
             loaded = await load_demo_content(self.service)
             if loaded:
                 log.info("loaded %d demo resources", loaded)
+        for hook in self.startup_hooks:
+            await hook()
         log.info("FHIR server ready at %s (store: %s)", self.settings.public_url, self.store.name)
 
     async def shutdown(self) -> None:
         if self.started:
+            for hook in self.shutdown_hooks:
+                try:
+                    await hook()
+                except Exception:  # a failing plug-in must not keep the store open
+                    log.exception("shut-down step failed")
             await self.service.stop()
             await self.store.close()
             self.started = False
@@ -64,8 +81,10 @@ class ServerApp:
         kind = scope["type"]
         if kind == "http":
             path = scope["path"]
-            if path.startswith(self._prefix) or path == self._base:
-                await self.fhir(scope, receive, send)
+            if (path.startswith(self._prefix) or path == self._base) and (
+                path not in self.fhir_web_paths
+            ):
+                await self.fhir_handler(scope, receive, send)
                 return
             await self.web(scope, receive, send)
             return

@@ -18,7 +18,35 @@ def _settings(args: argparse.Namespace) -> Settings:
         port=getattr(args, "port", None),
         base_path=getattr(args, "base_path", None),
         public_url=getattr(args, "public_url", None),
+        auth="open" if getattr(args, "insecure_open", False) else None,
+        clients_file=getattr(args, "clients", None),
+        idp_issuer=getattr(args, "idp_issuer", None),
+        idp_jwks_url=getattr(args, "idp_jwks_url", None),
+        idp_jwks_file=getattr(args, "idp_jwks_file", None),
+        idp_audience=getattr(args, "idp_audience", None),
     )
+
+
+def _add_address_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", help="bind address (default 127.0.0.1; env FHIR_HOST)")
+    parser.add_argument("--port", type=int, help="port (default 8080; env FHIR_PORT)")
+    parser.add_argument("--base-path", help="path of the FHIR API (default /fhir)")
+    parser.add_argument("--public-url", help="absolute FHIR base URL as clients see it")
+
+
+def _add_security_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--insecure-open",
+        action="store_true",
+        help="DEVELOPMENT ONLY: no authentication, no authorization, no audit (env FHIR_AUTH=open)",
+    )
+    parser.add_argument(
+        "--clients", help="JSON/TOML file of SMART client registrations and local users"
+    )
+    parser.add_argument("--idp-issuer", help="issuer of an external identity provider (eHealth)")
+    parser.add_argument("--idp-jwks-url", help="JWKS URL of the external identity provider")
+    parser.add_argument("--idp-jwks-file", help="JWKS file of the external identity provider")
+    parser.add_argument("--idp-audience", help="aud value required in external tokens")
 
 
 def _add_store_flags(parser: argparse.ArgumentParser) -> None:
@@ -42,10 +70,8 @@ def main(argv: list[str] | None = None) -> int:
 
     serve = sub.add_parser("serve", help="run the server")
     _add_store_flags(serve)
-    serve.add_argument("--host", help="bind address (default 127.0.0.1; env FHIR_HOST)")
-    serve.add_argument("--port", type=int, help="port (default 8080; env FHIR_PORT)")
-    serve.add_argument("--base-path", help="path of the FHIR API (default /fhir)")
-    serve.add_argument("--public-url", help="absolute FHIR base URL as clients see it")
+    _add_address_flags(serve)
+    _add_security_flags(serve)
     serve.add_argument(
         "--no-demo", action="store_true", help="do not load the demo content into an empty store"
     )
@@ -54,6 +80,30 @@ def main(argv: list[str] | None = None) -> int:
     load = sub.add_parser("load", help="load a Bundle (transaction/batch) or NDJSON file")
     _add_store_flags(load)
     load.add_argument("file")
+
+    token = sub.add_parser(
+        "demo-token",
+        help="print an access token for local use (signed with this server's key)",
+        description="Print a bearer token for the server using the same --data-dir and "
+        "--public-url (or --host/--port). Role A is the demo midwife, role B the demo social "
+        "worker (both in the demo content); with --patient the token has that patient context.",
+    )
+    _add_store_flags(token)
+    _add_address_flags(token)
+    token.add_argument("--role", choices=("A", "B"), default="A")
+    token.add_argument("--patient", help="patient id: a patient-context token (patient/ scopes)")
+    token.add_argument(
+        "--scope", help="scopes (default user/*.cruds, or patient/*.cruds with --patient)"
+    )
+    token.add_argument("--practitioner", help="Practitioner id of the user (default: demo user)")
+    token.add_argument("--organization", help="Organization id of the user")
+    token.add_argument("--admin", action="store_true", help="also an administrator (audit reader)")
+    token.add_argument("--hours", type=float, default=12, help="lifetime in hours (default 12)")
+
+    secret = sub.add_parser(
+        "hash-secret", help="hash a client secret or password for the --clients file"
+    )
+    secret.add_argument("secret")
 
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -65,7 +115,63 @@ def main(argv: list[str] | None = None) -> int:
         return _serve(settings, load_demo=not args.no_demo, log_level=args.log_level)
     if args.command == "load":
         return asyncio.run(_load(settings, args.file))
+    if args.command == "demo-token":
+        return _demo_token(settings, args)
+    if args.command == "hash-secret":
+        from fhir_server.security.authserver import hash_secret
+
+        print(hash_secret(args.secret))
+        return 0
     return 2
+
+
+DEMO_USERS = {
+    "A": ("Practitioner/demo-midwife", "Organization/demo-hospital", "persmidwife", "An Peeters"),
+    "B": (
+        "Practitioner/demo-social-worker",
+        "Organization/demo-cpas",
+        "perssocialworker",
+        "Sarah Dubois",
+    ),
+}
+
+
+def _demo_token(settings: Settings, args: argparse.Namespace) -> int:
+    from fhir_server.security import signing_key_path
+    from fhir_server.security.authserver import access_claims
+    from fhir_server.security.tokens import SigningKey
+
+    practitioner, organization, profession, name = DEMO_USERS[args.role]
+    if args.practitioner:
+        practitioner = f"Practitioner/{args.practitioner}"
+    if args.organization:
+        organization = f"Organization/{args.organization}"
+    scope = args.scope or ("patient/*.cruds" if args.patient else "user/*.cruds")
+    claims = access_claims(
+        settings,
+        subject=f"demo:{practitioner}",
+        client_id="fhir-server-demo-token",
+        scope=f"{scope} openid fhirUser",
+        lifetime=int(args.hours * 3600),
+        role=args.role,
+        admin=args.admin,
+        practitioner=practitioner,
+        organization=organization,
+        professions=[profession],
+        name=f"{name} (demo)",
+        patient=args.patient,
+        source="demo",
+    )
+    key = SigningKey(signing_key_path(settings))
+    token = key.sign(claims, typ="at+jwt")
+    print(token)
+    print(
+        f"\n# Role {args.role} ({name}), scopes: {scope}, valid {args.hours:g} h, for "
+        f"{settings.public_url}\n# curl -H 'Authorization: Bearer <token>' "
+        f"{settings.public_url}/Patient",
+        file=sys.stderr,
+    )
+    return 0
 
 
 def _serve(settings: Settings, load_demo: bool, log_level: str) -> int:
@@ -74,6 +180,26 @@ def _serve(settings: Settings, load_demo: bool, log_level: str) -> int:
     from fhir_server.app import create_app
 
     app = create_app(settings, load_demo=load_demo)
+    app.startup_hooks.append(_freeze_heap)
+    if settings.auth == "open":
+        print(
+            "\n*** WARNING: --insecure-open: authentication is DISABLED. Anyone who can reach "
+            "this server can read and change every record. Development only. ***\n",
+            file=sys.stderr,
+        )
+    else:
+        flags = f" --data-dir {settings.data_dir}"
+        if settings.public_url != f"http://{settings.host}:{settings.port}/fhir":
+            flags += f" --public-url {settings.public_url}"
+        elif settings.port != 8080 or settings.host != "127.0.0.1":
+            flags += f" --host {settings.host} --port {settings.port}"
+        print(
+            f"\nAccess tokens are required. A token for local use (demo midwife, Role A):\n"
+            f"    {_self_command()} demo-token{flags}\n"
+            f"  (--role B: demo social worker; --patient ID: a patient-context token)\n"
+            f"SMART discovery: {settings.public_url}/.well-known/smart-configuration\n",
+            file=sys.stderr,
+        )
     uvicorn.run(
         app,
         host=settings.host,
@@ -84,6 +210,28 @@ def _serve(settings: Settings, load_demo: bool, log_level: str) -> int:
         server_header=False,
     )
     return 0
+
+
+def _self_command() -> str:
+    """How this program was started, so that printed hints can be pasted as they are."""
+    import shlex
+    from pathlib import Path
+
+    program = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("fhir-server")
+    if program.name == "__main__.py":
+        return f"{shlex.quote(sys.executable)} -m fhir_server"
+    return shlex.quote(str(program))
+
+
+async def _freeze_heap() -> None:
+    """After start-up, move the long-lived heap (R4 model, search registry, terminology) out of
+    the garbage collector's reach: every request allocates small objects, and each collection
+    would otherwise walk millions of objects that never die (this roughly halves the cost of a
+    request that allocates a lot, e.g. one that writes an AuditEvent)."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
 
 
 async def _load(settings: Settings, path: str) -> int:

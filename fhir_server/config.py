@@ -28,7 +28,33 @@ class Settings:
     max_multiple_delete: int = 100
     timezone: str = "Europe/Brussels"  # zone for date values without one
     snapshot_retention_seconds: int = 24 * 3600  # how long search paging links stay valid
+    load_terminology: bool = True  # write the shipped terminology into the store at start-up
+    # profiles every write of a type must conform to: "Patient=url,PractitionerRole=url"
+    required_profiles: str = ""
+    reject_unknown_profiles: bool = False  # meta.profile unknown to the server: error, not warning
     log_level: str = "info"
+    # -- security (docs/security.md) --------------------------------------------------------
+    auth: str = "required"  # required | open ("open" = --insecure-open: no authentication at all)
+    auth_issuer: str = ""  # issuer of the built-in authorization server (default: public origin)
+    clients_file: str = ""  # JSON or TOML file with SMART client registrations and local users
+    signing_key_file: str = ""  # PEM token-signing key (default: <data dir>/auth/signing-key.pem)
+    access_token_seconds: int = 3600
+    backend_token_seconds: int = 300  # SMART Backend Services tokens
+    refresh_token_seconds: int = 30 * 24 * 3600
+    auth_code_seconds: int = 60
+    launch_seconds: int = 300  # how long a registered EHR launch id may be used
+    epd_relationship_seconds: int = 24 * 3600  # an EPD launch is a care relationship this long
+    idp_issuer: str = ""  # external identity provider (eHealth I.AM Connect style)
+    idp_jwks_url: str = ""
+    idp_jwks_file: str = ""
+    idp_audience: str = ""  # the aud value external tokens must carry (e.g. bib-pro-fhir)
+    idp_client_id: str = ""  # resource_access key of the BiB app roles (default: idp_audience)
+    idp_default_scopes: str = "user/*.cruds"  # when an external token carries no SMART scopes
+    idp_organization_claim: str = "bib_organization"
+    break_glass: bool = True  # Role A may claim emergency access (X-Break-Glass, audited)
+    cors_origins: str = "*"
+    audit_flush_ms: int = 50
+    relationship_cache_seconds: int = 60
 
     def __post_init__(self) -> None:
         if not self.store:
@@ -37,6 +63,12 @@ class Settings:
         if not self.public_url:
             self.public_url = f"http://{self.host}:{self.port}{self.base_path}"
         self.public_url = self.public_url.rstrip("/")
+        if not self.auth_issuer:
+            from urllib.parse import urlsplit
+
+            parts = urlsplit(self.public_url)
+            self.auth_issuer = f"{parts.scheme}://{parts.netloc}"
+        self.auth_issuer = self.auth_issuer.rstrip("/")
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:

@@ -13,6 +13,9 @@ from typing import Any
 
 INSTALLERS = [
     "fhir_server.service.operations",
+    "fhir_server.terminology.operations",
+    "fhir_server.service.validate_operation",
+    "fhir_server.security",
 ]
 
 

@@ -25,6 +25,10 @@ def make_settings(tmp_path: Path, **overrides: object) -> Settings:
         "data_dir": tmp_path,
         "public_url": TEST_BASE,
         "store": f"sqlite:///{tmp_path / 'fhir.db'}",
+        # the tests start from an empty store; tests/terminology turns this on
+        "load_terminology": False,
+        # the ASGI app runs open (like --insecure-open); tests/security uses real tokens
+        "auth": "open",
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
@@ -57,7 +61,11 @@ class LiveServer:
     """A real ``fhir-server serve`` process on a free port and a temporary data folder."""
 
     def __init__(
-        self, data_dir: Path, extra_args: list[str] | None = None, env: dict[str, str] | None = None
+        self,
+        data_dir: Path,
+        extra_args: list[str] | None = None,
+        env: dict[str, str] | None = None,
+        secure: bool = False,
     ) -> None:
         self.port = free_port()
         self.data_dir = data_dir
@@ -73,6 +81,7 @@ class LiveServer:
             str(data_dir),
             "--log-level",
             "warning",
+            *([] if secure else ["--insecure-open"]),  # tests/security passes secure=True
             *(extra_args or []),
         ]
         self.env = {**os.environ, **(env or {})}

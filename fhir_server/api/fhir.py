@@ -365,7 +365,9 @@ class FhirApi:
         if self._capabilities is None:
             from fhir_server.json_codec import dumps
 
-            self._capabilities = dumps(capability_statement(self.svc))
+            self._capabilities = dumps(
+                capability_statement(self.svc, self.svc.capability_extras or None)
+            )
         return render(
             Result(200, raw=self._capabilities),
             prefer_return="representation",

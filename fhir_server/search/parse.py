@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
@@ -28,6 +29,7 @@ from fhir_server.store.query import (
     ReferencePred,
     SortKey,
     StringPred,
+    TokenInPred,
     TokenPred,
     UriPred,
 )
@@ -101,6 +103,9 @@ class SearchParser:
         self.default_count = default_count
         self.max_count = max_count
         self.pending_message = lambda code: None  # set by the SearchParameter manager
+        # value set reference -> its codes, for :in / :not-in (set by the terminology services;
+        # without them, canonical URLs of the packaged terminology are expanded)
+        self.value_set_codes: Callable[[str], frozenset[tuple[str, str]]] | None = None
 
     def parse(
         self, types: tuple[str, ...], params: list[tuple[str, str]], strict: bool
@@ -257,6 +262,8 @@ class SearchParser:
         values = split_values(value)
         if modifier == "not" and param.type == "token":  # none of the values may match
             return (NotPred(tuple(self._value(param, "", v) for v in values)),)
+        if modifier == "not-in" and param.type == "token":  # in none of the value sets
+            return (NotPred(tuple(self._value(param, "in", v) for v in values)),)
         return tuple(self._value(param, modifier, v) for v in values)
 
     def _value(self, param: SearchParam, modifier: str, raw: str) -> Pred:
@@ -288,10 +295,12 @@ class SearchParser:
                 raise bad_request(":of-type needs system|code|value")
             system, code, value = (unescape(p) for p in parts)
             return TokenPred(param.code + OF_TYPE_SUFFIX, system, f"{code}|{value}")
-        if modifier in ("in", "not-in", "above", "below"):
+        if modifier == "in":
+            return TokenInPred(param.code, self._in_value_set(unescape(raw)))
+        if modifier in ("above", "below"):
             raise _Unknown(
-                f"modifier :{modifier} on token parameters needs terminology "
-                "services, which this server does not offer yet"
+                f"modifier :{modifier} on token parameters (subsumption) is not supported; "
+                "use :in with a value set"
             )
         if modifier and modifier != "not":
             raise bad_request(
@@ -306,6 +315,18 @@ class SearchParser:
                 return TokenPred(param.code, NO_SYSTEM, code)
             return TokenPred(param.code, system, code or None)
         raise bad_request(f"invalid token value {raw!r}")
+
+    def _in_value_set(self, reference: str) -> tuple[tuple[str, str], ...]:
+        """The (system, code) pairs of a value set's expansion, plus ("", code) for values
+        indexed without a system (``code`` elements, whose system the binding implies).
+        An unknown or unexpandable value set is a 400, never an empty match."""
+        resolve = self.value_set_codes
+        if resolve is None:
+            from fhir_server.terminology.search import packaged_value_set_codes
+
+            resolve = packaged_value_set_codes
+        codes = resolve(reference)
+        return tuple(sorted(codes | {("", code) for _, code in codes}))
 
     def _v_reference(self, param: SearchParam, modifier: str, raw: str) -> Pred:
         value = unescape(raw)

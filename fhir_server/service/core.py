@@ -119,6 +119,9 @@ class FhirService:
         self.guard: Guard = OpenGuard()
         self.audit: Auditor = NoAudit()
         self.write_hooks: list[WriteHook] = []
+        self.start_hooks: list[Any] = []  # async callables run by start() (plug-ins load state)
+        # extra CapabilityStatement.rest fields from plug-ins (e.g. "security": SMART)
+        self.capability_extras: dict[str, Any] = {}
         self._maintenance: asyncio.Task[None] | None = None
         from fhir_server.service.search_parameters import SearchParameterManager
 
@@ -131,6 +134,8 @@ class FhirService:
         """Called once the store is open: load stored SearchParameters, resume their jobs, and
         start the maintenance loop."""
         await self.search_parameters.load()
+        for hook in self.start_hooks:
+            await hook()
         self._maintenance = asyncio.get_running_loop().create_task(self._maintain())
 
     async def stop(self) -> None:

@@ -11,7 +11,7 @@ def open_store(url: str, **options: object) -> Store:
         from fhir_server.store.sqlite import SqliteStore
 
         return SqliteStore(url, **options)  # type: ignore[arg-type]
-    if url.startswith(("mongodb:", "mongodb+srv:", "mongomock:")):
+    if url.startswith(("mongodb:", "mongodb+srv:")):
         from fhir_server.store.mongo import MongoStore
 
         return MongoStore(url, **options)  # type: ignore[arg-type]

@@ -31,6 +31,15 @@ class TokenPred:
 
 
 @dataclass(slots=True, frozen=True)
+class TokenInPred:
+    """``code:in=[value set]``: the token is one of ``codes``, the expansion of a value set
+    (``:not-in`` is a NotPred of this). ``system`` "" matches values indexed without a system."""
+
+    param: str
+    codes: tuple[tuple[str, str], ...]  # (system, code), sorted, no duplicates
+
+
+@dataclass(slots=True, frozen=True)
 class ReferencePred:
     param: str
     target_type: str | None  # None: any type
@@ -126,6 +135,7 @@ class InPred:
 Pred = (
     StringPred
     | TokenPred
+    | TokenInPred
     | ReferencePred
     | DatePred
     | NumberPred

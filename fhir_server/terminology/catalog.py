@@ -1,11 +1,14 @@
 """CodeSystems and ValueSets known to the server, and their expansion.
 
 Sources: the R4 core terminology shipped with the package (FHIR, v3 and v2 code systems and value
-sets) and the shipped BiB content (``terminology/``). Expansion follows ValueSet.compose for
+sets) and the shipped content (``terminology/``: BiB, be-core and the BiB supplements of be-core
+code systems; ``mappings/``: ConceptMaps). Expansion follows ValueSet.compose for
 what these sources use: whole code systems, listed concepts, imported value sets, and the
 ``is-a`` / ``descendent-of`` / ``is-not-a`` / ``=`` filters. A value set that depends on a code
 system the server does not hold in full (SNOMED CT, LOINC, UCUM, BCP-47...) cannot be expanded
-here: ``expand`` returns None and callers must not treat that as "empty".
+here: ``expand`` returns None and callers must not treat that as "empty" (``expansion_problem``
+says why). CodeSystem supplements (``content = supplement``) are not code systems of their own:
+their designations and properties are merged into the code system they supplement.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ class Concept:
     properties: dict[str, Any]
     parent: str | None = None
     children: list[str] = field(default_factory=list)
+    property_values: list[dict[str, Any]] = field(default_factory=list)  # concept.property as is
 
 
 @dataclass(slots=True)
@@ -59,7 +63,18 @@ class Catalog:
     def __init__(self) -> None:
         self.code_systems: dict[str, CodeSystemInfo] = {}
         self.value_sets: dict[str, dict[str, Any]] = {}
+        self.concept_maps: dict[str, dict[str, Any]] = {}
+        self.supplements: dict[str, dict[str, Any]] = {}  # supplement url -> CodeSystem
         self._expansions: dict[str, Codes | None] = {}
+
+    def copy(self) -> Catalog:
+        """A catalog with the same content that can be changed without touching this one."""
+        other = Catalog()
+        other.code_systems = dict(self.code_systems)
+        other.value_sets = dict(self.value_sets)
+        other.concept_maps = dict(self.concept_maps)
+        other.supplements = dict(self.supplements)
+        return other
 
     def add(self, resource: dict[str, Any]) -> None:
         kind = resource.get("resourceType")
@@ -67,14 +82,63 @@ class Catalog:
         if not url:
             return
         if kind == "CodeSystem":
-            self.code_systems[url] = _code_system(resource)
+            target = resource.get("supplements")
+            if resource.get("content") == "supplement" and isinstance(target, str):
+                self.supplements[url] = resource
+                self._rebuild(_strip_version(target))
+            else:
+                self.code_systems[url] = self._supplemented(_code_system(resource))
         elif kind == "ValueSet":
             self.value_sets[url] = resource
+        elif kind == "ConceptMap":
+            self.concept_maps[url] = resource
         self._expansions.clear()
 
     def remove(self, kind: str, url: str) -> None:
-        (self.code_systems if kind == "CodeSystem" else self.value_sets).pop(url, None)
+        if kind == "CodeSystem" and url in self.supplements:
+            target = self.supplements.pop(url).get("supplements", "")
+            self._rebuild(_strip_version(target))
+        elif kind == "CodeSystem":
+            self.code_systems.pop(url, None)
+        elif kind == "ValueSet":
+            self.value_sets.pop(url, None)
+        elif kind == "ConceptMap":
+            self.concept_maps.pop(url, None)
         self._expansions.clear()
+
+    # -- supplements ----------------------------------------------------------------------------
+
+    def _rebuild(self, system: str) -> None:
+        info = self.code_systems.get(system)
+        if info is not None:  # build anew: copies of this catalog keep their own objects
+            self.code_systems[system] = self._supplemented(_code_system(info.resource))
+
+    def _supplemented(self, info: CodeSystemInfo) -> CodeSystemInfo:
+        version = info.resource.get("version")
+        for supplement in self.supplements.values():
+            target, _, target_version = supplement.get("supplements", "").partition("|")
+            if target != info.url or (target_version and version and target_version != version):
+                continue
+            for item in _walk(supplement.get("concept", ())):
+                concept = info.concepts.get(item.get("code"))
+                if concept is None:
+                    continue
+                for designation in item.get("designation", ()):
+                    if designation not in concept.designations:
+                        concept.designations.append(designation)
+                for prop in item.get("property", ()):
+                    concept.property_values.append(prop)
+                    for key, value in prop.items():
+                        if key.startswith("value"):
+                            concept.properties.setdefault(prop.get("code"), value)
+        return info
+
+    def supplements_of(self, system: str) -> list[dict[str, Any]]:
+        return [
+            s
+            for s in self.supplements.values()
+            if _strip_version(s.get("supplements", "")) == system
+        ]
 
     # -- expansion ------------------------------------------------------------------------------
 
@@ -92,6 +156,52 @@ class Catalog:
             )
         self._expansions[url] = result
         return result
+
+    def expand_compose(self, compose: dict[str, Any] | None) -> Codes | None:
+        """Expand a compose that is not (or not yet) in the catalog, e.g. a ValueSet given
+        inline to $expand or a stored one without a url."""
+        return self._expand_compose(compose)
+
+    def expansion_problem(self, url: str, _seen: frozenset[str] = frozenset()) -> str | None:
+        """Why ``expand(url)`` gives None, in words for an OperationOutcome (None if it
+        expands)."""
+        url = _strip_version(url)
+        value_set = self.value_sets.get(url)
+        if value_set is None:
+            return f"the value set {url} is not known to this server"
+        if url in _seen:
+            return f"the value set {url} includes itself"
+        if "compose" not in value_set:
+            return None if "expansion" in value_set else f"the value set {url} has no compose"
+        return self.compose_problem(value_set["compose"], _seen | {url})
+
+    def compose_problem(
+        self, compose: dict[str, Any], _seen: frozenset[str] = frozenset()
+    ) -> str | None:
+        for part in (*compose.get("include", ()), *compose.get("exclude", ())):
+            for imported in part.get("valueSet", ()):
+                if self.expand(imported) is None:
+                    return self.expansion_problem(imported, _seen)
+            system = part.get("system")
+            if not system or (part.get("concept") and not part.get("filter")):
+                continue
+            code_system = self.code_systems.get(system)
+            if code_system is None or code_system.resource.get("content") == "not-present":
+                return (
+                    f"it needs the code system {system}, which this server does not hold "
+                    "(large external code systems such as SNOMED CT and LOINC are not "
+                    "available here)"
+                )
+            if not code_system.complete:
+                content = code_system.resource.get("content")
+                return f"the code system {system} is only held as {content!r}, not complete"
+            for spec in part.get("filter", ()):
+                if self._filter(code_system, spec) is None:
+                    return (
+                        f"the filter {spec.get('property')} {spec.get('op')} "
+                        f"{spec.get('value')!r} on {system} is not supported"
+                    )
+        return None
 
     def _expand_compose(self, compose: dict[str, Any] | None) -> Codes | None:
         if not compose:
@@ -176,6 +286,14 @@ class Catalog:
         return code_system.concepts.get(code) if code_system else None
 
 
+def _walk(concepts: Any) -> list[dict[str, Any]]:
+    out = []
+    for item in concepts or ():
+        out.append(item)
+        out.extend(_walk(item.get("concept", ())))
+    return out
+
+
 def _flatten(contains: Any) -> list[dict[str, Any]]:
     out = []
     for item in contains:
@@ -202,9 +320,10 @@ def _code_system(resource: dict[str, Any]) -> CodeSystemInfo:
                 code,
                 item.get("display"),
                 item.get("definition"),
-                item.get("designation", []),
+                list(item.get("designation", ())),  # a copy: supplements add to it
                 properties,
                 parent,
+                property_values=list(item.get("property", ())),
             )
             concepts[code] = concept
             if parent is not None and parent in concepts:
@@ -217,27 +336,38 @@ def _code_system(resource: dict[str, Any]) -> CodeSystemInfo:
         if isinstance(parent, str) and parent in concepts and code not in concepts[parent].children:
             concepts[parent].children.append(code)
     return CodeSystemInfo(
-        resource["url"], resource, resource.get("content") == "complete", concepts
+        resource.get("url", ""), resource, resource.get("content") == "complete", concepts
     )
 
 
-def shipped_resources() -> list[dict[str, Any]]:
-    """The BiB CodeSystems, ValueSets and ConceptMaps in terminology/ (installed as package
-    data)."""
+TERMINOLOGY_TYPES = frozenset({"CodeSystem", "ValueSet", "ConceptMap"})
+
+
+@cache
+def shipped_resources() -> tuple[dict[str, Any], ...]:
+    """The CodeSystems, ValueSets and ConceptMaps in terminology/ and mappings/ (installed as
+    package data ``fhir_server.content.terminology`` / ``.mappings``), in a stable order.
+    Read once and shared: callers must not change them."""
     out: list[dict[str, Any]] = []
-    try:
-        folder = resources.files("fhir_server.content.terminology")
-    except ModuleNotFoundError:
-        return out
-    stack = [folder]
-    while stack:
-        current = stack.pop()
-        for entry in current.iterdir():
-            if entry.is_dir():
-                stack.append(entry)
-            elif entry.name.endswith(".json"):
-                out.append(orjson.loads(entry.read_bytes()))
-    return out
+    for package in ("fhir_server.content.terminology", "fhir_server.content.mappings"):
+        try:
+            folder = resources.files(package)
+        except ModuleNotFoundError:
+            continue
+        files = []
+        stack = [folder]
+        while stack:
+            current = stack.pop()
+            for entry in current.iterdir():
+                if entry.is_dir():
+                    stack.append(entry)
+                elif entry.name.endswith(".json"):
+                    files.append(entry)
+        for entry in sorted(files, key=lambda e: str(e)):
+            resource = orjson.loads(entry.read_bytes())
+            if isinstance(resource, dict) and resource.get("resourceType") in TERMINOLOGY_TYPES:
+                out.append(resource)
+    return tuple(out)
 
 
 @cache

@@ -1,12 +1,17 @@
-"""Content tests for the BiB terminology shipped in ``terminology/bib``.
+"""Content tests for the terminology shipped in ``terminology/`` and ``mappings/``.
 
 Only the Python standard library and pytest are used. The tests check the structural rules
 of the terminology package (file naming, canonical URLs, counts, designations in nl-BE,
-fr-BE, en and de, ValueSet and ConceptMap references) rather than FHIR schema validity.
+fr-BE, en and de, ValueSet and ConceptMap references) rather than FHIR schema validity:
+the BiB CodeSystems and ValueSets in ``terminology/bib``, the BiB ConceptMaps in ``mappings/``,
+the be-core copies in ``terminology/be-core`` (unchanged upstream files) and the BiB
+supplements in ``terminology/supplements`` that complete their designations. Every shipped
+CodeSystem has nl-BE and fr-BE designations for every concept (supplements included).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from functools import cache
@@ -16,6 +21,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 BIB_DIR = ROOT / "terminology" / "bib"
+BE_CORE_DIR = ROOT / "terminology" / "be-core"
+SUPPLEMENT_DIR = ROOT / "terminology" / "supplements"
+MAPPINGS_DIR = ROOT / "mappings"
+SHARED_BE_CORE = ROOT.parent / "shared" / "reference" / "be-artefacts" / "be-core"
 BASE = "https://borninbelgiumpro.be/fhir"
 VERSION = "0.1.0"
 PUBLISHER = "Born in Belgium Professionals"
@@ -463,7 +472,9 @@ PROVINCE_NIS = {
 
 
 def _files() -> list[Path]:
-    return sorted(BIB_DIR.glob("*.json"))
+    """The BiB resources: CodeSystems and ValueSets in terminology/bib, ConceptMaps in
+    mappings/."""
+    return sorted(BIB_DIR.glob("*.json")) + sorted(MAPPINGS_DIR.glob("ConceptMap-*.json"))
 
 
 @cache
@@ -519,8 +530,13 @@ def test_terminology_directory_is_populated():
     assert sum(n.startswith("CodeSystem-") for n in names) >= 28
     assert sum(n.startswith("ValueSet-") for n in names) >= 28
     assert "ConceptMap-bib-nis-municipality-to-region.json" in names
-    assert set(names) == {p.name for p in BIB_DIR.iterdir() if p.is_file()}, (
+    assert "ConceptMap-bib-practitioner-type-to-cd-hcparty.json" in names
+    bib_names = {p.name for p in BIB_DIR.iterdir() if p.is_file()}
+    assert bib_names == {p.name for p in BIB_DIR.glob("*.json")}, (
         "only .json files belong in terminology/bib"
+    )
+    assert not any(n.startswith("ConceptMap-") for n in bib_names), (
+        "ConceptMaps belong in mappings/"
     )
 
 
@@ -718,7 +734,7 @@ def test_every_codesystem_has_all_codes_valueset():
 
 @pytest.mark.parametrize("name", _ids("ConceptMap"))
 def test_conceptmap_codes_exist(name: str):
-    cm = _load(BIB_DIR / name)
+    cm = _load(MAPPINGS_DIR / name)
     shipped = _resources("CodeSystem")
     assert cm["group"]
     for group in cm["group"]:
@@ -769,3 +785,143 @@ def test_nis_conceptmap_coverage():
     for nis, province in PROVINCE_NIS.items():
         assert refnis.get(nis) == [province], nis
     assert refnis.get("04000") == ["region-brussels-capital"]
+
+
+def test_cd_hcparty_targets_exist_in_the_shipped_be_core_copy():
+    hcparty = {
+        c["code"] for c in _walk(_load(BE_CORE_DIR / "CodeSystem-cd-hcparty.json")["concept"])
+    }
+    for cm in _resources("ConceptMap").values():
+        for group in cm["group"]:
+            if group["target"] != CD_HCPARTY:
+                continue
+            for el in group["element"]:
+                for t in el["target"]:
+                    assert t["code"] in hcparty, f"{el['code']} -> {t['code']}"
+
+
+# ------------------------------------------------------------------- be-core and supplements
+
+# The be-core files are the upstream artefacts, unchanged (see terminology/be-core/README.md):
+# the first 32 hex digits of their SHA-256.
+BE_CORE_SHA256 = {
+    "CodeSystem-be-cs-care-location.json": "21a1f51025e37d5aaf773ee6e623841e",
+    "CodeSystem-cd-civilstate.json": "8a7f02faca9ca3e2e1ea0ff9eb4b9bf6",
+    "CodeSystem-cd-contact-person.json": "28019cedc780f8c64d10c8daaea355ad",
+    "CodeSystem-cd-fed-country.json": "2559e831fbff2420d9bc8596ea2a0118",
+    "CodeSystem-cd-hcparty.json": "fc25a3d81d7a279ab850337670645eb5",
+    "ValueSet-be-civilstate.json": "b06376d1cd88b9a934455d4d734b0d88",
+    "ValueSet-be-contactperson.json": "b2e192b0567fb2569f6d8a9eb9b3b730",
+    "ValueSet-be-vs-care-location.json": "f49129b748d381f20f9afca4a5efde60",
+    "ValueSet-be-vs-cd-hcparty.json": "292262b70e4100a9a0a643df126b6cab",
+    "ValueSet-be-vs-gender-at-birth.json": "e89d0b564bdf194030c453a7fee1f685",
+    "ValueSet-be-vs-patient-relationship-type.json": "c4075fe57bf5b8fc8b5c5cc4c033fbe8",
+}
+BE_CORE_BASE = "https://www.ehealth.fgov.be/standards/fhir/core"
+# code systems be-core value sets may use without them being shipped here (R4 core, SNOMED CT)
+R4_CORE_SYSTEMS = {
+    "http://terminology.hl7.org/CodeSystem/v3-MaritalStatus",
+    "http://terminology.hl7.org/CodeSystem/v3-NullFlavor",
+    "http://terminology.hl7.org/CodeSystem/v2-0131",
+    "http://hl7.org/fhir/administrative-gender",
+    SNOMED,
+}
+
+
+def _be_core_files() -> list[Path]:
+    return sorted(BE_CORE_DIR.glob("*.json"))
+
+
+def _supplement_files() -> list[Path]:
+    return sorted(SUPPLEMENT_DIR.glob("*.json"))
+
+
+def _all_code_systems() -> dict[str, dict]:
+    """url -> CodeSystem for every shipped code system (BiB and be-core, not supplements)."""
+    out = {}
+    for path in [*BIB_DIR.glob("CodeSystem-*.json"), *BE_CORE_DIR.glob("CodeSystem-*.json")]:
+        res = _load(path)
+        out[res["url"]] = res
+    return out
+
+
+def test_be_core_files_are_the_unchanged_upstream_copies():
+    names = {p.name for p in BE_CORE_DIR.iterdir() if p.is_file()}
+    assert names == set(BE_CORE_SHA256) | {"README.md"}
+    for name, digest in BE_CORE_SHA256.items():
+        data = (BE_CORE_DIR / name).read_bytes()
+        assert hashlib.sha256(data).hexdigest()[:32] == digest, f"{name} was changed"
+        if SHARED_BE_CORE.is_dir():  # the reference copy, when this checkout has it
+            assert data == (SHARED_BE_CORE / name).read_bytes(), name
+
+
+@pytest.mark.parametrize("path", _be_core_files(), ids=lambda p: p.name)
+def test_be_core_identity_and_references(path: Path):
+    res = _load(path)
+    assert path.name == f"{res['resourceType']}-{res['id']}.json"
+    assert res["url"] == f"{BE_CORE_BASE}/{res['resourceType']}/{res['id']}"
+    if res["resourceType"] == "ValueSet":
+        shipped = _all_code_systems()
+        for inc in res["compose"]["include"]:
+            assert inc["system"] in shipped or inc["system"] in R4_CORE_SYSTEMS, inc["system"]
+            if inc["system"] in shipped:
+                codes = {c["code"] for c in _walk(shipped[inc["system"]]["concept"])}
+                for c in inc.get("concept", []):
+                    assert c["code"] in codes, c["code"]
+
+
+@pytest.mark.parametrize("path", _supplement_files(), ids=lambda p: p.name)
+def test_supplement_structure(path: Path):
+    sup = _load(path)
+    assert sup["resourceType"] == "CodeSystem"
+    assert path.name == f"CodeSystem-{sup['id']}.json"
+    assert ID_RE.match(sup["id"]) and sup["id"].startswith("bib-supplement-")
+    assert sup["url"] == f"{BASE}/CodeSystem/{sup['id']}"
+    assert sup["content"] == "supplement"
+    assert sup["publisher"] == PUBLISHER and sup["version"] == VERSION
+    assert set(sup) - R4_ELEMENTS["CodeSystem"] == set()
+    target_url, _, target_version = sup["supplements"].partition("|")
+    target = _all_code_systems().get(target_url)
+    assert target is not None, f"{sup['supplements']} is not a shipped code system"
+    assert target_version == target["version"]
+    codes = {c["code"] for c in _walk(target["concept"])}
+    concepts = list(_walk(sup["concept"]))
+    assert sup["count"] == len(concepts)
+    for c in concepts:
+        assert c["code"] in codes, c["code"]
+        assert set(c) <= {"code", "designation"}, "a supplement only adds designations here"
+        languages = [d["language"] for d in c["designation"]]
+        assert len(languages) == len(set(languages)), c["code"]
+        for d in c["designation"]:
+            assert d["language"] in REQUIRED_LANGS and d["value"].strip(), d
+
+
+def _designations_with_supplements(cs: dict) -> dict[str, set[str]]:
+    """code -> languages of its designations, from the code system and its supplements."""
+    out = {c["code"]: {d.get("language") for d in c.get("designation", [])}
+           for c in _walk(cs["concept"])}  # fmt: skip
+    for path in _supplement_files():
+        sup = _load(path)
+        if sup["supplements"].partition("|")[0] == cs["url"]:
+            for c in _walk(sup["concept"]):
+                out[c["code"]] |= {d["language"] for d in c["designation"]}
+    return out
+
+
+@pytest.mark.parametrize("url", sorted(_all_code_systems()))
+def test_every_shipped_code_system_has_dutch_and_french_for_every_concept(url: str):
+    cs = _all_code_systems()[url]
+    for code, languages in _designations_with_supplements(cs).items():
+        missing = {"nl-BE", "fr-BE"} - languages
+        assert not missing, f"{cs['id']}#{code} has no {sorted(missing)} designation"
+
+
+def test_be_core_concepts_have_all_four_languages_with_supplements():
+    """en may be the display itself (be-core displays are English)."""
+    for path in BE_CORE_DIR.glob("CodeSystem-*.json"):
+        cs = _load(path)
+        displays = {c["code"]: c.get("display") for c in _walk(cs["concept"])}
+        for code, languages in _designations_with_supplements(cs).items():
+            if displays[code]:
+                languages = languages | {"en"}
+            assert set(REQUIRED_LANGS) <= languages, f"{cs['id']}#{code}: {sorted(languages)}"

@@ -1,7 +1,10 @@
 """The store contract suite runs against every store implementation.
 
-``sqlite`` always runs. ``mongodb`` runs when MONGODB_URI points at a real MongoDB (replica set for
-transactions), e.g. ``MONGODB_URI=mongodb://localhost:27017/?replicaSet=rs0 pytest tests/contract``.
+``sqlite`` and ``mongomock`` (the MongoDB store on mongomock through tests/mongomock_async.py: the
+same store code, its queries executed by mongomock) always run. ``mongodb`` runs when MONGODB_URI
+points at a real MongoDB (a replica set, for transactions), e.g. against docker/compose.yaml::
+
+    MONGODB_URI="mongodb://localhost:27017/?directConnection=true" pytest tests/contract -k mongodb
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ from fhir_server.service.core import FhirService
 from fhir_server.store import open_store
 from fhir_server.store.protocol import Store
 from tests.conftest import make_settings
+from tests.mongomock_async import AsyncMockClient
 
-STORES = ["sqlite"]
+STORES = ["sqlite", "mongomock"]
 if os.environ.get("MONGODB_URI"):
     STORES.append("mongodb")
 
@@ -25,6 +29,8 @@ if os.environ.get("MONGODB_URI"):
 def store_url(kind: str, tmp_path: Path) -> str:
     if kind == "sqlite":
         return f"sqlite:///{tmp_path / 'contract.db'}"
+    if kind == "mongomock":
+        return "mongodb://mongomock.invalid/contract"
     uri = os.environ["MONGODB_URI"]
     database = f"fhir_contract_{os.getpid()}_{abs(hash(tmp_path)) % 10_000_000}"
     separator = "&" if "?" in uri else "?"
@@ -33,7 +39,8 @@ def store_url(kind: str, tmp_path: Path) -> str:
 
 @pytest.fixture(params=STORES)
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    instance = open_store(store_url(request.param, tmp_path))
+    options = {"client_factory": AsyncMockClient} if request.param == "mongomock" else {}
+    instance = open_store(store_url(request.param, tmp_path), **options)
     await instance.open()
     try:
         yield instance

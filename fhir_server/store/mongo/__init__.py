@@ -1,11 +1,9 @@
-"""MongoDB store (PyMongo async API): see the MongoDB issue; not implemented yet."""
+"""MongoDB store (PyMongo's async API) for several stateless server processes: see store.py for
+units of work and sequence numbers, documents.py for the document design, search.py and
+filters.py for search, docs/architecture.md and docs/deploy.md for the why and the how."""
 
 from __future__ import annotations
 
+from fhir_server.store.mongo.store import MongoStore, MongoUnavailable
 
-class MongoStore:
-    name = "mongodb"
-    supports_transactions = True
-
-    def __init__(self, url: str, **options: object) -> None:
-        raise NotImplementedError("the MongoDB store is not available yet; use sqlite:///path")
+__all__ = ["MongoStore", "MongoUnavailable"]

@@ -1,0 +1,721 @@
+"""The authorization guard of the service layer (service/core.py ``Guard``).
+
+Every interaction calls ``check`` once per attempted access; every search (and chained / ``_has``
+sub-query, ``_revinclude`` and conditional-operation search) is narrowed by ``search_filter``;
+``_include`` results and history entries pass ``visible``. The decision, in order:
+
+1. type rules (mappings/security-access-policy.json): the audit trail is read by administrators
+   and never written through the API, Provenance is append-only, conformance resources are
+   written by administrators only, some types are outside the Patient compartment but may hold
+   patient data (administrators and registered system clients only);
+2. scopes (SMART v1/v2): the token must grant the permission (c r u d s) on the type, in the
+   patient, user or system context; v2 query restrictions become search predicates;
+3. patient data (types of the Patient compartment): a ``patient/`` scope reaches only the token's
+   patient; a professional (``user``) reaches only patients with a care relationship and without a
+   denying Consent (relationships.py), unless break-the-glass was claimed; a system client only if
+   registered for patient data;
+4. security labels: resources labelled restricted (mappings/security-labels.json) are hidden from
+   callers without clearance (Role B).
+
+A refused read looks exactly like a missing resource (404); a refused write or a missing scope is a
+403. With no principal (the server runs ``--insecure-open``, or an internal caller such as the demo
+loader) every method returns at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from fhir_server.errors import FhirError
+from fhir_server.json_codec import loads_trusted
+from fhir_server.search.registry import Registry
+from fhir_server.security.labels import Labeller, label_keys, restricted_label_preds
+from fhir_server.security.policy import Label, access_policy, label_policy
+from fhir_server.security.principal import SecurePrincipal
+from fhir_server.security.relationships import RelationshipIndex
+from fhir_server.security.scopes import PERMISSION, ScopeRule, ScopeSet
+from fhir_server.service.context import Principal, RequestContext
+from fhir_server.service.core import Access
+from fhir_server.service.search import patient_compartment
+from fhir_server.store.protocol import StoredVersion
+from fhir_server.store.query import (
+    ANY_SYSTEM,
+    NO_SYSTEM,
+    ChainPred,
+    IdPred,
+    InPred,
+    NotPred,
+    Pred,
+    Query,
+    ReferencePred,
+    TokenPred,
+    UriPred,
+)
+
+log = logging.getLogger("fhir_server.security")
+
+WRITES = frozenset({"create", "update", "patch", "delete"})
+NOTHING = (InPred(()),)  # a clause no resource matches
+FACTS_MAX = 100_000
+
+
+@dataclass(slots=True, frozen=True)
+class Facts:
+    patients: frozenset[str]  # patients whose compartment holds the resource
+    labels: frozenset[Label]  # meta.security (system, code)
+
+
+class Refused(FhirError):
+    pass
+
+
+def hidden(type_: str, id_: str | None) -> FhirError:
+    """A refusal that cannot be told apart from a missing resource."""
+    return Refused(404, "not-found", f"{type_}/{id_} is not known")
+
+
+def forbidden(message: str) -> FhirError:
+    return Refused(403, "forbidden", message)
+
+
+def as_secure(principal: Principal) -> SecurePrincipal:
+    """Principals built outside the security layer (tests, internal callers) get the same rules."""
+    if isinstance(principal, SecurePrincipal):
+        return principal
+    scope = " ".join(sorted(principal.scopes))
+    return SecurePrincipal(
+        subject=principal.subject,
+        client_id=principal.client_id,
+        scopes=principal.scopes,
+        role=principal.role,
+        practitioner=principal.practitioner,
+        organization=principal.organization,
+        patient=principal.patient,
+        claims=principal.claims,
+        kind=str(principal.claims.get("bib_kind", "user")),
+        admin=bool(principal.claims.get("bib_admin")),
+        patient_data=bool(principal.claims.get("bib_patient_data", True)),
+        scope_set=ScopeSet.parse(scope),
+    )
+
+
+class SecurityGuard:
+    def __init__(self, svc: Any, relationships: RelationshipIndex, labeller: Labeller) -> None:
+        self.svc = svc
+        self.rel = relationships
+        self.labeller = labeller
+        self.policy = access_policy()
+        self.labels = label_policy()
+        self.compartment = {t: p for t, p in patient_compartment().items() if p}
+        self.patient_types = frozenset(self.compartment) | {"Patient"}
+        self._facts: dict[tuple[str, str, int], Facts] = {}
+        self._scope_clauses: dict[tuple[str, tuple], list[tuple[Pred, ...]] | None] = {}
+        self._label_clause: dict[str | None, tuple | None] = {}
+
+    @property
+    def registry(self) -> Registry:
+        return self.svc.registry
+
+    # -- facts about a resource ------------------------------------------------------------------
+
+    def patients_of(self, type_: str, resource: dict) -> frozenset[str]:
+        if type_ == "Patient":
+            id_ = resource.get("id")
+            return frozenset((id_,)) if isinstance(id_, str) else frozenset()
+        params = self.compartment.get(type_)
+        if not params:
+            return frozenset()
+        rows = self.svc.extractor.extract(resource, only=set(params))
+        return frozenset(r[2] for r in rows.references if r[1] == "Patient" and r[2])
+
+    def facts_of_resource(self, type_: str, resource: dict) -> Facts:
+        return Facts(self.patients_of(type_, resource), label_keys(resource))
+
+    async def facts_of(self, version: StoredVersion) -> Facts:
+        key = (version.type, version.id, version.version)
+        facts = self._facts.get(key) if version.version else None
+        if facts is not None:
+            return facts
+        body = version.body
+        if body is None:  # a tombstone: judge by the version before it
+            before = (
+                await self.svc.store.version(version.type, version.id, version.version - 1)
+                if version.version > 1
+                else None
+            )
+            facts = (
+                await self.facts_of(before)
+                if before is not None
+                else Facts(frozenset(), frozenset())
+            )
+        else:
+            facts = self.facts_of_resource(version.type, loads_trusted(body))
+        if version.version:
+            if len(self._facts) >= FACTS_MAX:
+                self._facts.clear()
+            self._facts[key] = facts
+        return facts
+
+    # -- Guard.check -----------------------------------------------------------------------------
+
+    async def check(self, ctx: RequestContext, access: Access) -> None:
+        principal = ctx.principal
+        if principal is None:
+            return
+        p = as_secure(principal)
+        try:
+            await self._check(ctx, p, access)
+        except Refused as exc:
+            if hasattr(ctx, "refusal") and not getattr(ctx, "refusal", None):
+                ctx.refusal = exc.issues[0].diagnostics  # type: ignore[attr-defined]
+            raise
+
+    async def _check(self, ctx: RequestContext, p: SecurePrincipal, access: Access) -> None:
+        interaction = access.interaction
+        type_ = access.resource_type
+        if interaction in ("transaction", "batch"):
+            if not p.scope_set.rules:
+                raise forbidden("the granted scopes do not allow any FHIR interaction")
+            return  # every entry is checked on its own
+        if interaction == "operation":
+            await self._check_operation(ctx, p, access)
+            return
+        if interaction in ("search-system", "history-system"):
+            if not p.scope_set.any_grant("s"):
+                raise forbidden(f"the granted scopes do not allow {interaction}")
+            return  # search_filter / visible narrow the results
+        assert type_ is not None
+        self._type_rules(p, interaction, type_)
+        perm = PERMISSION[interaction]
+        current = access.current
+        live = current is not None and not current.deleted
+        grants = p.scope_set.grants(type_, perm)
+        if interaction in ("update", "patch") and not live:
+            grants = grants + p.scope_set.grants(type_, "c")  # update as create
+        if not grants:
+            raise forbidden(f"the granted scopes do not allow {interaction} on {type_}")
+        if interaction in ("search-type", "history-type"):
+            self._data_type_rules(p, type_)
+            return
+        if interaction in ("read", "vread"):
+            await self._check_stored(ctx, p, current, grants, type_, access.resource_id, hide=True)
+        elif interaction == "history-instance":
+            stored = await self.svc.store.current(type_, access.resource_id or "")
+            await self._check_stored(ctx, p, stored, grants, type_, access.resource_id, hide=True)
+        elif interaction == "create":
+            assert access.resource is not None
+            await self._check_new(ctx, p, type_, access.resource, grants, creating=True)
+        elif interaction in ("update", "patch"):
+            if live:
+                await self._check_stored(ctx, p, current, grants, type_, access.resource_id)
+            assert access.resource is not None
+            await self._check_new(ctx, p, type_, access.resource, grants, creating=not live)
+        elif interaction == "delete" and live:
+            await self._check_stored(ctx, p, current, grants, type_, access.resource_id)
+
+    def _type_rules(self, p: SecurePrincipal, interaction: str, type_: str) -> None:
+        policy = self.policy
+        write = interaction in WRITES
+        if write and type_ in policy.no_api_write:
+            raise forbidden(f"{type_} resources are written by the server only")
+        if interaction in ("update", "patch", "delete") and type_ in policy.append_only:
+            raise forbidden(f"{type_} resources cannot be changed or deleted")
+        if type_ in policy.admin_read and not p.admin:
+            raise forbidden(f"{type_} resources are available to administrators only")
+        if write and type_ in policy.admin_write and not p.admin:
+            raise forbidden(f"{type_} resources are written by administrators only")
+        if write and type_ in policy.role_b_no_write and p.role != "A" and p.kind == "user":
+            raise forbidden(f"{type_} resources are written by Role A professionals only")
+
+    def _audit_reader(self, p: SecurePrincipal, type_: str) -> bool:
+        """Administrators read the whole audit trail: it is not patient data to them."""
+        return p.admin and type_ in self.policy.admin_read
+
+    def _data_type_rules(self, p: SecurePrincipal, type_: str) -> None:
+        if self._audit_reader(p, type_):
+            return
+        if type_ in self.policy.restricted and not self._unrestricted_system(p) and not p.admin:
+            raise forbidden(f"{type_} resources are available to administrators only")
+        if type_ in self.patient_types:
+            if p.kind == "system" and not p.patient_data:
+                raise forbidden("this client is not registered for patient data")
+            if p.kind == "user" and p.role is None:
+                raise forbidden("no BiB role: the professional's profession gives no access")
+
+    @staticmethod
+    def _unrestricted_system(p: SecurePrincipal) -> bool:
+        return p.kind == "system" and p.patient_data and p.role == "A"
+
+    async def _check_operation(
+        self, ctx: RequestContext, p: SecurePrincipal, access: Access
+    ) -> None:
+        rule = self.policy.operations.get(access.operation or "")
+        if rule == "admin" and not p.admin:
+            raise forbidden(f"${access.operation} is available to administrators only")
+        type_ = access.resource_type
+        if type_ is None:
+            if not p.scope_set.rules:
+                raise forbidden("the granted scopes do not allow any FHIR interaction")
+            return
+        grants = p.scope_set.grants(type_, "r") or p.scope_set.grants(type_, "s")
+        if not grants:
+            raise forbidden(f"the granted scopes do not allow operations on {type_}")
+        if access.resource_id:
+            stored = await self.svc.store.current(type_, access.resource_id)
+            await self._check_stored(ctx, p, stored, grants, type_, access.resource_id, hide=True)
+        else:
+            self._data_type_rules(p, type_)
+
+    async def _check_stored(
+        self,
+        ctx: RequestContext,
+        p: SecurePrincipal,
+        version: StoredVersion | None,
+        grants: tuple[ScopeRule, ...],
+        type_: str,
+        id_: str | None,
+        hide: bool = False,
+    ) -> None:
+        if version is None:
+            return  # the interaction reports "not found" itself
+        deny = (
+            (lambda: hidden(type_, id_))
+            if hide
+            else (lambda: forbidden(f"you may not change {type_}/{id_}"))
+        )
+        if type_ == "Provenance" and p.kind == "user":
+            if not await self._provenance_visible(ctx, p, version):
+                self._note(ctx, "none of the Provenance targets is visible to the caller")
+                raise deny()
+            return
+        facts = await self.facts_of(version)
+        await self._judge(ctx, p, type_, facts, grants, deny)
+        if any(not g.query for g in grants):
+            return
+        resource = loads_trusted(version.body) if version.body is not None else None
+        if resource is None or not await self._matches_scope(type_, resource, grants, version):
+            self._note(ctx, "outside the granted scope's query")
+            raise deny()
+
+    async def _check_new(
+        self,
+        ctx: RequestContext,
+        p: SecurePrincipal,
+        type_: str,
+        resource: dict,
+        grants: tuple[ScopeRule, ...],
+        creating: bool,
+    ) -> None:
+        def deny() -> FhirError:
+            return forbidden(f"you may not write this {type_}")
+
+        if type_ == "Provenance" and p.kind == "user":
+            for target in resource.get("target", ()):
+                ref = target.get("reference") if isinstance(target, dict) else None
+                parts = ref.split("/") if isinstance(ref, str) else []
+                stored = (
+                    await self.svc.store.current(parts[0], parts[1]) if len(parts) >= 2 else None
+                )
+                if stored is None or not await self.visible(ctx, stored):
+                    raise forbidden("a Provenance may only target resources the caller can see")
+            return
+        labels = await self.labeller.labels_for(resource)
+        facts = Facts(self.patients_of(type_, resource), labels)
+
+        if type_ == "Patient" and creating:
+            # a new patient record: no care relationship can exist yet; it comes from
+            # managingOrganization / generalPractitioner, a CareTeam or an EPD launch
+            if all(g.context == "patient" for g in grants):
+                raise forbidden("a patient-context token cannot create other patients")
+            self._data_type_rules(p, type_)
+            self._judge_labels(ctx, p, facts, deny)
+        else:
+            if type_ in self.patient_types and not facts.patients:
+                raise forbidden(
+                    f"a {type_} must reference the patient it is about (Patient compartment)"
+                )
+            await self._judge(ctx, p, type_, facts, grants, deny)
+        if any(not g.query for g in grants):
+            return
+        if not await self._matches_scope(type_, resource, grants, None):
+            raise forbidden(f"this {type_} is outside the granted scope's query")
+
+    def _note(self, ctx: RequestContext, reason: str) -> None:
+        if hasattr(ctx, "refusal") and not getattr(ctx, "refusal", None):
+            ctx.refusal = reason  # type: ignore[attr-defined]
+
+    async def _judge(
+        self,
+        ctx: RequestContext,
+        p: SecurePrincipal,
+        type_: str,
+        facts: Facts,
+        grants: tuple[ScopeRule, ...],
+        deny: Any,
+    ) -> None:
+        if self._audit_reader(p, type_):
+            return
+        self._data_type_rules(p, type_)
+        if type_ in self.patient_types:
+            patients = facts.patients
+            if not patients:
+                self._note(ctx, "not in any patient's compartment")
+                raise deny()
+            if all(g.context == "patient" for g in grants):
+                if p.patient is None or p.patient not in patients:
+                    self._note(ctx, "outside the token's patient context")
+                    raise deny()
+                patients = frozenset((p.patient,))
+            ctx.patients.update(patients)
+            if p.kind == "user" and not ctx.break_glass:
+                relations = await self.rel.relations(p)
+                reachable = patients & relations.patients
+                if not reachable:
+                    self._note(ctx, "no care relationship with the patient (or consent denies it)")
+                    raise deny()
+                if (
+                    relations.label_denies
+                    and facts.labels
+                    and all(
+                        relations.label_denies.get(pid, frozenset()) & facts.labels
+                        for pid in reachable
+                    )
+                ):
+                    self._note(ctx, "the patient's consent denies these labelled data")
+                    raise deny()
+        self._judge_labels(ctx, p, facts, deny)
+
+    def _judge_labels(
+        self, ctx: RequestContext, p: SecurePrincipal, facts: Facts, deny: Any
+    ) -> None:
+        restricted = facts.labels & self.labels.restricted
+        if not restricted:
+            return
+        readable = self._readable(p)
+        if readable is not None and restricted - readable:
+            self._note(ctx, "restricted security labels (no clearance)")
+            raise deny()
+
+    def _readable(self, p: SecurePrincipal) -> frozenset[Label] | None:
+        """Restricted labels this caller may read (None: all)."""
+        return self.labels.clearance.get(p.role or "", frozenset())
+
+    # -- scope query restrictions (SMART v2 granular scopes) -------------------------------------
+
+    def scope_clauses(self, type_: str, rule: ScopeRule) -> list[tuple[Pred, ...]] | None:
+        key = (type_, rule.query)
+        if key not in self._scope_clauses:
+            try:
+                parsed = self.svc.parser.parse((type_,), list(rule.query), strict=True)
+                clauses = list(parsed.query.where)
+            except FhirError:
+                log.warning(  # parameter names only: values may identify a patient
+                    "a %s scope query uses parameters this server cannot apply (%s)",
+                    type_,
+                    ", ".join(sorted({name for name, _ in rule.query})),
+                )
+                clauses = None
+            self._scope_clauses[key] = clauses
+        return self._scope_clauses[key]
+
+    async def _matches_scope(
+        self,
+        type_: str,
+        resource: dict,
+        grants: tuple[ScopeRule, ...],
+        version: StoredVersion | None,
+    ) -> bool:
+        for rule in grants:
+            clauses = self.scope_clauses(type_, rule)
+            if clauses is None:
+                continue
+            local = self._match_local(type_, resource, clauses)
+            if local is True:
+                return True
+            if local is None and version is not None:
+                current = await self.svc.store.current(type_, version.id)
+                if current is not None and current.version == version.version:
+                    query = Query((type_,), where=[(IdPred((version.id,)),), *clauses], count=1)
+                    if (await self.svc.store.search(query)).hits:
+                        return True
+        return False
+
+    def _match_local(
+        self, type_: str, resource: dict, clauses: list[tuple[Pred, ...]]
+    ) -> bool | None:
+        """Whether the resource matches every clause; None if a predicate cannot be judged here."""
+        codes = {getattr(pred, "param", None) for clause in clauses for pred in clause}
+        rows = self.svc.extractor.extract(resource, only={c for c in codes if c})
+        for clause in clauses:
+            result: bool | None = False
+            for pred in clause:
+                if isinstance(pred, TokenPred):
+                    hit = any(
+                        row[0] == pred.param
+                        and (pred.code is None or row[2] == pred.code)
+                        and (
+                            pred.system == ANY_SYSTEM
+                            or (pred.system == NO_SYSTEM and not row[1])
+                            or row[1] == pred.system
+                        )
+                        for row in rows.tokens
+                    )
+                elif isinstance(pred, ReferencePred) and pred.url is None:
+                    hit = any(
+                        row[0] == pred.param
+                        and row[2] == pred.target_id
+                        and (pred.target_type is None or row[1] == pred.target_type)
+                        for row in rows.references
+                    )
+                elif isinstance(pred, UriPred) and pred.op == "eq":
+                    hit = any(row[0] == pred.param and row[1] == pred.value for row in rows.uris)
+                else:
+                    result = None
+                    continue
+                if hit:
+                    result = True
+                    break
+            if result is not True:
+                return result
+        return True
+
+    # -- Guard.search_filter ---------------------------------------------------------------------
+
+    async def search_filter(self, ctx: RequestContext, types: tuple[str, ...]) -> list[Any]:
+        principal = ctx.principal
+        if principal is None:
+            return []
+        p = as_secure(principal)
+        try:
+            return await self._search_filter(ctx, p, types)
+        except Refused as exc:
+            self._note(ctx, exc.issues[0].diagnostics)
+            raise
+
+    async def _search_filter(
+        self, ctx: RequestContext, p: SecurePrincipal, types: tuple[str, ...]
+    ) -> list[Any]:
+        single = len(types) == 1
+        grants = {t: p.scope_set.grants(t, "s") for t in types}
+        refused = [t for t in types if not grants[t]]
+        if not refused:
+            for type_ in types:
+                try:
+                    if type_ in self.policy.admin_read and not p.admin:
+                        raise forbidden(f"{type_} resources are available to administrators only")
+                    self._data_type_rules(p, type_)
+                except Refused:
+                    refused.append(type_)
+        if refused:
+            if single:
+                return [NOTHING]  # e.g. a _revinclude or chain into a type the caller may not see
+            raise forbidden(
+                "the caller may not search "
+                + ", ".join(sorted(refused)[:5])
+                + (" ..." if len(refused) > 5 else "")
+                + "; name the resource types with _type"
+            )
+        clauses: list[Any] = []
+        patient_types = [
+            t for t in types if t in self.patient_types and not self._audit_reader(p, t)
+        ]
+        if patient_types:
+            if len(patient_types) != len(types):
+                needs = await self._allowed_patients(ctx, p, grants, patient_types)
+                if needs is not None:
+                    raise forbidden(
+                        "search patient data and other resource types separately (_type)"
+                    )
+            else:
+                allowed = await self._allowed_patients(ctx, p, grants, patient_types)
+                if allowed is not None:
+                    patient_only = any(
+                        all(g.context == "patient" for g in grants[t]) for t in patient_types
+                    )
+                    clauses.append(
+                        self._compartment_clause(p, types, allowed, own_provenance=not patient_only)
+                    )
+                    relations = await self.rel.relations(p) if p.kind == "user" else None
+                    if relations is not None and not ctx.break_glass:
+                        clauses.extend(self._consent_label_clauses(types, allowed, relations))
+        label_clause = None
+        if not all(self._audit_reader(p, t) for t in types):
+            label_clause = self._label_clause_for(p)
+        if label_clause is not None:
+            clauses.append(label_clause)
+        if single:
+            restricted = [g for g in grants[types[0]]]
+            if all(g.query for g in restricted):
+                clauses.append(self._scope_clause(types[0], restricted))
+        elif any(g.query for t in types for g in grants[t]) and not all(
+            any(not g.query for g in grants[t]) for t in types
+        ):
+            raise forbidden("granular (query) scopes apply to single-type searches only")
+        return clauses
+
+    async def _allowed_patients(
+        self,
+        ctx: RequestContext,
+        p: SecurePrincipal,
+        grants: dict[str, tuple[ScopeRule, ...]],
+        types: list[str],
+    ) -> frozenset[str] | None:
+        """The patients whose data a search may return; None: no restriction."""
+        patient_only = any(all(g.context == "patient" for g in grants[t]) for t in types)
+        if patient_only:
+            if p.patient is None:
+                return frozenset()
+            if p.kind == "user" and not ctx.break_glass:
+                relations = await self.rel.relations(p)
+                return frozenset((p.patient,)) & relations.patients
+            return frozenset((p.patient,))
+        if p.kind == "system":
+            return None  # patient_data checked in _data_type_rules
+        if ctx.break_glass:
+            return None
+        return (await self.rel.relations(p)).patients
+
+    def _compartment_clause(
+        self,
+        p: SecurePrincipal,
+        types: tuple[str, ...],
+        allowed: frozenset[str],
+        own_provenance: bool = False,
+    ) -> tuple:
+        own = (
+            [ReferencePred("agent", *ref.split("/", 1)) for ref in p.user_refs]
+            if own_provenance and "Provenance" in types and p.kind == "user"
+            else []
+        )
+        if not allowed:
+            return tuple(own) or NOTHING
+        ids = tuple(sorted(allowed))
+        preds: list[Pred] = []
+        if "Patient" in types:
+            preds.append(
+                IdPred(ids) if len(types) == 1 else InPred(tuple(("Patient", i) for i in ids))
+            )
+        inner = Query(("Patient",), where=[(IdPred(ids),)], count=len(ids))
+        params: list[str] = []
+        for type_ in types:
+            for param in self.compartment.get(type_, ()) if type_ != "Patient" else ():
+                if param not in params and self.registry.get(type_, param) is not None:
+                    params.append(param)
+        preds.extend(ChainPred(param, inner) for param in params)
+        preds.extend(own)  # a professional sees the Provenance of their own writes
+        return tuple(preds) or NOTHING
+
+    def _consent_label_clauses(
+        self, types: tuple[str, ...], allowed: frozenset[str], relations: Any
+    ) -> list:
+        """For each patient whose consent denies some labels to this caller: not (that patient's
+        data and those labels)."""
+        clauses = []
+        for patient, labels in relations.label_denies.items():
+            if patient not in allowed or not labels:
+                continue
+            mine = self._compartment_clause_plain(types, patient)
+            label_preds = tuple(
+                TokenPred("_security", system or ANY_SYSTEM, code)
+                for system, code in sorted(labels)
+            )
+            clauses.append((NotPred(mine), NotPred(label_preds)))
+        return clauses
+
+    def _compartment_clause_plain(self, types: tuple[str, ...], patient: str) -> tuple:
+        preds: list[Pred] = []
+        if "Patient" in types:
+            preds.append(InPred((("Patient", patient),)))
+        for type_ in types:
+            for param in self.compartment.get(type_, ()) if type_ != "Patient" else ():
+                if self.registry.get(type_, param) is not None:
+                    preds.append(ReferencePred(param, "Patient", patient))
+        return tuple(dict.fromkeys(preds))
+
+    def _label_clause_for(self, p: SecurePrincipal) -> tuple | None:
+        key = p.role
+        if key not in self._label_clause:
+            readable = self._readable(p)
+            preds = restricted_label_preds(self.labels, readable) if readable is not None else ()
+            self._label_clause[key] = (NotPred(preds),) if preds else None
+        return self._label_clause[key]
+
+    def _scope_clause(self, type_: str, grants: list[ScopeRule]) -> tuple:
+        alternatives: list[Pred] = []
+        for rule in grants:
+            clauses = self.scope_clauses(type_, rule)
+            if not clauses:
+                continue
+            if len(clauses) == 1:
+                alternatives.extend(clauses[0])
+            else:  # AND of clauses = not (any clause fails)
+                alternatives.append(NotPred(tuple(NotPred(c) for c in clauses)))
+        return tuple(alternatives) or NOTHING
+
+    # -- Guard.visible ---------------------------------------------------------------------------
+
+    async def visible(self, ctx: RequestContext, version: StoredVersion) -> bool:
+        principal = ctx.principal
+        if principal is None:
+            return True
+        p = as_secure(principal)
+        type_ = version.type
+        grants = p.scope_set.grants(type_, "r") or p.scope_set.grants(type_, "s")
+        if not grants:
+            return False
+        try:
+            self._type_rules(p, "read", type_)
+            if type_ == "Provenance" and p.kind == "user":
+                return await self._provenance_visible(ctx, p, version)
+            facts = await self.facts_of(version)
+            await self._judge(_Silent(ctx), p, type_, facts, grants, lambda: hidden(type_, ""))
+            if not any(not g.query for g in grants):
+                resource = loads_trusted(version.body) if version.body is not None else None
+                if resource is None or not await self._matches_scope(type_, resource, grants, None):
+                    return False
+        except Refused:
+            return False
+        ctx.patients.update(facts.patients)
+        return True
+
+    async def _provenance_visible(
+        self, ctx: RequestContext, p: SecurePrincipal, version: StoredVersion
+    ) -> bool:
+        """A Provenance is visible when one of its targets is."""
+        if version.body is None:
+            return False
+        provenance = loads_trusted(version.body)
+        for target in provenance.get("target", ()):
+            ref = target.get("reference") if isinstance(target, dict) else None
+            if not isinstance(ref, str):
+                continue
+            parts = ref.split("/")
+            if len(parts) < 2:
+                continue
+            stored = await self.svc.store.current(parts[0], parts[1])
+            if (
+                stored is not None
+                and stored.type != "Provenance"
+                and await self.visible(ctx, stored)
+            ):
+                return True
+        return False
+
+
+class _Silent:
+    """A context proxy for visibility checks: records patients, never a refusal reason."""
+
+    __slots__ = ("_ctx",)
+
+    def __init__(self, ctx: RequestContext) -> None:
+        self._ctx = ctx
+
+    @property
+    def patients(self) -> set[str]:
+        return set()
+
+    @property
+    def break_glass(self) -> bool:
+        return self._ctx.break_glass

@@ -1,0 +1,284 @@
+"""Care relationships and consent: which patients a professional may see.
+
+A professional (Role A or B) sees a woman's data only with a care relationship (docs/security.md):
+
+- CareTeam membership: an active CareTeam of the patient lists them, their PractitionerRole or
+  their organisation as participant (participant period not ended);
+- an active referral to them or their organisation: a ServiceRequest (status active) with them as
+  performer, or a Task (requested, received, accepted, ready, in-progress, on-hold) they own;
+- the patient record names them: Patient.generalPractitioner or Patient.managingOrganization;
+- an EPD launch for that patient (registered by a trusted EPD backend, valid for a configured time);
+
+and no active Consent of the patient denies it (a ``deny`` provision naming them, their
+organisation, or nobody at all; a deny provision that names security labels hides only resources
+carrying those labels).
+
+The result is computed once per principal and cached; commits that touch CareTeam, ServiceRequest,
+Task, Patient or Consent invalidate the entries they may affect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from fhir_server.json_codec import loads_trusted
+from fhir_server.security.labels import collect_codings
+from fhir_server.security.principal import SecurePrincipal
+from fhir_server.store.protocol import StoredVersion
+from fhir_server.store.query import ChainPred, IdPred, Query, ReferencePred
+
+log = logging.getLogger("fhir_server.security")
+
+RELEVANT_TYPES = frozenset({"CareTeam", "ServiceRequest", "Task", "Patient", "Consent"})
+ACTIVE_TASK = frozenset({"requested", "received", "accepted", "ready", "in-progress", "on-hold"})
+MAX_PATIENTS = 20_000  # per professional; beyond this, the list is cut (and logged)
+_NOW_ISO_CACHE: list[Any] = [0.0, ""]
+
+
+def _now_iso() -> str:
+    now = time.time()
+    if now - _NOW_ISO_CACHE[0] > 1:
+        _NOW_ISO_CACHE[0] = now
+        _NOW_ISO_CACHE[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
+    return _NOW_ISO_CACHE[1]
+
+
+def _period_active(period: Any, now: str) -> bool:
+    """ISO strings compare in time order when they share a zone; dates compare by prefix."""
+    if not isinstance(period, dict):
+        return True
+    start, end = period.get("start"), period.get("end")
+    if isinstance(start, str) and start[:19] > now:
+        return False
+    return not (isinstance(end, str) and end[:19] < now[: len(end[:19])])
+
+
+def _ref_id(ref: Any, type_: str) -> str | None:
+    if isinstance(ref, dict):
+        value = ref.get("reference")
+        if isinstance(value, str):
+            head, _, tail = value.rpartition("/")
+            if head.endswith(type_) and tail and "/_history" not in value:
+                return tail
+            if "/_history/" in value:
+                parts = value.split("/")
+                if len(parts) >= 4 and parts[-4] == type_:
+                    return parts[-3]
+    return None
+
+
+def _refs(value: Any) -> set[str]:
+    """Every relative reference string inside ``value``."""
+    found: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            ref = node.get("reference")
+            if isinstance(ref, str):
+                found.add(ref)
+            for child in node.values():
+                if isinstance(child, (dict, list)):
+                    walk(child)
+        elif isinstance(node, list):
+            for child in node:
+                walk(child)
+
+    walk(value)
+    return found
+
+
+@dataclass(slots=True)
+class Relations:
+    patients: frozenset[str]  # patient ids the professional may see
+    label_denies: dict[str, frozenset[tuple[str, str]]] = field(default_factory=dict)
+    computed: float = 0.0
+
+
+@dataclass(slots=True)
+class _Entry:
+    relations: Relations
+    refs: frozenset[str]
+    expires: float
+
+
+class RelationshipIndex:
+    def __init__(self, svc: Any, launches: Any, ttl: float = 60.0) -> None:
+        self.svc = svc
+        self.launches = launches  # the authorization server's EPD launch relationships
+        self.ttl = ttl
+        self._cache: dict[tuple, _Entry] = {}
+        self._epoch = 0
+        self._locks: dict[tuple, asyncio.Lock] = {}
+
+    @staticmethod
+    def key(principal: SecurePrincipal) -> tuple:
+        return (principal.subject, principal.practitioner, principal.organization)
+
+    async def relations(self, principal: SecurePrincipal) -> Relations:
+        key = self.key(principal)
+        entry = self._cache.get(key)
+        now = time.monotonic()
+        if entry is not None and entry.expires > now:
+            return entry.relations
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            entry = self._cache.get(key)
+            if entry is not None and entry.expires > time.monotonic():
+                return entry.relations
+            epoch = self._epoch
+            relations = await self._compute(principal)
+            if epoch == self._epoch:  # nothing relevant changed while computing
+                if len(self._cache) > 50_000:
+                    self._cache.clear()
+                self._cache[key] = _Entry(
+                    relations, frozenset(principal.user_refs), time.monotonic() + self.ttl
+                )
+        self._locks.pop(key, None)
+        return relations
+
+    def invalidate_all(self) -> None:
+        self._epoch += 1
+        self._cache.clear()
+
+    def committed(self, versions: list[StoredVersion]) -> None:
+        """Store listener: drop the cached relations a commit may have changed."""
+        touched_refs: set[str] = set()
+        touched_patients: set[str] = set()
+        relevant = False
+        for version in versions:
+            if version.type not in RELEVANT_TYPES:
+                continue
+            relevant = True
+            if version.body is None:  # a delete: we cannot tell whom it concerned
+                self.invalidate_all()
+                return
+            resource = loads_trusted(version.body)
+            refs = _refs(resource)
+            touched_refs |= refs
+            if version.type == "Patient":
+                touched_patients.add(version.id)
+            touched_patients |= {r.split("/", 1)[1] for r in refs if r.startswith("Patient/")}
+        if not relevant:
+            return
+        self._epoch += 1
+        for key, entry in list(self._cache.items()):
+            if entry.refs & touched_refs or entry.relations.patients & touched_patients:
+                self._cache.pop(key, None)
+
+    # -- computing -------------------------------------------------------------------------------
+
+    async def _search(self, type_: str, where: list[tuple]) -> list[dict]:
+        page = await self.svc.store.search(Query(types=(type_,), where=where, count=MAX_PATIENTS))
+        if page.has_more:
+            log.warning("care relationship lookup on %s truncated at %d", type_, MAX_PATIENTS)
+        return [loads_trusted(hit.body) for hit in page.hits]
+
+    def _ref_preds(self, param: str, refs: tuple[str, ...]) -> tuple:
+        preds = []
+        for ref in refs:
+            type_, _, id_ = ref.partition("/")
+            if type_ and id_:
+                preds.append(ReferencePred(param, type_, id_))
+        return tuple(preds)
+
+    async def _compute(self, principal: SecurePrincipal) -> Relations:
+        refs = principal.user_refs
+        mine = set(refs)
+        now = _now_iso()
+        patients: set[str] = set()
+        if refs:
+            for team in await self._search("CareTeam", [self._ref_preds("participant", refs)]):
+                if team.get("status") in ("inactive", "entered-in-error"):
+                    continue
+                if not _period_active(team.get("period"), now):
+                    continue
+                member = any(
+                    isinstance(p, dict)
+                    and (p.get("member") or {}).get("reference") in mine
+                    and _period_active(p.get("period"), now)
+                    for p in team.get("participant", ())
+                )
+                patient = _ref_id(team.get("subject"), "Patient")
+                if member and patient:
+                    patients.add(patient)
+            for request in await self._search(
+                "ServiceRequest", [self._ref_preds("performer", refs)]
+            ):
+                patient = _ref_id(request.get("subject"), "Patient")
+                if request.get("status") == "active" and patient:
+                    patients.add(patient)
+            for task in await self._search("Task", [self._ref_preds("owner", refs)]):
+                patient = _ref_id(task.get("for"), "Patient")
+                if task.get("status") in ACTIVE_TASK and patient:
+                    patients.add(patient)
+            gp = self._ref_preds("general-practitioner", refs)
+            org = self._ref_preds(
+                "organization", tuple(r for r in refs if r.startswith("Organization/"))
+            )
+            for preds in (gp, org):
+                if preds:
+                    for patient in await self._search("Patient", [preds]):
+                        if patient.get("active", True) is not False:
+                            patients.add(patient["id"])
+        patients |= self.launches.launched_patients(principal)
+        label_denies: dict[str, frozenset[tuple[str, str]]] = {}
+        if patients:
+            chain = ChainPred("patient", Query(("Patient",), where=[(IdPred(tuple(patients)),)]))
+            for consent in await self._search("Consent", [(chain,)]):
+                patient = _ref_id(consent.get("patient"), "Patient")
+                if not patient or consent.get("status") != "active":
+                    continue
+                verdict = _consent_verdict(consent.get("provision"), mine, now)
+                if verdict is True:
+                    patients.discard(patient)
+                elif verdict:
+                    label_denies[patient] = label_denies.get(patient, frozenset()) | verdict
+        return Relations(frozenset(patients), label_denies, time.time())
+
+
+def _consent_verdict(provision: Any, mine: set[str], now: str) -> bool | frozenset | None:
+    """True: the whole record is denied to this professional; a set: these security labels are
+    denied; None: nothing denied. A nested provision is an exception to its parent: of the
+    whole-record provisions that apply to the caller, the deepest decides (deny wins a tie)."""
+    if not isinstance(provision, dict):
+        return None
+    labels: set[tuple[str, str]] = set()
+    decisions: list[tuple[int, str]] = []
+
+    def applies(node: dict) -> bool:
+        actors = node.get("actor")
+        if not isinstance(actors, list) or not actors:
+            return True  # no actor: applies to everyone
+        return any(
+            isinstance(a, dict) and (a.get("reference") or {}).get("reference") in mine
+            for a in actors
+        )
+
+    def visit(node: dict, depth: int) -> None:
+        if not _period_active(node.get("period"), now):
+            return
+        kind = node.get("type")
+        if kind in ("deny", "permit") and applies(node):
+            security = node.get("securityLabel")
+            if isinstance(security, list) and security:
+                if kind == "deny":
+                    found: set[tuple[str, str]] = set()
+                    collect_codings(security, found)
+                    labels.update(found)
+            elif not node.get("class") and not node.get("code") and not node.get("data"):
+                decisions.append((depth, kind))
+        children = node.get("provision")
+        for child in children if isinstance(children, list) else ():
+            if isinstance(child, dict):
+                visit(child, depth + 1)
+
+    visit(provision, 0)
+    if decisions:
+        deepest = max(d for d, _ in decisions)
+        if any(kind == "deny" for d, kind in decisions if d == deepest):
+            return True
+    return frozenset(labels) if labels else None

@@ -1,0 +1,342 @@
+"""Access tokens: signing (built-in authorization server) and verification (ours and an external
+eHealth-style identity provider), with a verified-token cache.
+
+Our tokens are RS256 JWTs (RFC 9068 ``at+jwt``) signed with a key generated on first start and kept
+in the data folder. Verification checks the algorithm (never ``none`` or HMAC), signature, ``iss``,
+``aud`` (the FHIR base URL, or the configured audience of the external issuer), ``exp``, ``nbf`` and
+``iat`` (60 s leeway), and revocation. A verified token is cached by its exact text until it
+expires, so the FHIR hot path pays one dict lookup per request.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from joserfc import jws, jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet, RSAKey
+
+from fhir_server.security.policy import professions
+from fhir_server.security.principal import SecurePrincipal
+from fhir_server.security.scopes import ScopeSet
+
+log = logging.getLogger("fhir_server.security")
+
+ALLOWED_ALGS = ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512")
+LEEWAY = 60
+CACHE_MAX = 50_000
+
+
+class TokenError(Exception):
+    """The bearer token is not acceptable (the message is safe to show: no personal data)."""
+
+
+def origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+class SigningKey:
+    """The authorization server's RSA key, generated once and kept (mode 0600) in the data dir."""
+
+    alg = "RS256"
+
+    def __init__(self, path: Path) -> None:
+        if path.exists():
+            self.key = RSAKey.import_key(path.read_bytes())
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.key = RSAKey.generate_key(2048, private=True)
+            tmp = path.with_suffix(".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(self.key.as_pem(private=True))
+            os.replace(tmp, path)
+            log.info("generated a new token signing key")
+        self.kid = self.key.thumbprint()
+        public = self.key.as_dict(private=False)
+        public.update({"kid": self.kid, "use": "sig", "alg": self.alg})
+        self.public_jwk = public
+        self.keyset = KeySet([RSAKey.import_key(public)])
+
+    def jwks(self) -> dict[str, Any]:
+        return {"keys": [self.public_jwk]}
+
+    def sign(self, claims: dict[str, Any], typ: str = "JWT") -> str:
+        return jwt.encode({"alg": self.alg, "kid": self.kid, "typ": typ}, claims, self.key)
+
+
+def unverified(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Header and claims of a JWT *before* verification (only to pick the key and issuer)."""
+    try:
+        obj = jws.extract_compact(token.encode("ascii"))
+        import orjson
+
+        claims = orjson.loads(obj.payload)
+    except (JoseError, ValueError, UnicodeEncodeError) as exc:
+        raise TokenError("the access token is not a well-formed JWT") from exc
+    if not isinstance(claims, dict):
+        raise TokenError("the access token is not a well-formed JWT")
+    return obj.headers(), claims
+
+
+def check_times(claims: dict[str, Any], now: float) -> None:
+    exp = claims.get("exp")
+    if not isinstance(exp, (int, float)):
+        raise TokenError("the access token has no expiry (exp)")
+    if exp + LEEWAY < now:
+        raise TokenError("the access token has expired")
+    nbf = claims.get("nbf")
+    if nbf is not None and (not isinstance(nbf, (int, float)) or nbf - LEEWAY > now):
+        raise TokenError("the access token is not valid yet (nbf)")
+    iat = claims.get("iat")
+    if iat is not None and (not isinstance(iat, (int, float)) or iat - LEEWAY > now):
+        raise TokenError("the access token was issued in the future (iat)")
+
+
+def audiences(claims: dict[str, Any]) -> list[str]:
+    aud = claims.get("aud")
+    if isinstance(aud, str):
+        return [aud]
+    if isinstance(aud, list):
+        return [a for a in aud if isinstance(a, str)]
+    return []
+
+
+def principal_from_claims(claims: dict[str, Any], source: str = "smart") -> SecurePrincipal:
+    """The principal of one of our own tokens (everything the guard needs is in the claims)."""
+    kind = claims.get("bib_kind", "user")
+    scope = claims.get("scope", "")
+    return SecurePrincipal(
+        subject=str(claims.get("sub", "")),
+        client_id=claims.get("client_id"),
+        scopes=frozenset(scope.split()) if isinstance(scope, str) else frozenset(),
+        role=claims.get("bib_role"),
+        practitioner=claims.get("bib_practitioner"),
+        organization=claims.get("bib_organization"),
+        patient=claims.get("patient"),
+        claims=claims,
+        kind=kind if kind in ("user", "system") else "user",
+        admin=bool(claims.get("bib_admin")),
+        patient_data=bool(claims.get("bib_patient_data", kind != "system")),
+        professions=tuple(claims.get("bib_professions", ()) or ()),
+        token_id=claims.get("jti"),
+        expires=float(claims.get("exp", 0)),
+        source=claims.get("bib_source", source),
+        name=claims.get("bib_name"),
+        fhir_user=claims.get("bib_fhir_user"),
+        encounter=claims.get("encounter"),
+        scope_set=ScopeSet.parse(scope if isinstance(scope, str) else ""),
+    )
+
+
+class ExternalIdp:
+    """An external OpenID provider in the eHealth I.AM Connect style (Keycloak): bearer JWTs with
+    the professional's SSIN, NIHDI number and recognised qualities (belgium.md 2.3)."""
+
+    def __init__(self, settings: Any, svc: Any) -> None:
+        self.issuer = settings.idp_issuer.rstrip("/")
+        self.audience = settings.idp_audience
+        self.client_id = settings.idp_client_id or settings.idp_audience
+        self.default_scopes = settings.idp_default_scopes
+        self.org_claim = settings.idp_organization_claim
+        self.jwks_url = settings.idp_jwks_url
+        self.svc = svc
+        self.keyset: KeySet | None = None
+        self._fetched = 0.0
+        if settings.idp_jwks_file:
+            import orjson
+
+            self.keyset = KeySet.import_key_set(
+                orjson.loads(Path(settings.idp_jwks_file).read_bytes())
+            )
+
+    async def _keys(self, kid: str | None) -> KeySet:
+        known = self.keyset is not None and (
+            kid is None or any(k.kid == kid for k in self.keyset.keys)
+        )
+        stale = time.monotonic() - self._fetched > 600
+        if self.jwks_url and (not known or stale) and time.monotonic() - self._fetched > 10:
+            import httpx
+
+            try:
+                async with httpx.AsyncClient(timeout=5) as http:
+                    response = await http.get(self.jwks_url)
+                    response.raise_for_status()
+                    self.keyset = KeySet.import_key_set(response.json())
+                    self._fetched = time.monotonic()
+            except Exception as exc:  # keep the old keys; report without details
+                log.warning("could not fetch the identity provider JWKS: %s", type(exc).__name__)
+        if self.keyset is None:
+            raise TokenError("the identity provider's keys are not available")
+        return self.keyset
+
+    async def verify(self, token: str, header: dict[str, Any]) -> SecurePrincipal:
+        keys = await self._keys(header.get("kid"))
+        try:
+            verified = jwt.decode(token, keys, algorithms=list(ALLOWED_ALGS))
+        except JoseError as exc:
+            raise TokenError("the access token signature is not valid") from exc
+        claims = verified.claims
+        if claims.get("iss") != self.issuer:
+            raise TokenError("the access token was issued by an unknown issuer")
+        if self.audience and self.audience not in audiences(claims):
+            raise TokenError("the access token is not meant for this server (aud)")
+        check_times(claims, time.time())
+        return await self.principal(claims)
+
+    async def principal(self, claims: dict[str, Any]) -> SecurePrincipal:
+        profile = claims.get("userProfile") if isinstance(claims.get("userProfile"), dict) else {}
+        qualities: list[str] = []
+        nihii: str | None = None
+        for key, value in profile.items():
+            if isinstance(value, dict) and value.get("recognised") is True:
+                qualities.append(key)
+                nihii = nihii or value.get("nihii11")
+        codes = [c for c in claims.get("bib_professions", ()) if isinstance(c, str)]
+        access = (
+            claims.get("resource_access") if isinstance(claims.get("resource_access"), dict) else {}
+        )
+        app_roles = list((access.get(self.client_id) or {}).get("roles", ()) or ())
+        role = professions().role_of(codes, qualities, app_roles)
+        ssin = profile.get("ssin") or claims.get("ssin")
+        practitioner = await self._practitioner(nihii, ssin)
+        organization = await self._organization(claims.get(self.org_claim))
+        scope = claims.get("scope", "")
+        smart = " ".join(s for s in str(scope).split() if "/" in s)
+        scope_text = smart or self.default_scopes
+        name = " ".join(
+            str(p) for p in (profile.get("firstName"), profile.get("lastName")) if p
+        ) or claims.get("name")
+        return SecurePrincipal(
+            subject=f"{self.issuer}#{claims.get('sub', '')}",
+            client_id=claims.get("azp") or claims.get("client_id"),
+            scopes=frozenset(scope_text.split()),
+            role=role,
+            practitioner=practitioner,
+            organization=organization,
+            patient=None,
+            claims={"iss": claims.get("iss"), "sub": claims.get("sub"), "nihii": nihii},
+            kind="user",
+            admin="bib-admin" in app_roles,
+            professions=tuple([*codes, *qualities]),
+            token_id=claims.get("jti"),
+            expires=float(claims["exp"]),
+            source="idp",
+            name=name if isinstance(name, str) else None,
+            fhir_user=practitioner,
+            scope_set=ScopeSet.parse(scope_text),
+        )
+
+    async def _find(self, type_: str, system: str, value: str) -> str | None:
+        from fhir_server.store.query import Query, TokenPred
+
+        page = await self.svc.store.search(
+            Query(types=(type_,), where=[(TokenPred("identifier", system, value),)], count=2)
+        )
+        if len(page.hits) == 1:
+            return f"{type_}/{page.hits[0].id}"
+        return None
+
+    async def _practitioner(self, nihii: str | None, ssin: str | None) -> str | None:
+        base = "https://www.ehealth.fgov.be/standards/fhir/core/NamingSystem/"
+        if nihii:
+            found = await self._find("Practitioner", base + "nihdi-professional", str(nihii))
+            if found:
+                return found
+        if ssin:
+            return await self._find("Practitioner", base + "ssin", str(ssin))
+        return None
+
+    async def _organization(self, value: Any) -> str | None:
+        if not isinstance(value, str) or not value:
+            return None
+        if value.startswith("Organization/"):
+            return value
+        if "|" in value:
+            system, _, code = value.partition("|")
+            return await self._find("Organization", system, code)
+        if value.startswith("cbe-"):  # eHealth M2M client id cbe-<KBO number>
+            return await self._find(
+                "Organization",
+                "https://www.ehealth.fgov.be/standards/fhir/core/NamingSystem/cbe",
+                value[4:],
+            )
+        return None
+
+
+class TokenVerifier:
+    def __init__(self, settings: Any, key: SigningKey, store: Any, idp: ExternalIdp | None):
+        self.issuer = settings.auth_issuer
+        self.audience = settings.public_url
+        self.key = key
+        self.store = store  # AuthStore: revoked token ids
+        self.idp = idp
+        self._cache: dict[str, SecurePrincipal] = {}
+
+    def cached(self, token: str) -> SecurePrincipal | None:
+        principal = self._cache.get(token)
+        if principal is None:
+            return None
+        if principal.expires + LEEWAY < time.time() or (
+            principal.token_id is not None and principal.token_id in self.store.revoked
+        ):
+            self._cache.pop(token, None)
+            return None
+        return principal
+
+    async def verify(self, token: str) -> SecurePrincipal:
+        principal = self.cached(token)
+        if principal is not None:
+            return principal
+        header, claims = unverified(token)
+        alg = header.get("alg")
+        if alg not in ALLOWED_ALGS:
+            raise TokenError(f"the access token algorithm {str(alg)[:10]!r} is not accepted")
+        issuer = claims.get("iss")
+        if issuer == self.issuer:
+            principal = self.verify_own(token)
+        elif self.idp is not None and issuer == self.idp.issuer:
+            principal = await self.idp.verify(token, header)
+        else:
+            raise TokenError("the access token was issued by an unknown issuer")
+        if principal.token_id is not None and principal.token_id in self.store.revoked:
+            raise TokenError("the access token was revoked")
+        if len(self._cache) >= CACHE_MAX:
+            now = time.time()
+            for key in [k for k, p in self._cache.items() if p.expires < now]:
+                del self._cache[key]
+            if len(self._cache) >= CACHE_MAX:
+                self._cache.clear()
+        self._cache[token] = principal
+        return principal
+
+    def verify_own(self, token: str, check_expiry: bool = True) -> SecurePrincipal:
+        try:
+            verified = jwt.decode(token, self.key.keyset, algorithms=[self.key.alg])
+        except JoseError as exc:
+            raise TokenError("the access token signature is not valid") from exc
+        claims = verified.claims
+        if claims.get("iss") != self.issuer:
+            raise TokenError("the access token was issued by an unknown issuer")
+        if self.audience not in audiences(claims):
+            raise TokenError("the access token is not meant for this server (aud)")
+        if claims.get("bib_token") != "access":
+            raise TokenError("this is not an access token")
+        if check_expiry:
+            check_times(claims, time.time())
+        return principal_from_claims(claims)
+
+    def forget(self, jti: str) -> None:
+        for key in [k for k, p in self._cache.items() if p.token_id == jti]:
+            del self._cache[key]
+
+
+def new_jti() -> str:
+    return uuid.uuid4().hex

@@ -1,0 +1,259 @@
+"""Search predicates (store/query.py) -> MongoDB query filters on the version documents.
+
+Every index predicate is one ``$elemMatch`` on the ``x`` entries (documents.py), so all
+conditions apply to the same value and the multikey index ``x.p, x.a, x.b, u`` bounds the scan.
+The semantics are those of the SQLite store (sqlite/search_sql.py): the contract suite runs the
+same tables of queries against both. Chains and ``_has`` are resolved in stages by search.py and
+arrive here as ready-made filters.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+from fhir_server.search.normalize import normalize
+from fhir_server.store.keys import param_key
+from fhir_server.store.query import (
+    ANY_SYSTEM,
+    NO_SYSTEM,
+    CompositePred,
+    DatePred,
+    IdPred,
+    InPred,
+    MissingPred,
+    NotPred,
+    NumberPred,
+    Pred,
+    QuantityPred,
+    ReferencePred,
+    StringPred,
+    TokenInPred,
+    TokenPred,
+    UriPred,
+)
+from fhir_server.store.sqlite.search_sql import uri_prefixes  # one definition of :above
+
+TEXT_MAX = "\U0010ffff"  # sorts after every other character (UTF-8 byte order = code points)
+DAY_US = 86_400_000_000
+NOTHING: dict[str, Any] = {"t": {"$in": []}}  # a filter no document matches
+
+Filter = dict[str, Any]
+Staged = Callable[[Pred], Filter]  # the filter of a chain or _has, resolved beforehand
+
+
+def one_or_in(values: list[Any] | tuple[Any, ...]) -> Any:
+    return values[0] if len(values) == 1 else {"$in": list(values)}
+
+
+def param_keys(types: tuple[str, ...], code: str) -> Any:
+    return one_or_in([param_key(t, code) for t in types])
+
+
+def snapshot_filter(types: tuple[str, ...], snapshot: int) -> Filter:
+    """Versions that were the live version of their resource at sequence number ``snapshot``."""
+    return {"t": one_or_in(types), "s": {"$lte": snapshot}, "u": {"$gt": snapshot}, "d": False}
+
+
+def all_of(conditions: list[Filter]) -> Filter:
+    """AND conditions into one document, with ``$and`` only where keys would collide."""
+    merged: Filter = {}
+    rest: list[Filter] = []
+    for condition in conditions:
+        if any(key in merged for key in condition):
+            rest.append(condition)
+        else:
+            merged.update(condition)
+    if rest:
+        merged.setdefault("$and", []).extend(rest)
+    return merged
+
+
+def any_of(conditions: list[Filter]) -> Filter:
+    if not conditions:
+        return NOTHING
+    return conditions[0] if len(conditions) == 1 else {"$or": conditions}
+
+
+# -- conditions on one entry ------------------------------------------------------------------
+
+
+def _prefixed(condition: Filter, prefix: str) -> Filter:
+    """Put a component's conditions under its ``c0.``/``c1.`` sub-document."""
+    if not prefix:
+        return condition
+    out: Filter = {}
+    for key, value in condition.items():
+        if key in ("$or", "$nor", "$and"):
+            out[key] = [_prefixed(c, prefix) for c in value]
+        else:
+            out[prefix + key] = value
+    return out
+
+
+def entry_condition(pred: Pred) -> Filter:
+    """The conditions an ``x`` entry must meet (without its parameter key)."""
+    if isinstance(pred, StringPred):
+        if pred.op == "exact-key":  # the indexed value is a computed key (phonetic)
+            return {"a": pred.value}
+        if pred.op == "exact":
+            return {"a": normalize(pred.value), "b": pred.value}
+        if pred.op == "contains":
+            return {"a": {"$regex": re.escape(pred.value)}}
+        return {"a": {"$gte": pred.value, "$lt": pred.value + TEXT_MAX}}
+    if isinstance(pred, TokenPred):
+        if pred.code is None:
+            return {"b": pred.system}
+        if pred.system == ANY_SYSTEM:
+            return {"a": pred.code}
+        return {"a": pred.code, "b": "" if pred.system == NO_SYSTEM else pred.system}
+    if isinstance(pred, TokenInPred):  # a value set expansion: one $in of codes per system
+        by_system: dict[str, list[str]] = {}
+        for system, code in pred.codes:
+            by_system.setdefault(system, []).append(code)
+        return any_of([{"a": one_or_in(codes), "b": system} for system, codes in by_system.items()])
+    if isinstance(pred, ReferencePred):
+        if pred.url is not None:
+            condition: Filter = {"a": pred.url, "b": ""}
+        else:
+            condition = {"a": pred.target_id}
+            if pred.target_type:
+                condition["b"] = pred.target_type
+        if pred.version is not None:
+            condition["v"] = pred.version
+        return condition
+    if isinstance(pred, DatePred):
+        return date_condition(pred.prefix, pred.low, pred.high)
+    if isinstance(pred, NumberPred):
+        return number_condition("a", pred.prefix, pred.low, pred.high, pred.value)
+    if isinstance(pred, QuantityPred):
+        condition = number_condition("b", pred.prefix, pred.low, pred.high, pred.value)
+        if pred.code is not None:
+            condition = all_of([condition, {"a": pred.code}])
+        if pred.system is not None:
+            condition = all_of([condition, {"c": pred.system}])
+        return condition
+    if isinstance(pred, UriPred):
+        if pred.op == "below":
+            base = pred.value.rstrip("/")
+            return {"$or": [{"a": base}, {"a": {"$gte": base + "/", "$lt": base + "/" + TEXT_MAX}}]}
+        if pred.op == "above":
+            return {"a": {"$in": uri_prefixes(pred.value)}}
+        return {"a": pred.value}
+    raise TypeError(f"not an index predicate: {pred!r}")
+
+
+def date_condition(prefix: str, low: int, high: int) -> Filter:
+    """A stored range [a, b] against the searched value's precision range [low, high] (µs)."""
+    inside = {"a": {"$gte": low}, "b": {"$lte": high}}
+    if prefix == "eq":
+        return inside
+    if prefix == "ne":
+        return {"$nor": [inside]}
+    if prefix == "gt":
+        return {"b": {"$gt": high}}
+    if prefix == "lt":
+        return {"a": {"$lt": low}}
+    if prefix == "ge":
+        return {"$or": [{"b": {"$gt": high}}, inside]}
+    if prefix == "le":
+        return {"$or": [{"a": {"$lt": low}}, inside]}
+    if prefix == "sa":
+        return {"a": {"$gt": high}}
+    if prefix == "eb":
+        return {"b": {"$lt": low}}
+    # ap: overlap with the value widened by 10% of its distance from now (at least a day)
+    now = int(time.time() * 1_000_000)
+    margin = max(DAY_US, abs(now - low) // 10)
+    return {"b": {"$gte": low - margin}, "a": {"$lte": high + margin}}
+
+
+def number_condition(field: str, prefix: str, low: float, high: float, value: float) -> Filter:
+    if prefix == "eq":
+        return {field: {"$gte": low, "$lt": high}}
+    if prefix == "ne":
+        return {"$nor": [{field: {"$gte": low, "$lt": high}}]}
+    if prefix == "gt":
+        return {field: {"$gt": value}}
+    if prefix == "lt":
+        return {field: {"$lt": value}}
+    if prefix == "sa":  # entirely after the searched value's precision range
+        return {field: {"$gte": high}}
+    if prefix == "eb":
+        return {field: {"$lt": low}}
+    if prefix == "ge":
+        return {field: {"$gte": value}}
+    if prefix == "le":
+        return {field: {"$lte": value}}
+    margin = abs(value) * 0.1
+    return {field: {"$gte": value - margin, "$lte": value + margin}}
+
+
+# -- predicates -> document filters -----------------------------------------------------------
+
+_INDEX_PREDS = (
+    StringPred,
+    TokenPred,
+    TokenInPred,
+    ReferencePred,
+    DatePred,
+    NumberPred,
+    QuantityPred,
+    UriPred,
+)
+
+
+def pred_filter(pred: Pred, types: tuple[str, ...], staged: Staged) -> Filter:
+    if isinstance(pred, _INDEX_PREDS):
+        return {"x": {"$elemMatch": {"p": param_keys(types, pred.param), **entry_condition(pred)}}}
+    if isinstance(pred, CompositePred):
+        parts = []
+        for component in pred.components:
+            position = component.param.rpartition("$")[2]
+            parts.append(_prefixed(entry_condition(component), f"c{position}."))
+        match = all_of([{"p": param_keys(types, pred.param)}, *parts])
+        return {"x": {"$elemMatch": match}}
+    if isinstance(pred, MissingPred):
+        present = {"x": {"$elemMatch": {"p": param_keys(types, pred.param)}}}
+        return {"$nor": [present]} if pred.missing else present
+    if isinstance(pred, IdPred):
+        return {"i": one_or_in(pred.ids)} if pred.ids else NOTHING
+    if isinstance(pred, InPred):
+        return keys_filter(pred.keys, types)
+    if isinstance(pred, NotPred):
+        return {"$nor": [pred_filter(p, types, staged) for p in pred.preds]}
+    return staged(pred)  # ChainPred, HasPred
+
+
+def keys_filter(keys: tuple[tuple[str, str], ...] | list[tuple[str, str]], types: tuple) -> Filter:
+    """Documents of the given (type, id) keys, grouped by type so each group is one index range."""
+    by_type: dict[str, list[str]] = {}
+    for type_, id_ in keys:
+        if type_ in types:
+            by_type.setdefault(type_, []).append(id_)
+    return any_of([{"t": t, "i": one_or_in(ids)} for t, ids in by_type.items()])
+
+
+def clause_filter(clause: tuple[Pred, ...], types: tuple[str, ...], staged: Staged) -> Filter:
+    """One AND-ed clause: an OR of predicates. References to one parameter and target type
+    (a _revinclude over a whole page, a compartment) are merged into one ``$in``."""
+    merged: dict[tuple[str, str | None], list[str]] = {}
+    others: list[Filter] = []
+    for pred in clause:
+        if (
+            isinstance(pred, ReferencePred)
+            and pred.url is None
+            and pred.version is None
+            and pred.target_id is not None
+        ):
+            merged.setdefault((pred.param, pred.target_type), []).append(pred.target_id)
+        else:
+            others.append(pred_filter(pred, types, staged))
+    for (code, target_type), ids in merged.items():
+        match: Filter = {"p": param_keys(types, code), "a": one_or_in(list(dict.fromkeys(ids)))}
+        if target_type:
+            match["b"] = target_type
+        others.append({"x": {"$elemMatch": match}})
+    return any_of(others)

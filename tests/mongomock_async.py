@@ -1,0 +1,410 @@
+"""Test adapter: mongomock behind the part of PyMongo's async API that the MongoDB store uses.
+
+mongomock executes MongoDB queries, updates and aggregation pipelines in Python, so the filters
+and documents the store generates are really run (a wrong operator or a wrong comparison fails a
+test), but it has no async API, no sessions and no transactions. This adapter adds them:
+
+- every operation is a coroutine that first yields to the event loop, so concurrent units of
+  work really interleave;
+- ``start_session()`` / ``start_transaction()`` / ``commit_transaction()`` /
+  ``abort_transaction()``: a write inside a transaction while another session's transaction
+  has written raises a WriteConflict labelled TransientTransactionError, as MongoDB does, and an
+  abort restores every document the transaction touched (snapshot and restore);
+- ``command("hello")`` answers as a replica set member, a mongos (``topology="sharded"``) or a
+  standalone server, so each of the store's modes runs; ``down = True`` makes commands fail as
+  an unreachable server does.
+
+Reads outside the writing transaction see the committed state only (the touched documents are
+restored in a scratch copy for them), so a read that forgets its ``session`` inside a unit of work
+misses the unit's own writes here as it would on MongoDB. Not emulated: write concerns, index
+use (mongomock scans; indexes are created and unique ones are enforced), time limits.
+Several ``AsyncMockClient`` objects built with the same ``server`` share one database server,
+like several server processes on one MongoDB.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import functools
+from collections.abc import AsyncIterator
+from typing import Any
+
+import mongomock
+from pymongo.errors import InvalidOperation, OperationFailure, ServerSelectionTimeoutError
+from pymongo.write_concern import WriteConcern
+
+
+def recorded(method: Any) -> Any:
+    """Log the call (class, method, args, kwargs) on the server: test_mongo_driver_calls.py
+    checks every logged call against PyMongo's real async API."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        self.mock_server.calls.append((type(self).__name__, method.__name__, args, kwargs))
+        return method(self, *args, **kwargs)
+
+    return wrapper
+
+
+class MockServer:
+    """One in-memory MongoDB server, shared by the clients built on it."""
+
+    def __init__(self, topology: str = "replicaSet") -> None:
+        self.sync = mongomock.MongoClient()
+        self.topology = topology
+        self.down = False
+        self.writer: MockSession | None = None  # the session whose transaction has written
+        self.conflicts = 0  # WriteConflicts raised (tests check the retry path ran)
+        self.calls: list[tuple[str, str, tuple, dict]] = []
+
+    def view(self, collection: Any, session: Any) -> Any:
+        """The collection as ``session`` sees it: without other transactions' writes."""
+        writer = self.writer
+        if writer is None or writer is session:
+            return collection
+        undo = [u for u in writer.undo if u[1].full_name == collection.full_name]
+        if not undo:
+            return collection
+        scratch = mongomock.MongoClient()["view"]["view"]
+        docs = [copy.deepcopy(doc) for doc in collection.find()]
+        if docs:
+            scratch.insert_many(docs)
+        _apply_undo([(action, scratch, value) for action, _, value in undo])
+        return scratch
+
+    def client(self, uri: str = "", **options: Any) -> AsyncMockClient:
+        return AsyncMockClient(uri, server=self, **options)
+
+
+class AsyncMockClient:
+    def __init__(self, uri: str = "", *, server: MockServer | None = None, **options: Any) -> None:
+        self.server = server or MockServer()
+        self.uri = uri
+        self.options = options
+        self.write_concern = WriteConcern()
+        self.closed = False
+        self.mock_server = self.server
+
+    @property
+    @recorded
+    def admin(self) -> AsyncMockDatabase:
+        return self.get_database("admin")
+
+    @recorded
+    def get_database(self, name: str, **_: Any) -> AsyncMockDatabase:
+        return AsyncMockDatabase(self, name)
+
+    def __getitem__(self, name: str) -> AsyncMockDatabase:
+        return self.get_database(name)
+
+    @recorded
+    def start_session(self, **_: Any) -> MockSession:
+        return MockSession(self.server)
+
+    @recorded
+    async def drop_database(self, name: str) -> None:
+        await asyncio.sleep(0)
+        self.server.sync.drop_database(name)
+
+    @recorded
+    async def close(self) -> None:
+        self.closed = True
+
+
+class AsyncMockDatabase:
+    def __init__(self, client: AsyncMockClient, name: str) -> None:
+        self.client = client
+        self.name = name
+        self.sync = client.server.sync[name]
+        self.mock_server = client.server
+
+    def __getitem__(self, name: str) -> AsyncMockCollection:
+        return AsyncMockCollection(self, name)
+
+    @recorded
+    def get_collection(self, name: str, **_: Any) -> AsyncMockCollection:
+        return self[name]
+
+    @recorded
+    async def command(self, command: str | dict, **_: Any) -> dict[str, Any]:
+        await asyncio.sleep(0)
+        name = command if isinstance(command, str) else next(iter(command))
+        if self.client.server.down:
+            raise ServerSelectionTimeoutError("mock server is down")
+        if name == "ping":
+            return {"ok": 1.0}
+        if name == "hello":
+            hello: dict[str, Any] = {"ok": 1.0, "isWritablePrimary": True, "maxWireVersion": 21}
+            if self.client.server.topology == "replicaSet":
+                hello["setName"] = "rs0"
+            elif self.client.server.topology == "sharded":
+                hello["msg"] = "isdbgrid"
+            return hello
+        raise NotImplementedError(f"command {name!r} is not emulated")
+
+
+class MockSession:
+    def __init__(self, server: MockServer) -> None:
+        self.server = server
+        self.mock_server = server
+        self.active = False
+        self.undo: list[tuple[str, Any, Any]] = []
+        self.ended = False
+
+    @property
+    @recorded
+    def in_transaction(self) -> bool:
+        return self.active
+
+    @recorded
+    async def start_transaction(self, **_: Any) -> None:
+        await asyncio.sleep(0)
+        if self.active:
+            raise InvalidOperation("Transaction already in progress")
+        self.active = True
+        self.undo = []
+
+    @recorded
+    async def commit_transaction(self) -> None:
+        await asyncio.sleep(0)
+        if not self.active:
+            raise InvalidOperation("No transaction started")
+        self._finish()
+
+    @recorded
+    async def abort_transaction(self) -> None:
+        await asyncio.sleep(0)
+        if not self.active:
+            raise InvalidOperation("No transaction started")
+        _apply_undo(self.undo)
+        self._finish()
+
+    def _finish(self) -> None:
+        self.active = False
+        self.undo = []
+        if self.server.writer is self:
+            self.server.writer = None
+
+    @recorded
+    async def end_session(self) -> None:
+        if self.active:
+            await self.abort_transaction()
+        self.ended = True
+
+    def writing(self) -> None:
+        """Called before a write in this session's transaction: one writer at a time."""
+        writer = self.server.writer
+        if writer is not None and writer is not self:
+            self.server.conflicts += 1
+            raise OperationFailure(
+                "WriteConflict error: this operation conflicted with another operation",
+                112,
+                {"errorLabels": ["TransientTransactionError"], "code": 112},
+            )
+        self.server.writer = self
+
+
+def _apply_undo(undo: list[tuple[str, Any, Any]]) -> None:
+    for action, collection, value in reversed(undo):
+        if action == "delete":
+            collection.delete_one({"_id": value})
+        else:
+            for doc in value:
+                collection.replace_one({"_id": doc["_id"]}, copy.deepcopy(doc), upsert=True)
+
+
+class MockCursor:
+    def __init__(self, server: MockServer, produce: Any) -> None:
+        self.mock_server = server
+        self._produce = produce  # (sort, limit) -> list of documents
+        self._sort: list[tuple[str, int]] | None = None
+        self._limit = 0
+
+    @recorded
+    def sort(self, keys: list[tuple[str, int]]) -> MockCursor:
+        self._sort = list(keys)
+        return self
+
+    @recorded
+    def limit(self, count: int) -> MockCursor:
+        self._limit = count
+        return self
+
+    @recorded
+    async def to_list(self, length: int | None = None) -> list[dict[str, Any]]:
+        await asyncio.sleep(0)
+        docs = self._produce(self._sort, self._limit)
+        return docs if length is None else docs[:length]
+
+    async def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+        for doc in await self.to_list():
+            yield doc
+
+
+class AsyncMockCollection:
+    def __init__(self, database: AsyncMockDatabase, name: str) -> None:
+        self.database = database
+        self.name = name
+        self.sync = database.sync[name]
+        self.mock_server = database.client.server
+
+    @recorded
+    def with_options(self, **_: Any) -> AsyncMockCollection:
+        return self
+
+    # -- transactions -------------------------------------------------------------------------
+
+    def _read(self, session: Any) -> Any:
+        return self.database.client.server.view(self.sync, session)
+
+    def _write(self, session: MockSession | None, filter_: dict | None) -> MockSession | None:
+        """Check the writer turn; snapshot the documents the write may change, for an abort."""
+        if session is None or not session.in_transaction:
+            return None
+        session.writing()
+        if filter_ is not None:
+            before = [copy.deepcopy(doc) for doc in self.sync.find(filter_)]
+            session.undo.append(("restore", self.sync, before))
+        return session
+
+    @staticmethod
+    def _inserted(session: MockSession | None, collection: Any, doc_id: Any) -> None:
+        if session is not None and doc_id is not None:
+            session.undo.append(("delete", collection, doc_id))
+
+    # -- reads --------------------------------------------------------------------------------
+
+    @recorded
+    def find(
+        self,
+        filter_: dict | None = None,
+        projection: dict | None = None,
+        *,
+        sort: list | None = None,
+        limit: int = 0,
+        session: Any = None,
+    ) -> MockCursor:
+        def produce(cursor_sort: list | None, cursor_limit: int) -> list[dict[str, Any]]:
+            cursor = self._read(session).find(filter_ or {}, projection)
+            if cursor_sort or sort:
+                cursor = cursor.sort(cursor_sort or sort)
+            if cursor_limit or limit:
+                cursor = cursor.limit(cursor_limit or limit)
+            return list(cursor)
+
+        return MockCursor(self.mock_server, produce)
+
+    @recorded
+    async def find_one(
+        self,
+        filter_: dict | None = None,
+        projection: dict | None = None,
+        *,
+        sort: list | None = None,
+        session: Any = None,
+    ) -> dict[str, Any] | None:
+        docs = await self.find(filter_, projection, sort=sort, limit=1, session=session).to_list()
+        return docs[0] if docs else None
+
+    @recorded
+    async def count_documents(self, filter_: dict, *, session: Any = None, **_: Any) -> int:
+        await asyncio.sleep(0)
+        return self._read(session).count_documents(filter_)
+
+    @recorded
+    async def estimated_document_count(self, **_: Any) -> int:
+        await asyncio.sleep(0)
+        return self.sync.estimated_document_count()
+
+    @recorded
+    async def aggregate(self, pipeline: list[dict], *, session: Any = None, **_: Any) -> MockCursor:
+        await asyncio.sleep(0)
+        docs = list(self._read(session).aggregate(pipeline))
+        return MockCursor(self.mock_server, lambda _sort, _limit: docs)
+
+    # -- writes -------------------------------------------------------------------------------
+
+    @recorded
+    async def insert_one(self, doc: dict, *, session: Any = None) -> Any:
+        await asyncio.sleep(0)
+        active = self._write(session, None)
+        result = self.sync.insert_one(doc)
+        self._inserted(active, self.sync, result.inserted_id)
+        return result
+
+    @recorded
+    async def update_one(
+        self, filter_: dict, update: dict, *, upsert: bool = False, session: Any = None
+    ) -> Any:
+        await asyncio.sleep(0)
+        active = self._write(session, filter_)
+        result = self.sync.update_one(filter_, update, upsert=upsert)
+        self._inserted(active, self.sync, result.upserted_id)
+        return result
+
+    @recorded
+    async def update_many(
+        self, filter_: dict, update: dict, *, upsert: bool = False, session: Any = None
+    ) -> Any:
+        await asyncio.sleep(0)
+        active = self._write(session, filter_)
+        result = self.sync.update_many(filter_, update, upsert=upsert)
+        self._inserted(active, self.sync, result.upserted_id)
+        return result
+
+    @recorded
+    async def find_one_and_update(
+        self,
+        filter_: dict,
+        update: dict,
+        *,
+        projection: dict | None = None,
+        upsert: bool = False,
+        return_document: bool = False,
+        session: Any = None,
+    ) -> dict[str, Any] | None:
+        await asyncio.sleep(0)
+        active = self._write(session, filter_)
+        existed = self.sync.count_documents(filter_) > 0
+        doc = self.sync.find_one_and_update(
+            filter_, update, projection, upsert=upsert, return_document=return_document
+        )
+        if not existed and upsert and active is not None:
+            created = self.sync.find_one(filter_)
+            self._inserted(active, self.sync, created and created["_id"])
+        return doc
+
+    @recorded
+    async def delete_one(self, filter_: dict, *, session: Any = None) -> Any:
+        await asyncio.sleep(0)
+        self._write(session, filter_)
+        return self.sync.delete_one(filter_)
+
+    @recorded
+    async def delete_many(self, filter_: dict, *, session: Any = None) -> Any:
+        await asyncio.sleep(0)
+        self._write(session, filter_)
+        return self.sync.delete_many(filter_)
+
+    # -- administration -----------------------------------------------------------------------
+
+    @recorded
+    async def create_indexes(self, models: list[Any], **_: Any) -> list[str]:
+        await asyncio.sleep(0)
+        names = []
+        for model in models:
+            spec = dict(model.document)
+            keys = list(spec.pop("key").items())
+            names.append(self.sync.create_index(keys, **spec))
+        return names
+
+    @recorded
+    async def index_information(self) -> dict[str, Any]:
+        await asyncio.sleep(0)
+        return self.sync.index_information()
+
+    @recorded
+    async def drop(self) -> None:
+        await asyncio.sleep(0)
+        self.sync.drop()

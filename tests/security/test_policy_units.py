@@ -1,0 +1,306 @@
+"""Unit tests of the policy pieces: SMART scope grammar, the profession -> role table, consent
+provisions, the label policy, and the audit buffer (flushed on shutdown, backpressure)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from fhir_server.app import ServerApp
+from fhir_server.security.authserver import check_secret, hash_secret
+from fhir_server.security.policy import access_policy, label_policy, professions
+from fhir_server.security.relationships import _consent_verdict
+from fhir_server.security.scopes import ScopeSet, narrow, parse_rule
+from fhir_server.service.context import RequestContext
+from fhir_server.service.core import Access
+from tests.conftest import make_settings
+
+
+@pytest.mark.parametrize(
+    ("text", "context", "type_", "perms"),
+    [
+        ("patient/Observation.rs", "patient", "Observation", "rs"),
+        ("user/*.cruds", "user", "*", "cruds"),
+        ("system/Patient.read", "system", "Patient", "rs"),
+        ("user/Observation.write", "user", "Observation", "cud"),
+        ("patient/*.*", "patient", "*", "cruds"),
+        ("user/Encounter.c", "user", "Encounter", "c"),
+    ],
+)
+def test_scope_grammar(text: str, context: str, type_: str, perms: str) -> None:
+    rule = parse_rule(text)
+    assert rule is not None
+    assert (rule.context, rule.type, rule.perms) == (context, type_, frozenset(perms))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "user/Observation.rc",
+        "user/Observation.rrs",
+        "user/Observation.x",
+        "admin/*.rs",
+        "user/.rs",
+        "user/observation.rs",
+        "user/Observation.read?code=x",
+        "user/Observation",
+        "user/Observation.rs?",
+    ],
+)
+def test_malformed_scopes_grant_nothing(text: str) -> None:
+    assert parse_rule(text) is None
+    assert not ScopeSet.parse(text).rules
+
+
+def test_granular_scope_query() -> None:
+    rule = parse_rule("patient/Observation.rs?category=http://x|laboratory&status=final")
+    assert rule is not None and rule.query == (
+        ("category", "http://x|laboratory"),
+        ("status", "final"),
+    )
+
+
+def test_grants_and_narrowing() -> None:
+    scopes = ScopeSet.parse("launch openid patient/Observation.rs user/*.r")
+    assert [r.text for r in scopes.grants("Observation", "s")] == ["patient/Observation.rs"]
+    assert len(scopes.grants("Observation", "r")) == 2
+    assert scopes.grants("Patient", "c") == ()
+    assert scopes.other == {"launch", "openid"}
+    allowed = "launch/patient openid patient/*.rs user/Observation.rs?category=lab"
+    assert narrow("patient/Observation.rs patient/Observation.cruds openid fhirUser", allowed) == (
+        "patient/Observation.rs openid"
+    )
+    assert narrow("user/Observation.rs?category=lab user/Observation.rs", allowed) == (
+        "user/Observation.rs?category=lab"
+    )
+
+
+def test_profession_table() -> None:
+    table = professions()
+    assert table.role_of(["persmidwife"], [], []) == "A"
+    assert table.role_of([], ["physician"], []) == "A"
+    assert table.role_of(["perssocialworker"], [], []) == "B"
+    assert table.role_of(["persadministrative"], [], []) is None
+    assert table.role_of(["persunknown"], [], []) is None
+    assert table.role_of([], [], []) is None
+    assert table.role_of(["persmidwife"], [], ["bib-role-b"]) == "B"  # admin downgrade
+    assert table.role_of([], [], ["bib-role-b"]) == "B"  # admin grant of Role B
+    assert table.role_of(["perssocialworker"], [], ["bib-role-a"]) == "B"  # never an upgrade
+
+
+def test_consent_verdicts() -> None:
+    me = {"Practitioner/x"}
+    now = "2026-06-01T00:00:00"
+    deny_me = {
+        "type": "permit",
+        "provision": [{"type": "deny", "actor": [{"reference": {"reference": "Practitioner/x"}}]}],
+    }
+    assert _consent_verdict(deny_me, me, now) is True
+    assert _consent_verdict(deny_me, {"Practitioner/y"}, now) is None
+    assert _consent_verdict({"type": "deny"}, me, now) is True  # opted out of sharing
+    exception = {
+        "type": "deny",
+        "provision": [
+            {"type": "permit", "actor": [{"reference": {"reference": "Practitioner/x"}}]}
+        ],
+    }
+    assert _consent_verdict(exception, me, now) is None  # deny everyone except me
+    expired = {"type": "permit", "provision": [{"type": "deny", "period": {"end": "2020-01-01"}}]}
+    assert _consent_verdict(expired, me, now) is None
+    labels = {
+        "type": "permit",
+        "provision": [
+            {
+                "type": "deny",
+                "securityLabel": [
+                    {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "SDV"}
+                ],
+            }
+        ],
+    }
+    assert _consent_verdict(labels, me, now) == frozenset(
+        {("http://terminology.hl7.org/CodeSystem/v3-ActCode", "SDV")}
+    )
+
+
+def test_label_policy_comes_from_the_codesystem() -> None:
+    policy = label_policy()
+    indicator = "https://borninbelgiumpro.be/fhir/CodeSystem/bib-vulnerability-indicator"
+    sensitive = {code for (system, code) in policy.by_code if system == indicator}
+    assert sensitive == {"anxiety", "depression", "substance-use", "violence", "residence-status"}
+    assert policy.by_code[(indicator, "violence")] == ("R", "SDV")
+    assert policy.by_code[(indicator, "residence-status")] == ("R",)
+    assert policy.clearance["A"] is None and policy.clearance["B"] == frozenset()
+    assert "AuditEvent" in access_policy().no_api_write
+
+
+def test_secrets_are_hashed() -> None:
+    stored = hash_secret("pw")
+    assert stored.startswith("scrypt$") and "pw" not in stored
+    assert check_secret("pw", stored, None) and not check_secret("px", stored, None)
+    assert check_secret("plain", None, "plain") and not check_secret("x", None, None)
+
+
+async def test_audit_buffer_is_flushed_on_shutdown(tmp_path: Path) -> None:
+    app = ServerApp(make_settings(tmp_path, auth="required", audit_flush_ms=60_000))
+    await app.startup()
+    audit = app.security.audit
+    ctx = RequestContext(base_url=app.settings.public_url, request_id="r-1")
+    ctx.accesses.append(Access("read", "Patient", "x"))
+    for _ in range(3):
+        await audit.record(ctx, 404)
+    assert len(audit.buffer) == 3  # the read did not write anything yet
+    await app.shutdown()
+    app2 = ServerApp(make_settings(tmp_path, auth="required"))
+    await app2.startup()
+    try:
+        assert await app2.store.count_current(("AuditEvent",)) == 3
+    finally:
+        await app2.shutdown()
+
+
+async def test_audit_backpressure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fhir_server.security import audit as audit_module
+
+    monkeypatch.setattr(audit_module, "HIGH_WATER", 10)
+    app = ServerApp(make_settings(tmp_path, auth="required", audit_flush_ms=60_000))
+    await app.startup()
+    try:
+        ctx = RequestContext(base_url=app.settings.public_url)
+        ctx.accesses.append(Access("search-type", "Patient"))
+        await asyncio.wait_for(
+            asyncio.gather(*(app.security.audit.record(ctx, 200) for _ in range(25))), 10
+        )
+        assert len(app.security.audit.buffer) <= 10  # writers waited for a flush
+        assert app.security.audit.written >= 15
+    finally:
+        await app.shutdown()
+
+
+def test_insecure_open_says_so(tmp_path: Path) -> None:
+    app = ServerApp(make_settings(tmp_path))  # the test settings run open
+    assert app.fhir.context_factory is None
+    assert app.service.capability_extras["security"]["description"].startswith("WARNING")
+
+
+async def test_fast_audit_index_matches_the_extractor(tmp_path: Path) -> None:
+    """The hand-written AuditEvent indexer produces exactly the generic extractor's rows."""
+    from fhir_server.security.audit import audit_index
+    from fhir_server.security.principal import SecureContext, SecurePrincipal
+    from fhir_server.service.versioning import stamp_meta
+
+    app = ServerApp(make_settings(tmp_path, auth="required"))
+    audit = app.security.audit
+    user = SecurePrincipal(
+        subject="s",
+        client_id="app",
+        role="A",
+        practitioner="Practitioner/x",
+        organization="Organization/y",
+        token_id="t1",
+        name="N",
+    )
+    system = SecurePrincipal(subject="b", client_id="backend", kind="system")
+    contexts = []
+    for principal, patients, path, query, glass in (
+        (user, ("p1", "p2"), "/Observation", "subject=Patient/p1&code=x", False),
+        (system, (), "/Patient/p1", "", False),
+        (None, (), "/Patient/p9", "", False),
+        (user, ("p3",), "/Patient/p3", "", True),
+    ):
+        ctx = SecureContext(
+            base_url="http://testserver/fhir",
+            principal=principal,
+            client_ip="10.0.0.1",
+            request_id="rid-1",
+            method="GET",
+            path=path,
+            query=query,
+        )
+        ctx.patients.update(patients)
+        ctx.break_glass = glass
+        ctx.break_glass_reason = "emergency reason" if glass else None
+        ctx.accesses.append(Access("read", "Patient", "p1"))
+        contexts.append(ctx)
+    for ctx in contexts:
+        await audit.record(ctx, 200)
+    audit.refused("GET", "/Patient/p1", "", "1.2.3.4", "r2", 401, "no token")
+    audit._append(
+        (
+            0,
+            system,
+            (("auth:token:client_credentials", None, None, None),),
+            400,
+            (),
+            None,
+            "r3",
+            "POST",
+            "/auth/token",
+            "",
+            False,
+            None,
+            "invalid_client",
+        )
+    )
+    assert len(audit.buffer) == 6
+    for entry in audit.buffer:
+        event = audit.build(entry)
+        stamp_meta(event, 1, 1_700_000_000_000_000)
+        fast = audit_index(app.service, event)
+        slow = app.service.extractor.extract(event)
+        for table in ("strings", "tokens", "references", "dates", "numbers", "quantities", "uris"):
+            assert sorted(map(repr, getattr(fast, table))) == sorted(
+                map(repr, getattr(slow, table))
+            ), table
+    audit.buffer.clear()
+
+
+async def test_external_idp_keys_from_a_jwks_url(tmp_path: Path) -> None:
+    """The identity provider's JWKS is fetched by URL (and re-fetched for an unknown kid)."""
+    import time as _time
+
+    from joserfc import jwt
+    from joserfc.jwk import RSAKey
+
+    from fhir_server.security.tokens import ExternalIdp, TokenError
+    from tests.security.conftest import JwksServer, public_jwks
+
+    key = RSAKey.generate_key(2048, private=True, parameters={"kid": "k1"})
+    jwks = JwksServer(public_jwks(key))
+    try:
+        settings = make_settings(
+            tmp_path,
+            auth="required",
+            idp_issuer="https://idp.example/realms/healthcare",
+            idp_jwks_url=jwks.url,
+            idp_audience="bib-pro-fhir",
+        )
+        app = ServerApp(settings)
+        await app.startup()
+        try:
+            idp = ExternalIdp(settings, app.service)
+            now = int(_time.time())
+            claims = {
+                "iss": "https://idp.example/realms/healthcare",
+                "aud": "bib-pro-fhir",
+                "sub": "u",
+                "exp": now + 60,
+                "iat": now,
+                "userProfile": {"midwife": {"recognised": True, "nihii11": "1"}},
+            }
+            token = jwt.encode({"alg": "RS256", "kid": "k1"}, claims, key)
+            principal = await idp.verify(token, {"kid": "k1"})
+            assert principal.role == "A" and principal.source == "idp"
+            forged = jwt.encode(
+                {"alg": "RS256", "kid": "k2"},
+                claims,
+                RSAKey.generate_key(2048, private=True, parameters={"kid": "k2"}),
+            )
+            with pytest.raises(TokenError):
+                await idp.verify(forged, {"kid": "k2"})
+        finally:
+            await app.shutdown()
+    finally:
+        jwks.close()
