@@ -12,6 +12,7 @@ generated with fhir-snapshot-generator; see its SOURCES.md). SUSHI build fields 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -54,10 +55,19 @@ def main(source: str) -> None:
     TARGET.mkdir(parents=True, exist_ok=True)
     names = [f"StructureDefinition-{sd_id}.json" for sd_id in STRUCTURE_DEFINITIONS]
     names += sorted(p.name for p in src.glob("*.json") if p.name.startswith(PREFIXES))
+    sums = []
     for name in names:
         resource = json.loads((src / name).read_text(encoding="utf-8"))
         write(TARGET / name, clean(resource))
+        sums.append(f"{digest(clean(resource))}  {name}")
+    # the fingerprints of the upstream content let a test prove the copies were not edited
+    (TARGET / "UPSTREAM-SHA256.txt").write_text("\n".join(sums) + "\n", encoding="utf-8")
     print(f"wrote {len(names)} files to {TARGET}")
+
+
+def digest(resource: dict) -> str:
+    canonical = json.dumps(resource, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 if __name__ == "__main__":
