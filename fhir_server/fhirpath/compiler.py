@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from fhir_server.fhirpath.lexer import LexError, tokenize
 from fhir_server.model.structure import PRIMITIVE_TYPES, ComplexType, Model
 
 
@@ -48,27 +49,12 @@ class Env:
 
 # -- tokenizer ----------------------------------------------------------------------------------
 
-_TOKEN = re.compile(
-    r"\s*(?:(?P<str>'(?:[^'\\]|\\.)*')|(?P<num>\d+(?:\.\d+)?)|(?P<var>%[A-Za-z_]\w*)"
-    r"|(?P<id>`[^`]+`|[A-Za-z_]\w*)|(?P<op>!=|<=|>=|[.|()\[\],=<>]))"
-)
-
 
 def _tokenize(text: str) -> list[tuple[str, str]]:
-    tokens: list[tuple[str, str]] = []
-    pos = 0
-    text = text.strip()
-    while pos < len(text):
-        match = _TOKEN.match(text, pos)
-        if not match or match.end() == pos:
-            raise Unsupported(f"cannot tokenize {text[pos : pos + 20]!r}")
-        kind = match.lastgroup or ""
-        value = match.group(kind)
-        if kind == "id" and value.startswith("`"):
-            value = value[1:-1]
-        tokens.append((kind, value))
-        pos = match.end()
-    return tokens
+    try:
+        return tokenize(text)
+    except LexError as exc:
+        raise Unsupported(str(exc)) from exc
 
 
 # -- compiler -----------------------------------------------------------------------------------

@@ -8,13 +8,10 @@ keeps no per-search state.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from functools import cache
 from typing import Any
 from urllib.parse import urlencode
-
-import orjson
 
 from fhir_server.definitions import load_r4
 from fhir_server.errors import FhirError, Issue, bad_request, operation_outcome
@@ -26,6 +23,7 @@ from fhir_server.service.context import RequestContext
 from fhir_server.service.core import Access, FhirService
 from fhir_server.service.result import Result
 from fhir_server.service.versioning import now_us
+from fhir_server.store import cursors
 from fhir_server.store.protocol import StoredVersion, UnitOfWork
 from fhir_server.store.query import Hit, Query, ReferencePred, SearchPage
 
@@ -38,18 +36,14 @@ def patient_compartment() -> dict[str, tuple[str, ...]]:
     return {r["code"]: tuple(r.get("param", ())) for r in definition.get("resource", ())}
 
 
-def _encode_cursor(payload: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps(payload)).decode().rstrip("=")
-
-
 def _decode_cursor(cursor: str) -> dict[str, Any]:
     try:
-        data = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if not isinstance(data, dict) or not isinstance(data.get("s"), int):
-            raise ValueError
-        return data
-    except (ValueError, TypeError) as exc:
+        data = cursors.decode(cursor)
+    except ValueError as exc:
         raise bad_request("the paging cursor is not valid; start the search again") from exc
+    if not isinstance(data.get("s"), int):
+        raise bad_request("the paging cursor is not valid; start the search again")
+    return data
 
 
 def _params_hash(types: tuple[str, ...], used: list[tuple[str, str]]) -> str:
@@ -188,7 +182,7 @@ def _links(
         items = list(parsed.used)
         if extra is not None:
             items.append(
-                ("_cursor", _encode_cursor({**extra, "s": page.snapshot, "h": params_hash}))
+                ("_cursor", cursors.encode({**extra, "s": page.snapshot, "h": params_hash}))
             )
         return f"{link_base}?{urlencode(items)}" if items else link_base
 

@@ -150,6 +150,18 @@ Pred = (
     | InPred
 )
 
+# predicates on one parameter's index values (the others combine or nest queries)
+INDEX_PREDS = (
+    StringPred,
+    TokenPred,
+    TokenInPred,
+    ReferencePred,
+    DatePred,
+    NumberPred,
+    QuantityPred,
+    UriPred,
+)
+
 
 @dataclass(slots=True, frozen=True)
 class SortKey:

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+from fhir_server.fhirpath.lexer import LexError, tokenize
 from fhir_server.model.structure import PRIMITIVE_TYPES, r4_model
 
 
@@ -42,10 +43,6 @@ class Fallback(Exception):
 Env = dict[str, Any]  # "resource", "root", "type", "this"
 Fn = Callable[[list[Any], Env], list[Any]]
 
-_TOKEN = re.compile(
-    r"\s*(?:(?P<str>'(?:[^'\\]|\\.)*')|(?P<num>\d+(?:\.\d+)?)|(?P<var>%[A-Za-z_]\w*)"
-    r"|(?P<id>`[^`]+`|\$?[A-Za-z_]\w*)|(?P<op>!=|<=|>=|!~|[.|()\[\],=<>+{}~*/&-]))"
-)
 _ESCAPES = {
     "'": "'",
     '"': '"',
@@ -97,20 +94,10 @@ def _unescape(text: str) -> str:
 
 
 def _tokenize(text: str) -> list[tuple[str, str]]:
-    tokens = []
-    pos = 0
-    text = text.strip()
-    while pos < len(text):
-        match = _TOKEN.match(text, pos)
-        if not match or match.end() == pos:
-            raise Unsupported(f"cannot tokenize {text[pos : pos + 20]!r}")
-        kind = match.lastgroup or ""
-        value = match.group(kind)
-        if kind == "id" and value.startswith("`"):
-            value = value[1:-1]
-        tokens.append((kind, value))
-        pos = match.end()
-    return tokens
+    try:
+        return tokenize(text)
+    except LexError as exc:
+        raise Unsupported(str(exc)) from exc
 
 
 # -- values ------------------------------------------------------------------------------------

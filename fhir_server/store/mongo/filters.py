@@ -18,6 +18,7 @@ from fhir_server.search.normalize import normalize
 from fhir_server.store.keys import param_key
 from fhir_server.store.query import (
     ANY_SYSTEM,
+    INDEX_PREDS,
     NO_SYSTEM,
     CompositePred,
     DatePred,
@@ -193,20 +194,9 @@ def number_condition(field: str, prefix: str, low: float, high: float, value: fl
 
 # -- predicates -> document filters -----------------------------------------------------------
 
-_INDEX_PREDS = (
-    StringPred,
-    TokenPred,
-    TokenInPred,
-    ReferencePred,
-    DatePred,
-    NumberPred,
-    QuantityPred,
-    UriPred,
-)
-
 
 def pred_filter(pred: Pred, types: tuple[str, ...], staged: Staged) -> Filter:
-    if isinstance(pred, _INDEX_PREDS):
+    if isinstance(pred, INDEX_PREDS):
         return {"x": {"$elemMatch": {"p": param_keys(types, pred.param), **entry_condition(pred)}}}
     if isinstance(pred, CompositePred):
         parts = []

@@ -24,7 +24,6 @@ Standalone mongod (no transactions)
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
 import random
@@ -32,13 +31,14 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import orjson
 from pymongo import AsyncMongoClient, ReturnDocument
 from pymongo.errors import DocumentTooLarge, DuplicateKeyError, PyMongoError
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
 from fhir_server.errors import FhirError
+from fhir_server.store import cursors
+from fhir_server.store.cursors import decode_history, encode_history
 from fhir_server.store.keys import param_key
 from fhir_server.store.mongo.config import MongoConfig, parse_url
 from fhir_server.store.mongo.documents import (
@@ -355,15 +355,14 @@ class MongoStore:
     ) -> tuple[list[StoredVersion], str | None]:
         filter_: dict[str, Any] = {"t": one_or_in(types), "u": OPEN_END, "d": False}
         if after:
-            last_type, last_id = orjson.loads(base64.urlsafe_b64decode(after))
+            position = cursors.decode(after)
+            last_type, last_id = position["t"], position["i"]
             filter_["$or"] = [{"t": {"$gt": last_type}}, {"t": last_type, "i": {"$gt": last_id}}]
         cursor = self._versions.find(filter_, _BODY).sort([("t", 1), ("i", 1)]).limit(limit)
         versions = [stored_version(doc) for doc in await cursor.to_list(None)]
         next_after = None
         if len(versions) == limit:
-            next_after = base64.urlsafe_b64encode(
-                orjson.dumps([versions[-1].type, versions[-1].id])
-            ).decode()
+            next_after = cursors.encode({"t": versions[-1].type, "i": versions[-1].id})
         return versions, next_after
 
     async def count_current(self, types: tuple[str, ...]) -> int:
@@ -445,7 +444,7 @@ class MongoStore:
         if last_updated:
             filter_["lu"] = last_updated
         if cursor is not None:
-            filter_["s"] = {"$lt": _decode_cursor(cursor)}
+            filter_["s"] = {"$lt": decode_history(cursor)}
         docs = (
             await self._versions.find(filter_, _BODY)
             .sort([("s", -1)])
@@ -453,7 +452,7 @@ class MongoStore:
             .to_list(None)
         )
         versions = [stored_version(doc) for doc in docs[:count]]
-        next_cursor = _encode_cursor(versions[-1].seq) if len(docs) > count else None
+        next_cursor = encode_history(versions[-1].seq) if len(docs) > count else None
         return HistoryPage(versions, next_cursor)
 
     # -- search -------------------------------------------------------------------------------
@@ -543,15 +542,3 @@ class MongoStore:
             raise
         finally:
             await session.end_session()
-
-
-def _encode_cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps({"seq": seq})).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> int:
-    padded = cursor + "=" * (-len(cursor) % 4)
-    try:
-        return int(orjson.loads(base64.urlsafe_b64decode(padded))["seq"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ValueError("invalid history cursor") from exc

@@ -10,7 +10,6 @@ Reads use a second connection and see only committed data.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
 import sqlite3
@@ -20,8 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-import orjson
-
+from fhir_server.store.cursors import decode_history, encode_history
 from fhir_server.store.keys import param_key
 from fhir_server.store.protocol import (
     CommitListener,
@@ -325,7 +323,7 @@ class SqliteStore:
             params.extend([high, low])
         if cursor is not None:
             conditions.append("v.seq < ?")
-            params.append(_decode_cursor(cursor))
+            params.append(decode_history(cursor))
         where = " AND ".join(conditions) or "1"
         rows = self._reader.execute(
             f"SELECT {_VERSION_COLUMNS} FROM versions v JOIN resources r ON r.rid = v.rid "
@@ -333,7 +331,7 @@ class SqliteStore:
             [*params, count + 1],
         ).fetchall()
         versions = [_version(row) for row in rows[:count]]
-        next_cursor = _encode_cursor(versions[-1].seq) if len(rows) > count else None
+        next_cursor = encode_history(versions[-1].seq) if len(rows) > count else None
         return HistoryPage(versions, next_cursor)
 
     def _estimate(self, conn: sqlite3.Connection) -> Any:
@@ -546,15 +544,3 @@ class SqliteStore:
                     for r in rows
                 ],
             )
-
-
-def _encode_cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps({"seq": seq})).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> int:
-    padded = cursor + "=" * (-len(cursor) % 4)
-    try:
-        return int(orjson.loads(base64.urlsafe_b64decode(padded))["seq"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ValueError("invalid history cursor") from exc

@@ -17,6 +17,7 @@ import orjson
 from fhir_server.store.keys import param_key
 from fhir_server.store.query import (
     ANY_SYSTEM,
+    INDEX_PREDS,
     NO_SYSTEM,
     ChainPred,
     CompositePred,
@@ -297,7 +298,7 @@ class Compiler:
         """A condition on the outer row (``outer`` is its row id): index predicates become an
         EXISTS on the by-resource index, chains and _has correlated sub-queries, everything
         else ``outer IN (...)``."""
-        if isinstance(pred, _INDEX_PREDS):
+        if isinstance(pred, INDEX_PREDS):
             inner = self.rids(pred, types)
             table = inner.text.split(" FROM ", 1)[1].split(" ", 1)[0]
             text = inner.text.replace(
@@ -524,16 +525,6 @@ class Compiler:
         )
 
 
-_INDEX_PREDS = (
-    StringPred,
-    TokenPred,
-    TokenInPred,
-    ReferencePred,
-    DatePred,
-    NumberPred,
-    QuantityPred,
-    UriPred,
-)
 _SORT_COLUMN = {
     "ix_string": "norm",
     "ix_token": "code",
