@@ -30,6 +30,7 @@ CURRENCY_SYSTEM = "urn:iso:std:iso:4217"
 DATE_STRING_TYPES = frozenset({"date", "dateTime", "instant"})
 URI_TYPES = frozenset({"uri", "url", "canonical", "oid", "uuid"})
 TEXT_SUFFIX = ":text"
+LAST_UPDATED_URL = "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated"
 OF_TYPE_SUFFIX = ":of-type"
 IDENTIFIER_SUFFIX = ":identifier"
 
@@ -40,8 +41,13 @@ class Extractor:
         self.model: Model = registry.model
         self.base_url = base_url.rstrip("/")
 
-    def extract(self, resource: dict, only: set[str] | None = None) -> IndexRows:
-        """Index rows of every parameter of the resource's type (or only the named ones)."""
+    def extract(
+        self, resource: dict, only: set[str] | None = None, last_updated: int | None = None
+    ) -> IndexRows:
+        """Index rows of every parameter of the resource's type (or only the named ones).
+
+        ``last_updated`` (µs), when the caller knows it, saves parsing meta.lastUpdated back.
+        """
         rows = IndexRows()
         resource_type = resource["resourceType"]
         group_counter = itertools.count(1)
@@ -49,6 +55,13 @@ class Extractor:
             if param.evaluator is None or param.code == "_id":  # _id: the store's own key
                 continue
             if only is not None and param.code not in only:
+                continue
+            if (
+                last_updated is not None
+                and param.code == "_lastUpdated"
+                and (param.url == LAST_UPDATED_URL)
+            ):  # millisecond precision, as written by stamp_meta
+                rows.dates.append(("_lastUpdated", last_updated, last_updated + 999, 0))
                 continue
             roots = param.roots
             if roots is not None and roots.isdisjoint(resource):

@@ -221,7 +221,7 @@ class FhirService:
         version = current.version + 1 if current else 1
         last_updated = now_us()
         stamp_meta(resource, version, last_updated)
-        index: IndexRows = self.extractor.extract(resource)
+        index: IndexRows = self.extractor.extract(resource, last_updated=last_updated)
         stored = StoredVersion(
             resource["resourceType"],
             resource["id"],

@@ -98,6 +98,11 @@ class UnitOfWork(Protocol):
         """
         ...
 
+    async def create_many(self, items: list[tuple[StoredVersion, IndexRows]]) -> None:
+        """Write brand-new resources (version 1, ids never used before) in bulk: the cheap path
+        for append-only records such as AuditEvents. An id that exists fails the unit."""
+        ...
+
     async def add_index_rows(self, version: StoredVersion, index: IndexRows) -> None:
         """Add index rows to an existing current version (back-filling a new parameter)."""
         ...

@@ -182,3 +182,26 @@ async def test_read_many_as_of_snapshot(store: Store):
 async def test_health(store: Store):
     health = await store.health()
     assert health["status"] == "ok"
+
+
+async def test_create_many_writes_new_resources_in_one_unit(store: Store):
+    items = [
+        (version("AuditEvent", f"a{i}", 1, method="POST"), tokens(("action", "R")))
+        for i in range(50)
+    ]
+    async with store.unit_of_work() as uow:
+        await uow.create_many(items)
+    assert (await store.current("AuditEvent", "a49")).version == 1
+    found = await store.search(
+        Query(types=("AuditEvent",), where=[(TokenPred("action", "\x00any", "R"),)], count=100)
+    )
+    assert len(found.hits) == 50
+    with pytest.raises(Exception):  # noqa: B017 - stores raise their own integrity errors
+        async with store.unit_of_work() as uow:
+            await uow.create_many(
+                [
+                    (version("AuditEvent", "new", 1), tokens()),
+                    (version("AuditEvent", "a0", 1), tokens()),
+                ]
+            )
+    assert await store.current("AuditEvent", "new") is None

@@ -23,7 +23,6 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
-import pytest
 import yaml
 
 from fhir_server.store.mongo.config import parse_url

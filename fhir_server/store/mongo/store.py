@@ -106,6 +106,10 @@ class _Unit:
         searcher = self.store._searcher(OPEN_END - 1, self.session)  # now, with own writes
         return await searcher.keys(query, limit)
 
+    async def create_many(self, items: list[tuple[StoredVersion, IndexRows]]) -> None:
+        for version, index in items:  # each is one insert; MongoDB batches them on the wire
+            await self.write(version, index, 0)
+
     async def write(
         self, version: StoredVersion, index: IndexRows | None, expected_previous: int | None
     ) -> StoredVersion:

@@ -83,6 +83,9 @@ class _Unit:
     ) -> StoredVersion:
         return self.store._write(self.conn, version, index, expected_previous)
 
+    async def create_many(self, items: list[tuple[StoredVersion, IndexRows]]) -> None:
+        self.store._create_many(self.conn, items)
+
     async def add_index_rows(self, version: StoredVersion, index: IndexRows) -> None:
         row = self.conn.execute(
             "SELECT rid, seq FROM resources WHERE type = ? AND id = ? AND deleted = 0",
@@ -520,6 +523,65 @@ class SqliteStore:
         was_live = row is not None and not row[2]
         self._pending.append((stored, int(not version.deleted) - int(was_live)))
         return stored
+
+    def _create_many(
+        self, conn: sqlite3.Connection, items: list[tuple[StoredVersion, IndexRows]]
+    ) -> None:
+        """One statement per table for the whole batch (resources, versions, each index table);
+        row ids and sequence numbers are assigned here, as this process is the only writer."""
+        if not items:
+            return
+        first_rid = conn.execute("SELECT coalesce(max(rid), 0) FROM resources").fetchone()[0] + 1
+        first_seq = self._next_seq
+        self._next_seq += len(items)
+        resources, versions = [], []
+        rows: dict[str, list[tuple]] = {attribute: [] for attribute in INDEX_TABLES}
+        for offset, (version, index) in enumerate(items):
+            rid, seq = first_rid + offset, first_seq + offset
+            resources.append((rid, version.type, version.id, 1, seq, seq, version.last_updated))
+            versions.append(
+                (seq, rid, version.type, version.last_updated, version.method, version.body)
+            )
+            for attribute in INDEX_TABLES:
+                for row in getattr(index, attribute):
+                    rows[attribute].append(
+                        (
+                            param_key(version.type, row[0]),
+                            *(v if v is not None else "" for v in row[1:]),
+                            rid,
+                            seq,
+                            OPEN_END,
+                        )
+                    )
+            stored = StoredVersion(
+                version.type,
+                version.id,
+                1,
+                version.last_updated,
+                False,
+                version.method,
+                version.body,
+                seq,
+            )
+            self._pending.append((stored, 1))
+        conn.executemany(
+            "INSERT INTO resources (rid, type, id, version, seq, created_seq, last_updated, "
+            "deleted) VALUES (?, ?, ?, ?, ?, ?, ?, 0)",
+            resources,
+        )
+        conn.executemany(
+            "INSERT INTO versions (seq, rid, type, version, last_updated, method, deleted, body) "
+            "VALUES (?, ?, ?, 1, ?, ?, 0, ?)",
+            versions,
+        )
+        for attribute, (table, columns) in INDEX_TABLES.items():
+            if rows[attribute]:
+                marks = ", ".join("?" * (len(columns) + 5))
+                conn.executemany(
+                    f"INSERT OR IGNORE INTO {table} (pid, {', '.join(columns)}, grp, rid, lo_seq, "
+                    f"hi_seq) VALUES ({marks})",
+                    rows[attribute],
+                )
 
     @staticmethod
     def _insert_index(
