@@ -84,6 +84,7 @@ async def search(
         query.snapshot = cursor["s"]
         query.after = tuple(cursor["k"]) if cursor.get("k") is not None else None
         query.reverse = bool(cursor.get("r"))
+        query.order_hint = cursor.get("o")
         first_page = query.after is None and not query.reverse
     if parsed.total_only:
         query.total = "accurate"
@@ -182,7 +183,12 @@ def _links(
         items = list(parsed.used)
         if extra is not None:
             items.append(
-                ("_cursor", cursors.encode({**extra, "s": page.snapshot, "h": params_hash}))
+                (
+                    "_cursor",
+                    cursors.encode(
+                        {**extra, "s": page.snapshot, "h": params_hash, "o": page.order}
+                    ),
+                )
             )
         return f"{link_base}?{urlencode(items)}" if items else link_base
 

@@ -179,6 +179,7 @@ class Query:
     snapshot: int | None = None  # sequence number to search "as of"; None = now
     after: tuple | None = None  # keyset position: the sort values of the last row seen
     reverse: bool = False  # walk the order backwards (for "previous" links)
+    order_hint: str | None = None  # the store's order of the first page, from the cursor
     total: Literal["none", "estimate", "accurate"] = "none"
 
 
@@ -196,3 +197,4 @@ class SearchPage:
     snapshot: int
     has_more: bool
     total: int | None = None
+    order: str | None = None  # how the store ordered this page (kept in the cursor)

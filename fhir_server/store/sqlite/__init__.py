@@ -365,7 +365,9 @@ class SqliteStore:
         if query.total in ("accurate", "estimate"):
             count_sql = compiler.count(query)
             total = self._reader.execute(count_sql.text, count_sql.params).fetchone()[0]
-        return SearchPage(hits=hits, snapshot=snapshot, has_more=has_more, total=total)
+        return SearchPage(
+            hits=hits, snapshot=snapshot, has_more=has_more, total=total, order=compiler.order_used
+        )
 
     def _without_sort_value(
         self, compiler: Compiler, query: Query, key: SortKey, limit: int

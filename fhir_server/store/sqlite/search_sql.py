@@ -44,6 +44,7 @@ TEXT_MAX = "\U0010ffff"
 DRIVER_CAP = 2000  # a clause matching fewer rows may drive the query; otherwise scan in order
 SCAN_SHARE = 0.05  # ...unless its matches are more than this share of the type: then scan
 SCAN_MIN_ROWS = 100
+WALK_FACTOR = 4  # walk an unsorted query's driving clause when it matches 4+ pages
 NULL_LAST_TEXT_ASC = TEXT_MAX * 4
 NULL_LAST_NUM_ASC = 1e308
 DAY_US = 86_400_000_000
@@ -84,6 +85,7 @@ class Compiler:
         self.estimate = estimate or (lambda sql, cap: cap)
         self.type_count = type_count or (lambda types: 1)
         self.sort_scanned: SortKey | None = None
+        self.order_used: str | None = None  # the order a page was read in (for the cursor)
 
     def _valid(self, alias: str = "") -> tuple[str, list[int]]:
         prefix = f"{alias}." if alias else ""
@@ -371,10 +373,10 @@ class Compiler:
             [self.snapshot, self.snapshot],
         )
 
-    def choose_driver(self, query: Query) -> tuple[int | None, int]:
+    def choose_driver(self, query: Query, cap: int | None = None) -> tuple[int | None, int]:
         """The most selective clause and its (capped) size. Clauses that pin one value are
         estimated first so that the others are counted only up to that size."""
-        best, best_count = None, DRIVER_CAP
+        best, best_count = None, cap or DRIVER_CAP
         order = sorted(range(len(query.where)), key=lambda i: _cost_rank(query.where[i]))
         for index in order:
             estimate = self.estimate(self.clause_rids(query.where[index], query.types), best_count)
@@ -384,18 +386,70 @@ class Compiler:
                 break
         return best, best_count
 
-    def _plan(self, query: Query) -> tuple[int | None, SortKey | None]:
-        """Drive from the smallest clause (materialise, probe the rest, sort) unless the
-        matches are a large share of the type: then walk the result order (row order or the
-        sort parameter's index) and probe every clause, stopping after one page."""
-        driver, estimate = self.choose_driver(query) if query.where else (None, 0)
+    def _plan(self, query: Query) -> tuple[int | None, SortKey | None, int | None]:
+        """(driver, sorted walk, clause walk).
+
+        Drive from the smallest clause (materialise, probe the rest, sort) unless the matches are
+        a large share of the type: then walk the result order and probe every clause, stopping
+        after one page. With ``_sort`` the walk follows the sort parameter's index; without it,
+        the walk follows the index of the most pinning clause (its own matching values, so only
+        matches are read), and that choice is kept in the paging cursor (``order``), because
+        the order of results without ``_sort`` is then that clause's value order."""
+        hint = query.order_hint
+        if hint is not None and hint.startswith("w") and not query.sort:
+            index = int(hint[1:]) if hint[1:].isdigit() else -1
+            if 0 <= index < len(query.where) and _walkable(query.where[index]):
+                self.order_used = hint
+                return None, None, index
+        may_walk = not query.sort and hint != "rid" and any(map(_walkable, query.where))
+        # an unsorted query that can walk only needs to know whether a clause is under a few
+        # pages: counting further would cost more than the walk
+        cap = WALK_FACTOR * (query.count + 1) + 1 if may_walk else None
+        driver, estimate = self.choose_driver(query, cap) if query.where else (None, 0)
         sortable = len(query.sort) == 1 and bool(query.sort[0].table)
         if driver is not None and estimate > SCAN_MIN_ROWS:
             share = estimate / max(1, self.type_count(query.types))
             if share > SCAN_SHARE and (sortable or not query.sort):
                 driver = None
         scan = query.sort[0] if driver is None and sortable else None
-        return driver, scan
+        walk = None
+        if (
+            driver is not None
+            and not query.sort
+            and hint != "rid"
+            and _walkable(query.where[driver])
+            and estimate > WALK_FACTOR * (query.count + 1)
+        ):
+            # reading one page of the driver's own index in order beats materialising all its
+            # matches when they are many times a page
+            driver, walk = None, driver
+        elif driver is None and not query.sort and hint != "rid":
+            walkable = [i for i, clause in enumerate(query.where) if _walkable(clause)]
+            if walkable:
+                walk = min(walkable, key=lambda i: _cost_rank(query.where[i]))
+        self.order_used = f"w{walk}" if walk is not None else (None if query.sort else "rid")
+        return driver, scan, walk
+
+    def _walk_source(self, pred: Pred, types: tuple[str, ...]) -> Sql:
+        """The rows of one predicate's index in (value, row id) order, each resource taken once,
+        at its lowest matching value."""
+        inner = self.rids(pred, types)
+        table = inner.text.split(" FROM ", 1)[1].split(" ", 1)[0]
+        condition = inner.text.split(" WHERE ", 1)[1]
+        column = _walk_column(pred)
+        ties = _TIE_COLUMNS[table]
+        listed = ", ".join(ties)
+        mine = ", ".join(f"s.{c}" for c in ties)
+        theirs = ", ".join(f"s2.{c}" for c in ties)
+        # the date index by upper bound serves ranges that start from the upper bound
+        via = " INDEXED BY ix_date_hi" if table == "ix_date" and column == "hi" else ""
+        return Sql(
+            f"(SELECT rid, pid, {column} AS sv, {listed} FROM {table}{via} WHERE {condition}) s "
+            f"JOIN resources r ON r.rid = s.rid AND NOT EXISTS (SELECT 1 FROM {table} s2 "
+            f"INDEXED BY {table}_r WHERE s2.rid = s.rid AND s2.pid = s.pid AND {condition} "
+            f"AND (s2.{column} < s.sv OR (s2.{column} = s.sv AND ({theirs}) < ({mine}))))",
+            [*inner.params, *inner.params],
+        )
 
     def matching(self, query: Query) -> Sql:
         """All row ids matching the query (no order, no paging), live at the snapshot."""
@@ -421,14 +475,17 @@ class Compiler:
 
     def page(self, query: Query) -> Sql:
         """One page in the query's order after the keyset position."""
-        driver, sort_scan = self._plan(query)
+        driver, sort_scan, walk = self._plan(query)
         self.sort_scanned = sort_scan
-        sort_exprs, sort_params = self._sort_expressions(query, sort_scan)
+        if walk is not None:
+            sort_exprs, sort_params = [("s.sv", False)], []
+        else:
+            sort_exprs, sort_params = self._sort_expressions(query, sort_scan)
         sort_cols = "".join(f", {expr} AS s{i}" for i, (expr, _) in enumerate(sort_exprs))
         marks = ",".join("?" * len(query.types))
         version = self._version_join()
         # on a sorted walk the row id comes from the walked index, so its order is the index's
-        rid_source = "s.rid" if sort_scan is not None else "r.rid"
+        rid_source = "s.rid" if sort_scan is not None or walk is not None else "r.rid"
         select = (
             f"SELECT {rid_source} AS rid, r.type AS type, r.id AS id, v.body AS body{sort_cols}"
         )
@@ -444,12 +501,16 @@ class Compiler:
             scan = self._sort_scan_source(sort_scan, query.types)
             text = f"{select} FROM {scan.text}"
             params += scan.params
+        elif walk is not None:
+            scan = self._walk_source(query.where[walk][0], query.types)
+            text = f"{select} FROM {scan.text}"
+            params += scan.params
         else:
             text = f"{select} FROM resources r"
         text += f" {version.text} WHERE r.type IN ({marks})"
         params += [*version.params, *query.types]
         for index, clause in enumerate(query.where):
-            if index != driver:
+            if index not in (driver, walk):
                 probe = self.clause_probe(clause, query.types)
                 text += f" AND {probe.text}"
                 params += probe.params
@@ -548,6 +609,38 @@ def _cost_rank(clause: tuple[Pred, ...]) -> int:
     if isinstance(pred, (StringPred, CompositePred, ChainPred, HasPred)):
         return 2
     return 3
+
+
+def _walkable(clause: tuple[Pred, ...]) -> bool:
+    """A clause whose index can be walked in (value, row id) order with its own condition as
+    the range: one predicate whose table's key is (parameter, value, row id, ...)."""
+    if len(clause) != 1:
+        return False
+    pred = clause[0]
+    if isinstance(pred, StringPred):
+        return pred.op in ("prefix", "exact", "exact-key")
+    if isinstance(pred, (DatePred, NumberPred)):
+        return pred.prefix != "ne"
+    if isinstance(pred, QuantityPred):
+        return pred.prefix != "ne" and pred.code is not None
+    if isinstance(pred, TokenPred):
+        return pred.code is not None
+    return isinstance(pred, UriPred) and pred.op != "above"
+
+
+def _walk_column(pred: Pred) -> str:
+    """The value column a walk follows: the one the predicate's range is on, so the index used
+    for the condition also gives the order."""
+    if isinstance(pred, DatePred):
+        return "hi" if pred.prefix in ("gt", "ge", "eb") else "lo"
+    columns = {
+        StringPred: "norm",
+        TokenPred: "code",
+        NumberPred: "value",
+        QuantityPred: "value",
+        UriPred: "uri",
+    }
+    return columns[type(pred)]
 
 
 def sort_sentinel(key: SortKey) -> Any:
