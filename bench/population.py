@@ -3,9 +3,11 @@ screening QuestionnaireResponses and CarePlans (about 10 resources per woman).""
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Iterator
 from datetime import date, timedelta
+from pathlib import Path
 
 FAMILIES = [
     "Peeters",
@@ -70,20 +72,17 @@ LOINC = [
     ("11884-4", "Gestational age", "wk", 4, 41),
     ("2339-0", "Glucose", "mg/dL", 60, 180),
 ]
+# the 13 BiB vulnerability indicators, read from the shipped CodeSystem (one source of truth)
 INDICATORS = [
-    "country-of-birth",
-    "education",
-    "anxiety",
-    "employment-status",
-    "partner-employment-status",
-    "communication",
-    "income",
-    "social-support",
-    "residence-status",
-    "depression",
-    "housing",
-    "substance-use",
-    "violence",
+    concept["code"]
+    for concept in json.loads(
+        (
+            Path(__file__).resolve().parents[1]
+            / "terminology"
+            / "bib"
+            / "CodeSystem-bib-vulnerability-indicator.json"
+        ).read_text(encoding="utf-8")
+    )["concept"]
 ]
 BIB = "https://borninbelgiumpro.be/fhir"
 SSIN = "https://www.ehealth.fgov.be/standards/fhir/core/NamingSystem/ssin"
