@@ -447,20 +447,116 @@ def _extension(base: Fn, url_fn: Fn, model: Model) -> Fn:
 # -- public API ---------------------------------------------------------------------------------
 
 
+_SIMPLE_EXPRESSION = re.compile(r"[A-Z]\w*(\.[a-z]\w*)+(\s*\|\s*[A-Z]\w*(\.[a-z]\w*)+)*")
+_Steps = tuple[tuple[str, ...], tuple[tuple[str, str, Any], ...]]  # keys to walk; last member
+
+
 class CompiledPath:
     """A compiled expression: call it with a resource (dict) to get typed nodes."""
 
-    __slots__ = ("_fn", "_model", "expression")
+    __slots__ = ("_fn", "_model", "_simple", "_steps", "expression")
 
     def __init__(self, expression: str, model: Model) -> None:
         self.expression = expression
         self._model = model
         self._fn = _Parser(expression, model).parse()
+        # Most search parameters are plain member paths ("Patient.name.family", unions of
+        # them): those walk the JSON directly, with the steps resolved once per resource type.
+        self._simple: list[list[str]] | None = None
+        if _SIMPLE_EXPRESSION.fullmatch(expression):
+            self._simple = [term.strip().split(".") for term in expression.split("|")]
+        self._steps: dict[str, list[_Steps | None] | None] = {}
 
     def __call__(self, resource: dict) -> Nodes:
         resource_type = resource.get("resourceType", "")
+        if self._simple is not None:
+            steps = self._steps.get(resource_type, False)
+            if steps is False:
+                steps = self._steps[resource_type] = self._resolve(resource_type)
+            if steps is not None:
+                return self._walk(resource, steps)
         root = [Node(resource, resource_type, self._model.types.get(resource_type))]
         return self._fn(root, Env(root))
+
+    def _resolve(self, resource_type: str) -> list[_Steps | None] | None:
+        """Per union term: the JSON keys down to the last member and the last member's
+        candidates (key, type, element); None for a term that never matches; None overall
+        when a term needs the general evaluator (a contained resource, a choice midway)."""
+        model = self._model
+        root = model.types.get(resource_type)
+        if root is None:
+            return None
+        resolved: list[_Steps | None] = []
+        for segments in self._simple or ():
+            head = segments[0]
+            if head != resource_type and not (
+                model.kinds.get(head) == "resource" and model.is_a(resource_type, head)
+            ):
+                resolved.append(None)
+                continue
+            structure: Any = root
+            keys: list[str] = []
+            last: tuple[tuple[str, str, Any], ...] = ()
+            for position, name in enumerate(segments[1:], start=2):
+                element = structure.elements.get(name) if structure is not None else None
+                if element is None:
+                    last = ()
+                    break
+                if position < len(segments):
+                    if element.choice or not element.types or element.types[0] == "Resource":
+                        return None
+                    keys.append(name)
+                    type_code = element.types[0]
+                    structure = (
+                        element.children
+                        if element.children is not None
+                        else model.types.get(type_code)
+                    )
+                elif element.choice:
+                    last = tuple(
+                        (name + code[0].upper() + code[1:], code, element)
+                        for code in element.types
+                    )
+                else:
+                    last = ((name, element.types[0] if element.types else "", element),)
+            resolved.append((tuple(keys), last) if last else None)
+        return resolved
+
+    def _walk(self, resource: dict, steps: list[_Steps | None]) -> Nodes:
+        out: Nodes = []
+        for term in steps:
+            if term is None:
+                continue
+            keys, last = term
+            values: list[Any] = [resource]
+            for key in keys:
+                found: list[Any] = []
+                for value in values:
+                    if isinstance(value, dict):
+                        raw = value.get(key)
+                        if isinstance(raw, list):
+                            found.extend(item for item in raw if item is not None)
+                        elif raw is not None:
+                            found.append(raw)
+                values = found
+                if not values:
+                    break
+            nodes: Nodes = []
+            for value in values:
+                if isinstance(value, dict):
+                    for key, type_code, element in last:
+                        if key in value:
+                            _append(nodes, value, key, type_code, element, self._model)
+            if not out:
+                out = nodes
+            elif nodes:  # a union keeps the first of identical objects
+                seen = {id(n.value) for n in out if isinstance(n.value, (dict, list))}
+                out.extend(
+                    n
+                    for n in nodes
+                    if not (isinstance(n.value, (dict, list)) and id(n.value) in seen)
+                )
+        return out
 
     def evaluate_on(self, nodes: Nodes, resource: dict) -> Nodes:
         """Evaluate relative to given focus nodes (composite search parameter components)."""

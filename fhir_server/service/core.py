@@ -209,6 +209,8 @@ class FhirService:
         resource: dict,
         current: StoredVersion | None,
         method: str,
+        *,
+        fresh: bool = False,
     ) -> StoredVersion:
         """Stamp meta, index and write ``resource`` as the next version after ``current``.
 
@@ -231,7 +233,7 @@ class FhirService:
             method,
             dumps(resource),
         )
-        written = await uow.write(stored, index, current.version if current else 0)
+        written = await uow.write(stored, index, current.version if current else 0, fresh=fresh)
         for hook in self.write_hooks:
             await hook.after(ctx, uow, written, current)
         return written

@@ -98,7 +98,7 @@ async def create_in(
             return Result(200, raw=existing.body, version=existing)
     resource["id"] = assigned_id or new_id()
     await svc.authorize(ctx, Access("create", type_, resource["id"], resource=resource))
-    stored = await svc.store_version(ctx, uow, resource, None, "POST")
+    stored = await svc.store_version(ctx, uow, resource, None, "POST", fresh=not assigned_id)
     return Result(201, raw=stored.body, version=stored, location=_location(ctx, stored))
 
 

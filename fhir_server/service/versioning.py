@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
 from email.utils import formatdate, parsedate_to_datetime
 from functools import lru_cache
 
@@ -30,7 +29,8 @@ def new_id() -> str:
     value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
     value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
     value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant
-    return str(uuid.UUID(int=value))
+    h = f"{value:032x}"  # what str(uuid.UUID(int=value)) gives, at a third of the cost
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def stamp_meta(resource: dict, version: int, last_updated: int) -> None:
@@ -63,7 +63,12 @@ def parse_etag(value: str) -> int:
 
 @lru_cache(maxsize=4096)
 def http_date(value_us: int) -> str:
-    return formatdate(value_us / 1_000_000, usegmt=True)
+    return _http_date_of_second(value_us // 1_000_000)
+
+
+@lru_cache(maxsize=1024)  # versions written in the same second share the text
+def _http_date_of_second(second: int) -> str:
+    return formatdate(second, usegmt=True)
 
 
 def parse_http_date(value: str) -> int | None:

@@ -89,12 +89,16 @@ class UnitOfWork(Protocol):
         version: StoredVersion,
         index: IndexRows | None,
         expected_previous: int | None,
+        *,
+        fresh: bool = False,
     ) -> StoredVersion:
         """Store a new version (create, update or delete tombstone) and its index rows.
 
         ``expected_previous`` is the version the change was based on (0 for a create, which must
         not find an existing live or deleted resource unless it is re-created after a delete):
-        a mismatch raises VersionConflict. Returns the version with its sequence number.
+        a mismatch raises VersionConflict. ``fresh`` says the server generated the id just now
+        (a UUIDv7, never used before), so a store may skip looking for an existing resource.
+        Returns the version with its sequence number.
         """
         ...
 

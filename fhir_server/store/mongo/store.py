@@ -111,7 +111,12 @@ class _Unit:
             await self.write(version, index, 0)
 
     async def write(
-        self, version: StoredVersion, index: IndexRows | None, expected_previous: int | None
+        self,
+        version: StoredVersion,
+        index: IndexRows | None,
+        expected_previous: int | None,
+        *,
+        fresh: bool = False,  # the unique index guards creates anyway
     ) -> StoredVersion:
         versions = self.store._versions
         head = await versions.find_one(

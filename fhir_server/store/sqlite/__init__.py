@@ -29,6 +29,18 @@ from fhir_server.store.protocol import (
     VersionConflict,
 )
 from fhir_server.store.query import Hit, MissingPred, Query, SearchPage, SortKey
+from fhir_server.store.sqlite.batch import (
+    CLOSE_INDEX,
+    CLOSE_VERSIONS,
+    MOVE_RESOURCES,
+    NEW_RESOURCES,
+    NEW_VERSIONS,
+    Batch,
+    Head,
+    apply,
+    encode,
+    install,
+)
 from fhir_server.store.sqlite.schema import DDL, INDEX_TABLES, OPEN_END, SCHEMA_VERSION
 from fhir_server.store.sqlite.search_sql import Compiler, sort_sentinel
 
@@ -60,39 +72,92 @@ def path_from_url(url: str) -> Path:
 
 
 class _Unit:
-    """A unit of work on the writer connection (inside a SAVEPOINT)."""
+    """A unit of work: its writes go to the open batch (see batch.py); it runs SQL on the
+    writer connection only when it must read its own or its batch's writes through SQL."""
 
-    def __init__(self, store: SqliteStore) -> None:
+    def __init__(self, store: SqliteStore, batch: Batch) -> None:
         self.store = store
-        self.conn = store._writer
+        self.batch = batch
+        self.mark = batch.mark()
+        self.written_mark = len(batch.written)
+        self.undo: list[tuple[tuple[str, str], Head | None]] = []  # heads this unit replaced
+        self.savepoint = False
+
+    async def sql(self) -> sqlite3.Connection:
+        """The writer connection, with every write of the batch so far applied (this unit's
+        inside a SAVEPOINT, so that a failure undoes only this unit)."""
+        store, batch = self.store, self.batch
+        inflight = store._inflight
+        if inflight is not None:  # the connection is busy committing the previous batch
+            await inflight.applied.wait()
+        conn = store._writer
+        if not batch.began:
+            conn.execute("BEGIN IMMEDIATE")
+            batch.began = True
+        if not self.savepoint:
+            rows = batch.rows
+            earlier = {kind: found[: self.mark[kind]] for kind, found in rows.items()}
+            mine = {kind: found[self.mark[kind] :] for kind, found in rows.items()}
+            apply(conn, encode(earlier))
+            conn.execute("SAVEPOINT unit")
+            self.savepoint = True
+            batch.rows = mine
+            self.mark = {kind: 0 for kind in rows}
+        apply(conn, encode(batch.take_rows()))
+        return conn
+
+    def rollback(self) -> None:
+        batch = self.batch
+        if self.savepoint:
+            self.store._writer.execute("ROLLBACK TO unit")
+            self.store._writer.execute("RELEASE unit")
+        batch.truncate(self.mark)
+        del batch.written[self.written_mark :]
+        for key, head in reversed(self.undo):
+            if head is None:
+                batch.heads.pop(key, None)
+            else:
+                batch.heads[key] = head
+
+    def release(self) -> None:
+        if self.savepoint:
+            self.store._writer.execute("RELEASE unit")
 
     async def current(self, type_: str, id_: str) -> StoredVersion | None:
-        return self.store._current(self.conn, type_, id_)
+        head = self.store._head(type_, id_)
+        return head.version if head is not None else None
 
     async def search_ids(self, query: Query, limit: int) -> list[tuple[str, str]]:
-        compiler = Compiler(OPEN_END - 1, self.store._estimate(self.conn))
+        conn = await self.sql()
+        compiler = Compiler(OPEN_END - 1, self.store._estimate(conn))
         sql = compiler.matching(query)
-        rows = self.conn.execute(
+        rows = conn.execute(
             f"SELECT type, id FROM resources WHERE rid IN ({sql.text}) LIMIT ?",
             [*sql.params, limit],
         ).fetchall()
         return [(r[0], r[1]) for r in rows]
 
     async def write(
-        self, version: StoredVersion, index: IndexRows | None, expected_previous: int | None
+        self,
+        version: StoredVersion,
+        index: IndexRows | None,
+        expected_previous: int | None,
+        *,
+        fresh: bool = False,
     ) -> StoredVersion:
-        return self.store._write(self.conn, version, index, expected_previous)
+        if fresh:
+            return self.store._write(self, version, index, expected_previous, known_new=True)
+        if (version.type, version.id) in self.batch.heads and self.batch.has_rows():
+            await self.sql()  # its previous version's rows must be in place before closing them
+        return self.store._write(self, version, index, expected_previous)
 
     async def create_many(self, items: list[tuple[StoredVersion, IndexRows]]) -> None:
-        self.store._create_many(self.conn, items)
+        self.store._create_many(self, items)
 
     async def add_index_rows(self, version: StoredVersion, index: IndexRows) -> None:
-        row = self.conn.execute(
-            "SELECT rid, seq FROM resources WHERE type = ? AND id = ? AND deleted = 0",
-            (version.type, version.id),
-        ).fetchone()
-        if row is not None and row[1] == version.seq:  # still the current version
-            self.store._insert_index(self.conn, version.type, row[0], row[1], index)
+        head = self.store._head(version.type, version.id)
+        if head is not None and head.version.seq == version.seq and not head.version.deleted:
+            self.store._add_index(self.batch, version.type, head.rid, version.seq, index)
 
 
 class SqliteStore:
@@ -105,16 +170,16 @@ class SqliteStore:
         self._writer: sqlite3.Connection
         self._reader: sqlite3.Connection
         self._lock = asyncio.Lock()
-        self._in_transaction = False
-        self._batch: asyncio.Future[None] | None = None
+        self._open_batch: Batch | None = None  # collecting writes
+        self._inflight: Batch | None = None  # being applied and committed in a thread
         self._commit_task: asyncio.Task[None] | None = None
         self._next_seq = 1
+        self._next_rid = 1
         # Current versions of recently used resources. This process is the only writer of the
         # file (see docs/architecture.md), so the cache is exact: it changes only when a commit
         # that wrote the resource has succeeded.
-        self._cache: OrderedDict[tuple[str, str], StoredVersion] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, str], Head] = OrderedDict()
         self._cache_size = cache_size
-        self._pending: list[tuple[StoredVersion, int]] = []  # written, change of live count
         self._type_counts: dict[str, int] = {}  # live resources per type, for the planner
         self._listeners: list[CommitListener] = []
 
@@ -146,6 +211,10 @@ class SqliteStore:
         self._next_seq = (
             self._writer.execute("SELECT max(seq) FROM versions").fetchone()[0] or 0
         ) + 1
+        self._next_rid = (
+            self._writer.execute("SELECT max(rid) FROM resources").fetchone()[0] or 0
+        ) + 1
+        install(self._writer)
         self._reader = self._connect()
         self._reader.execute("PRAGMA query_only=1")
         self._type_counts = dict(
@@ -155,13 +224,9 @@ class SqliteStore:
         )
 
     async def close(self) -> None:
-        if self._commit_task is not None:
+        while self._commit_task is not None:
             with contextlib.suppress(Exception):
                 await self._commit_task
-        async with self._lock:
-            if self._in_transaction:
-                self._writer.execute("COMMIT")
-                self._in_transaction = False
         self._reader.close()
         self._writer.close()
 
@@ -171,32 +236,44 @@ class SqliteStore:
 
     # -- reads --------------------------------------------------------------------------------
 
-    @staticmethod
-    def _current(conn: sqlite3.Connection, type_: str, id_: str) -> StoredVersion | None:
-        row = conn.execute(
-            f"SELECT {_VERSION_COLUMNS} FROM resources r JOIN versions v ON v.seq = r.seq "
-            "WHERE r.type = ? AND r.id = ?",
-            (type_, id_),
-        ).fetchone()
-        return _version(row) if row else None
-
-    async def current(self, type_: str, id_: str) -> StoredVersion | None:
+    def _committed_head(self, type_: str, id_: str) -> Head | None:
         key = (type_, id_)
         cached = self._cache.get(key)
         if cached is not None:
             return cached
-        found = self._current(self._reader, type_, id_)
-        if found is not None:
-            self._remember(found)
-        return found
+        row = self._reader.execute(
+            f"SELECT {_VERSION_COLUMNS}, r.rid FROM resources r JOIN versions v ON v.seq = r.seq "
+            "WHERE r.type = ? AND r.id = ?",
+            key,
+        ).fetchone()
+        if row is None:
+            return None
+        head = Head(row[8], _version(row))
+        self._remember(head)
+        return head
+
+    def _head(self, type_: str, id_: str) -> Head | None:
+        """The newest head, committed or not (for writers, which must see earlier writes)."""
+        key = (type_, id_)
+        for batch in (self._open_batch, self._inflight):
+            if batch is not None:
+                head = batch.heads.get(key)
+                if head is not None:
+                    return head
+        return self._committed_head(type_, id_)
+
+    async def current(self, type_: str, id_: str) -> StoredVersion | None:
+        head = self._committed_head(type_, id_)
+        return head.version if head is not None else None
 
     def _type_count(self, types: tuple[str, ...]) -> int:
         return sum(self._type_counts.get(t, 0) for t in types)
 
-    def _remember(self, version: StoredVersion) -> None:
+    def _remember(self, head: Head) -> None:
         cache = self._cache
+        version = head.version
         key = (version.type, version.id)
-        cache[key] = version
+        cache[key] = head
         cache.move_to_end(key)
         if len(cache) > self._cache_size:
             cache.popitem(last=False)
@@ -252,9 +329,10 @@ class SqliteStore:
 
     async def drop_index_rows(self, params: list[tuple[str, str]]) -> None:
         keys = [param_key(t, code) for t, code in params]
-        async with self.unit_of_work():
+        async with self.unit_of_work() as unit:
+            conn = await unit.sql()
             for table, _ in INDEX_TABLES.values():
-                self._writer.executemany(f"DELETE FROM {table} WHERE pid = ?", [(k,) for k in keys])
+                conn.executemany(f"DELETE FROM {table} WHERE pid = ?", [(k,) for k in keys])
 
     async def prune_snapshots(self, before_us: int) -> int:
         done = int(await self.get_meta("pruned_upto") or 0)
@@ -273,9 +351,10 @@ class SqliteStore:
         ]
         for start in range(0, len(rids), 500):
             chunk = rids[start : start + 500]
-            async with self.unit_of_work():
+            async with self.unit_of_work() as unit:
+                conn = await unit.sql()
                 for table, _ in INDEX_TABLES.values():
-                    self._writer.executemany(
+                    conn.executemany(
                         f"DELETE FROM {table} WHERE rid = ? AND hi_seq <= ?",
                         [(rid, upto) for rid in chunk],
                     )
@@ -291,11 +370,12 @@ class SqliteStore:
         return row[0] if row else None
 
     async def set_meta(self, key: str, value: str | None) -> None:
-        async with self.unit_of_work():
+        async with self.unit_of_work() as unit:
+            conn = await unit.sql()
             if value is None:
-                self._writer.execute("DELETE FROM meta WHERE key = ?", (key,))
+                conn.execute("DELETE FROM meta WHERE key = ?", (key,))
             else:
-                self._writer.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+                conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
     async def latest_seq(self) -> int:
         return self._reader.execute("SELECT coalesce(max(seq), 0) FROM versions").fetchone()[0]
@@ -394,111 +474,127 @@ class SqliteStore:
     @contextlib.asynccontextmanager
     async def unit_of_work(self) -> AsyncIterator[_Unit]:
         async with self._lock:
-            if not self._in_transaction:
-                self._writer.execute("BEGIN IMMEDIATE")
-                self._in_transaction = True
-                self._batch = asyncio.get_running_loop().create_future()
-            batch = self._batch
-            assert batch is not None
-            self._writer.execute("SAVEPOINT unit")
-            pending_mark = len(self._pending)
+            batch = self._open_batch
+            if batch is None:
+                batch = self._open_batch = Batch()
+            unit = _Unit(self, batch)
             try:
-                yield _Unit(self)
+                yield unit
             except BaseException:
-                self._writer.execute("ROLLBACK TO unit")
-                self._writer.execute("RELEASE unit")
-                del self._pending[pending_mark:]
+                unit.rollback()
                 self._schedule_commit()
                 raise
-            self._writer.execute("RELEASE unit")
+            unit.release()
             self._schedule_commit()
-        await asyncio.shield(batch)
+        await asyncio.shield(batch.done)
 
     def _schedule_commit(self) -> None:
         if self._commit_task is None:
-            self._commit_task = asyncio.get_running_loop().create_task(self._commit())
+            self._commit_task = asyncio.get_running_loop().create_task(self._commit_loop())
 
-    async def _commit(self) -> None:
-        async with self._lock:  # runs after every unit already queued for the lock
+    async def _commit_loop(self) -> None:
+        """Commit batches one after the other; each takes the writes that arrived while the
+        previous one was committing (group commit)."""
+        try:
+            while True:
+                async with self._lock:  # after every unit already waiting for the lock
+                    batch, self._open_batch = self._open_batch, None
+                    if batch is None:
+                        return
+                    self._inflight = batch
+                    payloads = encode(batch.take_rows())
+                try:
+                    await self._apply_and_commit(batch, payloads)
+                finally:
+                    self._inflight = None
+                    batch.applied.set()
+        finally:
             self._commit_task = None
-            batch, self._batch = self._batch, None
-            if not self._in_transaction:
-                return
-            self._in_transaction = False
-            pending, self._pending = self._pending, []
-            written = [version for version, _ in pending]
-            try:
-                await asyncio.to_thread(self._writer.execute, "COMMIT")
-            except Exception as exc:  # disk full, I/O error: every unit in the batch fails
-                with contextlib.suppress(sqlite3.Error):
-                    self._writer.execute("ROLLBACK")
-                for version in written:
-                    self._cache.pop((version.type, version.id), None)
-                if batch is not None and not batch.done():
-                    batch.set_exception(exc)
-                return
-            for version, delta in pending:
-                self._remember(version)
-                if delta:
-                    self._type_counts[version.type] = self._type_counts.get(version.type, 0) + delta
-            if batch is not None and not batch.done():
-                batch.set_result(None)
-            if written:
-                for listener in self._listeners:
-                    try:
-                        listener(written)
-                    except Exception:  # a listener must never break the write path
-                        log.exception("commit listener failed")
+
+    async def _apply_and_commit(
+        self, batch: Batch, payloads: tuple[bytes | None, ...] | None
+    ) -> None:
+        conn = self._writer
+        if payloads is None and not batch.began:
+            if not batch.done.done():  # nothing was written: nothing to make durable
+                batch.done.set_result(None)
+            return
+
+        def run() -> None:  # two statements: the thread needs the GIL back only twice
+            apply(conn, payloads)
+            conn.execute("COMMIT")
+
+        try:
+            if not batch.began:
+                conn.execute("BEGIN IMMEDIATE")
+            await asyncio.to_thread(run)
+        except Exception as exc:  # disk full, I/O error: every unit in the batch fails
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            log.error("commit failed: %s", type(exc).__name__)
+            self._fail_open_batch(exc)
+            if not batch.done.done():
+                batch.done.set_exception(exc)
+            return
+        for version, delta in batch.written:
+            head = batch.heads.get((version.type, version.id))
+            if head is not None and head.version.seq == version.seq:
+                self._remember(head)
+            if delta:
+                self._type_counts[version.type] = self._type_counts.get(version.type, 0) + delta
+        if not batch.done.done():
+            batch.done.set_result(None)
+        written = [version for version, _ in batch.written]
+        if written:
+            for listener in self._listeners:
+                try:
+                    listener(written)
+                except Exception:  # a listener must never break the write path
+                    log.exception("commit listener failed")
+
+    def _fail_open_batch(self, exc: BaseException) -> None:
+        """Writes queued behind a failed commit may build on it (an update of a resource the
+        failed batch created): they fail too, and nothing of them is kept."""
+        batch, self._open_batch = self._open_batch, None
+        if batch is None:
+            return
+        if batch.began:
+            with contextlib.suppress(sqlite3.Error):
+                self._writer.execute("ROLLBACK")
+        if not batch.done.done():
+            batch.done.set_exception(exc)
 
     def _write(
         self,
-        conn: sqlite3.Connection,
+        unit: _Unit,
         version: StoredVersion,
         index: IndexRows | None,
         expected_previous: int | None,
+        known_new: bool = False,
     ) -> StoredVersion:
-        row = conn.execute(
-            "SELECT rid, version, deleted FROM resources WHERE type = ? AND id = ?",
-            (version.type, version.id),
-        ).fetchone()
-        current_version = row[1] if row else None
+        batch = unit.batch
+        key = (version.type, version.id)
+        head = None if known_new else self._head(*key)
+        current_version = head.version.version if head else None
         if expected_previous is not None and (current_version or 0) != expected_previous:
             raise VersionConflict(current_version)
         seq = self._next_seq
         self._next_seq += 1
-        if row is None:
-            rid = conn.execute(
-                "INSERT INTO resources (type, id, version, seq, created_seq, last_updated, deleted)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    version.type,
-                    version.id,
-                    version.version,
-                    seq,
-                    seq,
-                    version.last_updated,
-                    int(version.deleted),
-                ),
-            ).lastrowid
+        rows = batch.rows
+        deleted = int(version.deleted)
+        if head is None:
+            rid = self._next_rid
+            self._next_rid += 1
+            rows[NEW_RESOURCES].append(
+                (rid, version.type, version.id, version.version, seq, version.last_updated, deleted)
+            )
         else:
-            rid = row[0]
-            conn.execute(
-                "UPDATE versions SET until_seq = ?, until_time = ? WHERE rid = ? AND version = ?",
-                (seq, version.last_updated, rid, current_version),
-            )
-            for table, _ in INDEX_TABLES.values():
-                conn.execute(
-                    f"UPDATE {table} SET hi_seq = ? WHERE rid = ? AND hi_seq = ?",
-                    (seq, rid, OPEN_END),
-                )
-            conn.execute(
-                "UPDATE resources SET version = ?, seq = ?, last_updated = ?, deleted = ? "
-                "WHERE rid = ?",
-                (version.version, seq, version.last_updated, int(version.deleted), rid),
-            )
-        conn.execute(
-            "INSERT INTO versions (seq, rid, type, version, last_updated, method, deleted, body) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            rid = head.rid
+            rows[CLOSE_VERSIONS].append((rid, current_version, seq, version.last_updated))
+            rows[CLOSE_INDEX].append((rid, seq))
+            rows[MOVE_RESOURCES].append((rid, version.version, seq, version.last_updated, deleted))
+        body = version.body
+        rows[NEW_VERSIONS].append(
             (
                 seq,
                 rid,
@@ -506,12 +602,12 @@ class SqliteStore:
                 version.version,
                 version.last_updated,
                 version.method,
-                int(version.deleted),
-                version.body,
-            ),
+                deleted,
+                body.decode() if body is not None else None,
+            )
         )
         if index is not None and not version.deleted:
-            self._insert_index(conn, version.type, rid, seq, index)
+            self._add_index(batch, version.type, rid, seq, index)
         stored = StoredVersion(
             version.type,
             version.id,
@@ -519,92 +615,49 @@ class SqliteStore:
             version.last_updated,
             version.deleted,
             version.method,
-            version.body,
+            body,
             seq,
         )
-        was_live = row is not None and not row[2]
-        self._pending.append((stored, int(not version.deleted) - int(was_live)))
+        unit.undo.append((key, batch.heads.get(key)))
+        batch.heads[key] = Head(rid, stored)
+        was_live = head is not None and not head.version.deleted
+        batch.written.append((stored, int(not version.deleted) - int(was_live)))
         return stored
 
-    def _create_many(
-        self, conn: sqlite3.Connection, items: list[tuple[StoredVersion, IndexRows]]
-    ) -> None:
-        """One statement per table for the whole batch (resources, versions, each index table);
-        row ids and sequence numbers are assigned here, as this process is the only writer."""
+    def _create_many(self, unit: _Unit, items: list[tuple[StoredVersion, IndexRows]]) -> None:
+        """Brand-new resources in bulk (no existing id: checked with one query)."""
         if not items:
             return
-        first_rid = conn.execute("SELECT coalesce(max(rid), 0) FROM resources").fetchone()[0] + 1
-        first_seq = self._next_seq
-        self._next_seq += len(items)
-        resources, versions = [], []
-        rows: dict[str, list[tuple]] = {attribute: [] for attribute in INDEX_TABLES}
-        for offset, (version, index) in enumerate(items):
-            rid, seq = first_rid + offset, first_seq + offset
-            resources.append((rid, version.type, version.id, 1, seq, seq, version.last_updated))
-            versions.append(
-                (seq, rid, version.type, version.last_updated, version.method, version.body)
-            )
-            for attribute in INDEX_TABLES:
-                for row in getattr(index, attribute):
-                    rows[attribute].append(
+        keys = [(version.type, version.id) for version, _ in items]
+        for start in range(0, len(keys), 400):
+            chunk = keys[start : start + 400]
+            values = ",".join("(?,?)" for _ in chunk)
+            taken = self._reader.execute(
+                f"SELECT type, id FROM resources WHERE (type, id) IN (VALUES {values}) LIMIT 1",
+                [item for key in chunk for item in key],
+            ).fetchone()
+            if taken is not None:
+                raise VersionConflict(1)
+        for batch_ in (self._open_batch, self._inflight):
+            if batch_ is not None and not batch_.heads.keys().isdisjoint(keys):
+                raise VersionConflict(1)
+        for version, index in items:
+            self._write(unit, version, index, None, known_new=True)
+
+    @staticmethod
+    def _add_index(batch: Batch, type_: str, rid: int, seq: int, index: IndexRows) -> None:
+        rows = batch.rows
+        for attribute in INDEX_TABLES:
+            found = getattr(index, attribute)
+            if found:
+                target = rows[attribute]
+                for r in found:
+                    target.append(
                         (
-                            param_key(version.type, row[0]),
-                            *(v if v is not None else "" for v in row[1:]),
+                            param_key(type_, r[0]),
+                            *(v if v is not None else "" for v in r[1:]),
                             rid,
                             seq,
                             OPEN_END,
                         )
                     )
-            stored = StoredVersion(
-                version.type,
-                version.id,
-                1,
-                version.last_updated,
-                False,
-                version.method,
-                version.body,
-                seq,
-            )
-            self._pending.append((stored, 1))
-        conn.executemany(
-            "INSERT INTO resources (rid, type, id, version, seq, created_seq, last_updated, "
-            "deleted) VALUES (?, ?, ?, ?, ?, ?, ?, 0)",
-            resources,
-        )
-        conn.executemany(
-            "INSERT INTO versions (seq, rid, type, version, last_updated, method, deleted, body) "
-            "VALUES (?, ?, ?, 1, ?, ?, 0, ?)",
-            versions,
-        )
-        for attribute, (table, columns) in INDEX_TABLES.items():
-            if rows[attribute]:
-                marks = ", ".join("?" * (len(columns) + 5))
-                conn.executemany(
-                    f"INSERT OR IGNORE INTO {table} (pid, {', '.join(columns)}, grp, rid, lo_seq, "
-                    f"hi_seq) VALUES ({marks})",
-                    rows[attribute],
-                )
-
-    @staticmethod
-    def _insert_index(
-        conn: sqlite3.Connection, type_: str, rid: int, seq: int, index: IndexRows
-    ) -> None:
-        for attribute, (table, columns) in INDEX_TABLES.items():
-            rows = getattr(index, attribute)
-            if not rows:
-                continue
-            marks = ", ".join("?" * (len(columns) + 5))
-            conn.executemany(
-                f"INSERT OR IGNORE INTO {table} (pid, {', '.join(columns)}, grp, rid, lo_seq, "
-                f"hi_seq) VALUES ({marks})",
-                [
-                    (
-                        param_key(type_, r[0]),
-                        *(v if v is not None else "" for v in r[1:]),
-                        rid,
-                        seq,
-                        OPEN_END,
-                    )
-                    for r in rows
-                ],
-            )
