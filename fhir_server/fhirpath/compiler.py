@@ -514,8 +514,7 @@ class CompiledPath:
                     )
                 elif element.choice:
                     last = tuple(
-                        (name + code[0].upper() + code[1:], code, element)
-                        for code in element.types
+                        (name + code[0].upper() + code[1:], code, element) for code in element.types
                     )
                 else:
                     last = ((name, element.types[0] if element.types else "", element),)
