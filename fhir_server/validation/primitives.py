@@ -43,6 +43,11 @@ def _valid_calendar_date(text: str) -> bool:
     return True
 
 
+# R4 datatypes: "Strings SHALL NOT contain Unicode character points below 32, except for u0009
+# (horizontal tab), u0010 (carriage return) and u0013 (line feed)".
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
 def _string_check(type_code: str, pattern: re.Pattern[str] | None) -> Check:
     fullmatch = pattern.fullmatch if pattern else None
     calendar = type_code in ("date", "dateTime", "instant")
@@ -56,6 +61,12 @@ def _string_check(type_code: str, pattern: re.Pattern[str] | None) -> Check:
             return f"{type_code} is longer than 1 MB"
         if fullmatch is not None and fullmatch(value) is None:
             return f"{_quote(value)} is not a valid {type_code}"
+        control = _CONTROL_CHARACTER.search(value)
+        if control is not None:
+            return (
+                f"{type_code} contains the control character U+{ord(control.group()):04X}, "
+                "which FHIR strings must not contain"
+            )
         if calendar and not _valid_calendar_date(value):
             return f"{_quote(value)} is not a valid calendar date"
         return None

@@ -7,8 +7,9 @@ import asyncio
 import orjson
 import pytest
 
+from fhir_server.search.normalize import normalize
 from fhir_server.store.protocol import IndexRows, Store, StoredVersion, VersionConflict
-from fhir_server.store.query import Query, TokenPred
+from fhir_server.store.query import NumberPred, Query, StringPred, TokenPred
 
 T0 = 1_700_000_000_000_000
 
@@ -205,3 +206,107 @@ async def test_create_many_writes_new_resources_in_one_unit(store: Store):
                 ]
             )
     assert await store.current("AuditEvent", "new") is None
+
+
+# -- writes that share a commit (group commit / deferred batches) -------------------------------
+
+
+def gender(value: str) -> tuple:
+    return (TokenPred("gender", "\x00any", value),)
+
+
+async def test_updates_queued_behind_their_create_in_one_commit(store: Store):
+    """Create then update the same resource while both are uncommitted: versions chain, and
+    the first version's index rows stop matching."""
+
+    async def update(number: int, value: str) -> None:
+        await write(store, version("Patient", "p", number), number - 1, tokens(("gender", value)))
+
+    await asyncio.gather(
+        write(store, version("Patient", "p", 1), 0, tokens(("gender", "female"))),
+        update(2, "male"),
+        update(3, "other"),
+    )
+    assert (await store.current("Patient", "p")).version == 3
+    history = await store.history("Patient", "p", None, None, 10, None)
+    assert [v.version for v in history.versions] == [3, 2, 1]
+    for value, expected in (("female", []), ("male", []), ("other", ["p"])):
+        page = await store.search(Query(types=("Patient",), where=[gender(value)]))
+        assert [h.id for h in page.hits] == expected, value
+
+
+async def test_concurrent_conditional_creates_make_one_resource(store: Store):
+    """Each unit searches before it writes (If-None-Exist): it must see the uncommitted writes
+    of the units before it, or two devices register the same mother twice."""
+    created = []
+
+    async def register(i: int) -> None:
+        async with store.unit_of_work() as uow:
+            if await uow.search_ids(Query(types=("Patient",), where=[gender("unique")]), 2):
+                return
+            await uow.write(version("Patient", f"m{i}", 1), tokens(("gender", "unique")), 0)
+            created.append(i)
+
+    await asyncio.gather(*(register(i) for i in range(20)))
+    assert len(created) == 1
+    page = await store.search(Query(types=("Patient",), where=[gender("unique")]))
+    assert len(page.hits) == 1
+
+
+async def test_failed_unit_after_a_search_keeps_the_earlier_units(store: Store):
+    """A unit that ran SQL (its search needed the batch's rows) and then failed is undone
+    alone; the units before it in the same commit stay."""
+
+    async def good(i: int) -> None:
+        await write(store, version("Patient", f"g{i}", 1), 0, tokens(("gender", "female")))
+
+    async def bad() -> None:
+        async with store.unit_of_work() as uow:
+            await uow.write(version("Patient", "bad", 1), tokens(("gender", "female")), 0)
+            await uow.search_ids(Query(types=("Patient",), where=[gender("female")]), 50)
+            raise ValueError("no")
+
+    results = await asyncio.gather(
+        *(good(i) for i in range(10)),
+        bad(),
+        *(good(i) for i in range(10, 20)),
+        return_exceptions=True,
+    )
+    assert sum(isinstance(r, ValueError) for r in results) == 1
+    page = await store.search(Query(types=("Patient",), where=[gender("female")], count=50))
+    assert sorted(h.id for h in page.hits) == sorted(f"g{i}" for i in range(20))
+    assert await store.current("Patient", "bad") is None
+
+
+async def test_version_conflict_is_seen_before_commit(store: Store):
+    """Two writers based on the same version in one commit: the second loses (no lost update)."""
+    await write(store, version("Patient", "c", 1), 0)
+    results = await asyncio.gather(
+        write(store, version("Patient", "c", 2), 1),
+        write(store, version("Patient", "c", 2), 1),
+        return_exceptions=True,
+    )
+    assert sum(isinstance(r, VersionConflict) for r in results) == 1
+    assert (await store.current("Patient", "c")).version == 2
+
+
+async def test_fresh_ids_and_numbers_survive_the_trip(store: Store):
+    """Values written through the batch come back exactly: decimals, non-ASCII text, quotes."""
+    text = 'Zoë "Q" \\ 日本 ∑'
+    body = {"resourceType": "Observation", "id": "f", "valueQuantity": {"value": 0.1}, "t": text}
+    index = IndexRows(
+        strings=[("name", normalize(text), text, 0)],
+        numbers=[("value", 0.1, 0), ("value", 1e-300, 0), ("value", 123456789.123456789, 0)],
+    )
+    async with store.unit_of_work() as uow:
+        await uow.write(version("Observation", "f", 1, body, method="POST"), index, 0, fresh=True)
+    stored = await store.current("Observation", "f")
+    assert orjson.loads(stored.body)["t"] == text
+    assert isinstance(stored.body, bytes)
+    exact = StringPred("name", "exact", text)
+    assert [h.id for h in (await store.search(Query(("Observation",), [(exact,)]))).hits] == ["f"]
+    for value in (0.1, 1e-300, 123456789.123456789):  # the float itself, not a neighbour
+        pred = NumberPred("value", "ge", value, value, value)
+        above = NumberPred("value", "le", value, value, value)
+        found = await store.search(Query(("Observation",), [(pred,), (above,)]))
+        assert [h.id for h in found.hits] == ["f"], value

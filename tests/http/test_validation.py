@@ -36,6 +36,8 @@ INVALID_PATIENTS: dict[str, dict[str, Any]] = {
     "integer-as-decimal": {"multipleBirthInteger": 2.5},
     "integer-out-of-range": {"multipleBirthInteger": 2**31},
     "string-as-number": {"name": [{"family": 42}]},
+    "nul-in-string": {"name": [{"family": "Doe\u0000"}]},
+    "control-character-in-string": {"address": [{"line": ["Rue \u0007 1"]}]},
     "array-for-single": {"gender": ["female"]},
     "single-for-array": {"name": {"family": "Doe"}},
     "empty-string": {"gender": ""},
@@ -296,3 +298,9 @@ async def test_decimal_precision_survives_an_update(client):
 async def test_decimal_as_string_is_rejected(client):
     response = await client.post("/Observation", json=observation(value="1.50"))
     assert_outcome(response, 400)
+
+
+async def test_tab_and_line_breaks_are_allowed_in_strings(client):
+    body = patient(name=[{"text": "Marie\tJanssens\r\nde Smet"}])
+    stored = await create(client, body)
+    assert stored["name"][0]["text"] == "Marie\tJanssens\r\nde Smet"

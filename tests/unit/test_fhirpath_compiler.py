@@ -109,3 +109,40 @@ def test_typed_nodes_know_choice_types() -> None:
 def test_resolve_is_type_filters_references() -> None:
     path = compile_path("Observation.performer.where(resolve() is Organization)", r4_model())
     assert [n.value["reference"] for n in path(OBSERVATION)] == ["Organization/org1"]
+
+
+def _demo_resources() -> list[dict]:
+    from importlib.resources import files
+
+    found: list[dict] = [OBSERVATION, PATIENT]
+    for item in files("fhir_server.demo").iterdir():
+        if item.name.endswith(".json"):
+            data = json.loads(item.read_text())
+            entries = data.get("entry", ()) if data.get("resourceType") == "Bundle" else ()
+            found.extend(e["resource"] for e in entries if "resource" in e)
+    return found
+
+
+def test_plain_member_paths_take_the_fast_walk_with_identical_nodes() -> None:
+    """The direct JSON walk for plain member paths gives exactly the general evaluator's nodes
+    (value object, type, structure and location), for every R4 search expression that is one."""
+    from fhir_server.fhirpath.compiler import Env, Node
+
+    model = r4_model()
+    definitions = [d for d in load_r4("search-parameters") if d.get("expression")]
+    walked = 0
+    for resource in _demo_resources():
+        resource_type = resource["resourceType"]
+        for definition in definitions:
+            own = split_union_for_type(definition["expression"], resource_type, model)
+            if not own:
+                continue
+            path = compile_path(own, model)
+            root = [Node(resource, resource_type, model.types.get(resource_type))]
+            general = path._fn(root, Env(root))
+            fast = path(resource)
+            assert [(id(n.value), n.type, n.structure, n.loc) for n in fast] == [
+                (id(n.value), n.type, n.structure, n.loc) for n in general
+            ], (resource_type, own)
+            walked += path._simple is not None and bool(fast)
+    assert walked > 100  # most parameters are plain paths, and the demo content exercises them

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
+import sys
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -45,6 +46,11 @@ from fhir_server.store.sqlite.schema import DDL, INDEX_TABLES, OPEN_END, SCHEMA_
 from fhir_server.store.sqlite.search_sql import Compiler, sort_sentinel
 
 log = logging.getLogger(__name__)
+# The commit thread needs the GIL back after each SQLite step; while the event loop is busy it
+# gets it only when the loop is made to drop it, after the interpreter's switch interval (5 ms by
+# default). A batch waits for that three times, so the interval bounds how fast batches turn
+# over: 0.2 ms gave about 30 % more creates per second (docs/benchmarks.md).
+SWITCH_INTERVAL_S = 0.0002
 _VERSION_COLUMNS = "r.type, r.id, v.version, v.last_updated, v.deleted, v.method, v.body, v.seq"
 
 
@@ -198,6 +204,7 @@ class SqliteStore:
         return conn
 
     async def open(self) -> None:
+        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = self._connect()
         self._writer.executescript(DDL)

@@ -1,0 +1,180 @@
+"""The SQLite store's deferred, pipelined group commit (store/sqlite/batch.py).
+
+Writes wait in memory until a thread applies and commits their batch; the next batch collects
+while that happens. These tests hold a commit in the thread on purpose to check what a writer
+sees meanwhile, and make a commit fail to check that nothing of the failed batch (or of writes
+built on it) survives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import sys
+import threading
+from pathlib import Path
+
+import orjson
+import pytest
+
+import fhir_server.store.sqlite as sqlite_store
+from fhir_server.store.protocol import IndexRows, StoredVersion, VersionConflict
+from fhir_server.store.query import Query, TokenPred
+from fhir_server.store.sqlite import SqliteStore
+
+T0 = 1_700_000_000_000_000
+
+
+def version(id_: str, number: int, *, type_: str = "Patient") -> StoredVersion:
+    body = orjson.dumps({"resourceType": type_, "id": id_, "n": number})
+    return StoredVersion(type_, id_, number, T0 + number, False, "PUT", body)
+
+
+def gender(value: str) -> IndexRows:
+    return IndexRows(tokens=[("gender", "", value, 0)])
+
+
+def by_gender(value: str) -> Query:
+    return Query(types=("Patient",), where=[(TokenPred("gender", "\x00any", value),)])
+
+
+async def write(store: SqliteStore, v: StoredVersion, expected: int, index=None) -> None:
+    async with store.unit_of_work() as uow:
+        await uow.write(v, index, expected)
+
+
+@pytest.fixture
+async def store(tmp_path: Path):
+    instance = SqliteStore(f"sqlite:///{tmp_path / 'batches.db'}")
+    await instance.open()
+    try:
+        yield instance
+    finally:
+        await instance.close()
+
+
+class HeldCommit:
+    """Makes the next batch application wait in the commit thread until released."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        original = sqlite_store.apply
+        held = [False]
+
+        def apply(conn: sqlite3.Connection, payloads) -> None:
+            if not held[0] and threading.current_thread() is not threading.main_thread():
+                held[0] = True
+                self.entered.set()
+                self.release.wait(10)
+            original(conn, payloads)
+
+        monkeypatch.setattr(sqlite_store, "apply", apply)
+
+    async def wait_entered(self) -> None:
+        await asyncio.to_thread(self.entered.wait, 10)
+
+
+async def test_next_batch_collects_while_one_commits(store, monkeypatch):
+    held = HeldCommit(monkeypatch)
+    first = asyncio.create_task(write(store, version("a", 1), 0, gender("female")))
+    await held.wait_entered()
+    # the writer connection is busy in the thread; these writes still get through their units
+    # (they wait only for durability) and see the uncommitted head of "a"
+    second = asyncio.create_task(write(store, version("a", 2), 1, gender("male")))
+    third = asyncio.create_task(write(store, version("b", 1), 0, gender("female")))
+    await asyncio.sleep(0.05)
+    assert not first.done() and not second.done()
+    assert await store.current("Patient", "a") is None  # readers see committed data only
+    held.release.set()
+    await asyncio.gather(first, second, third)
+    assert (await store.current("Patient", "a")).version == 2
+    female = await store.search(by_gender("female"))
+    assert [h.id for h in female.hits] == ["b"]  # version 1 of "a" no longer matches
+    male = await store.search(by_gender("male"))
+    assert [h.id for h in male.hits] == ["a"]
+
+
+async def test_search_in_a_unit_waits_for_the_commit_in_flight(store, monkeypatch):
+    held = HeldCommit(monkeypatch)
+    first = asyncio.create_task(write(store, version("a", 1), 0, gender("female")))
+    await held.wait_entered()
+
+    async def conditional() -> list:
+        async with store.unit_of_work() as uow:
+            return await uow.search_ids(by_gender("female"), 5)
+
+    searching = asyncio.create_task(conditional())
+    await asyncio.sleep(0.05)
+    assert not searching.done()  # it needs the connection, so it waits for the commit
+    held.release.set()
+    assert await searching == [("Patient", "a")]
+    await first
+
+
+async def test_failed_commit_fails_its_batch_and_the_writes_built_on_it(store, monkeypatch):
+    entered = threading.Event()
+    release = threading.Event()
+    original = sqlite_store.apply
+    calls = [0]
+
+    def failing_apply(conn: sqlite3.Connection, payloads) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            calls[0] += 1
+            if calls[0] == 1:
+                entered.set()
+                release.wait(10)
+                raise sqlite3.OperationalError("disk I/O error")
+        original(conn, payloads)
+
+    monkeypatch.setattr(sqlite_store, "apply", failing_apply)
+    doomed = asyncio.create_task(write(store, version("a", 1), 0, gender("female")))
+    await asyncio.to_thread(entered.wait, 10)
+    built_on_it = asyncio.create_task(write(store, version("a", 2), 1))
+    await asyncio.sleep(0.05)
+    release.set()
+    with pytest.raises(sqlite3.OperationalError):
+        await doomed
+    with pytest.raises(sqlite3.OperationalError):
+        await built_on_it
+    assert await store.current("Patient", "a") is None
+    assert (await store.search(by_gender("female"))).hits == []
+    assert (await store.history(None, None, None, None, 10, None)).versions == []
+    # the store carries on: the same id can be created now
+    await write(store, version("a", 1), 0, gender("female"))
+    assert (await store.current("Patient", "a")).version == 1
+    assert [h.id for h in (await store.search(by_gender("female"))).hits] == ["a"]
+
+
+async def test_conflict_against_an_uncommitted_head(store, monkeypatch):
+    held = HeldCommit(monkeypatch)
+    first = asyncio.create_task(write(store, version("a", 1), 0))
+    await held.wait_entered()
+    with pytest.raises(VersionConflict):
+        await write(store, version("a", 1), 0)  # "a" exists, though not yet on disk
+    held.release.set()
+    await first
+
+
+async def test_row_ids_and_sequence_numbers_continue_after_a_restart(tmp_path: Path):
+    url = f"sqlite:///{tmp_path / 'restart.db'}"
+    first = SqliteStore(url)
+    await first.open()
+    await asyncio.gather(*(write(first, version(f"p{i}", 1), 0) for i in range(5)))
+    await first.close()
+    second = SqliteStore(url)
+    await second.open()
+    try:
+        await write(second, version("q", 1), 0, gender("female"))
+        await write(second, version("p0", 2), 1, gender("male"))
+        history = await second.history(None, None, None, None, 10, None)
+        assert [(v.id, v.version) for v in history.versions[:2]] == [("p0", 2), ("q", 1)]
+        assert len({v.seq for v in history.versions}) == 7
+        assert [h.id for h in (await second.search(by_gender("female"))).hits] == ["q"]
+        assert (await second.current("Patient", "p4")).version == 1
+    finally:
+        await second.close()
+
+
+async def test_store_shortens_the_switch_interval(store):
+    assert sys.getswitchinterval() <= sqlite_store.SWITCH_INTERVAL_S
