@@ -9,6 +9,8 @@ code with the modifier appended, so stores need no FHIR knowledge.
 from __future__ import annotations
 
 import itertools
+import math
+import sys
 from decimal import Decimal
 from typing import Any
 
@@ -33,6 +35,15 @@ TEXT_SUFFIX = ":text"
 LAST_UPDATED_URL = "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated"
 OF_TYPE_SUFFIX = ":of-type"
 IDENTIFIER_SUFFIX = ":identifier"
+
+
+def _finite(value: int | float | Decimal) -> float:
+    """A number as an indexable float: beyond the float range (FHIR decimals may reach 9e308)
+    it is clamped to the largest float, as stores cannot carry infinity (JSON has none)."""
+    number = float(value)
+    if number in (math.inf, -math.inf):
+        return math.copysign(sys.float_info.max, number)
+    return number
 
 
 class Extractor:
@@ -279,7 +290,7 @@ class Extractor:
     def _number(self, code: str, node: Node, rows: IndexRows, group: int, _r: dict) -> None:
         value = node.value
         if isinstance(value, (int, float, Decimal)) and not isinstance(value, bool):
-            rows.numbers.append((code, float(value), group))
+            rows.numbers.append((code, _finite(value), group))
 
     def _quantity(self, code: str, node: Node, rows: IndexRows, group: int, _r: dict) -> None:
         value = node.value
@@ -291,15 +302,15 @@ class Extractor:
                 system = value.get("system")
                 unit_code = value.get("code")
                 rows.quantities.append(
-                    (code, system, unit_code or value.get("unit"), float(amount), group)
+                    (code, system, unit_code or value.get("unit"), _finite(amount), group)
                 )
                 if unit_code and value.get("unit") and value["unit"] != unit_code:
-                    rows.quantities.append((code, None, value["unit"], float(amount), group))
+                    rows.quantities.append((code, None, value["unit"], _finite(amount), group))
         elif node.type == "Money":
             amount = value.get("value")
             if isinstance(amount, (int, float, Decimal)) and not isinstance(amount, bool):
                 rows.quantities.append(
-                    (code, CURRENCY_SYSTEM, value.get("currency"), float(amount), group)
+                    (code, CURRENCY_SYSTEM, value.get("currency"), _finite(amount), group)
                 )
         elif node.type == "Range":
             for bound in ("low", "high"):

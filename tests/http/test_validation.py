@@ -3,6 +3,7 @@ OperationOutcome and nothing is stored. Also: decimal precision survives the rou
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -304,3 +305,16 @@ async def test_tab_and_line_breaks_are_allowed_in_strings(client):
     body = patient(name=[{"text": "Marie\tJanssens\r\nde Smet"}])
     stored = await create(client, body)
     assert stored["name"][0]["text"] == "Marie\tJanssens\r\nde Smet"
+
+
+async def test_decimal_beyond_the_float_range_is_stored_indexed_and_harms_no_one(client):
+    """9.5e308 is a valid FHIR decimal but no float: it is indexed as the largest float, and the
+    writes committed with it (same batch) all succeed."""
+    huge = client.post("/Observation", content=_observation_text("9.5e308"),
+                       headers={"Content-Type": FHIR_JSON})  # fmt: skip
+    others = [client.post("/Patient", json=patient(f"Batch{i}")) for i in range(5)]
+    responses = await asyncio.gather(huge, *others)
+    assert [r.status_code for r in responses] == [201] * 6, responses[0].text
+    assert '"value":9.5E+308' in responses[0].text  # the same decimal, written by Python
+    found = await client.get("/Observation", params={"value-quantity": "gt1e300"})
+    assert [e["resource"]["id"] for e in found.json()["entry"]] == [responses[0].json()["id"]]

@@ -178,3 +178,48 @@ async def test_row_ids_and_sequence_numbers_continue_after_a_restart(tmp_path: P
 
 async def test_store_shortens_the_switch_interval(store):
     assert sys.getswitchinterval() <= sqlite_store.SWITCH_INTERVAL_S
+
+
+async def test_unit_waiting_for_a_failing_commit_fails_and_leaves_nothing(store, monkeypatch):
+    """A conditional create waits for the commit in flight to query; that commit fails and takes
+    the waiting unit's batch with it: the unit fails instead of writing outside a transaction."""
+    entered = threading.Event()
+    release = threading.Event()
+    original = sqlite_store.apply
+    calls = [0]
+
+    def failing_apply(conn: sqlite3.Connection, payloads) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            calls[0] += 1
+            if calls[0] == 1:
+                entered.set()
+                release.wait(10)
+                raise sqlite3.OperationalError("database or disk is full")
+        original(conn, payloads)
+
+    monkeypatch.setattr(sqlite_store, "apply", failing_apply)
+    doomed = asyncio.create_task(write(store, version("a", 1), 0, gender("female")))
+    await asyncio.to_thread(entered.wait, 10)
+
+    async def conditional_create() -> None:
+        async with store.unit_of_work() as uow:
+            await uow.write(version("b", 1), gender("female"), 0)
+            if not await uow.search_ids(by_gender("nobody"), 2):
+                await uow.write(version("c", 1), gender("female"), 0)
+
+    waiting = asyncio.create_task(conditional_create())
+    await asyncio.sleep(0.05)
+    release.set()
+    with pytest.raises(sqlite3.OperationalError):
+        await doomed
+    with pytest.raises(sqlite3.OperationalError):
+        await waiting
+    for id_ in ("a", "b", "c"):
+        assert await store.current("Patient", id_) is None
+    await write(store, version("d", 1), 0, gender("female"))  # and the store carries on
+    assert [h.id for h in (await store.search(by_gender("female"))).hits] == ["d"]
+    conn = sqlite3.connect(store.path)
+    try:
+        assert conn.execute("SELECT count(*) FROM resources").fetchone()[0] == 1
+    finally:
+        conn.close()

@@ -96,6 +96,7 @@ class _Unit:
         inflight = store._inflight
         if inflight is not None:  # the connection is busy committing the previous batch
             await inflight.applied.wait()
+        self.check()  # ...which may have failed, taking this batch with it
         conn = store._writer
         if not batch.began:
             conn.execute("BEGIN IMMEDIATE")
@@ -112,8 +113,17 @@ class _Unit:
         apply(conn, encode(batch.take_rows()))
         return conn
 
+    def check(self) -> None:
+        """A unit's batch completes only after the unit ends, unless a commit before it failed
+        and took it along (see SqliteStore._fail_open_batch): then the unit fails too."""
+        done = self.batch.done
+        if done.done():
+            raise done.exception() or RuntimeError("the batch ended before its unit")
+
     def rollback(self) -> None:
         batch = self.batch
+        if batch.done.done():  # failed with an earlier commit: nothing of it is kept anyway
+            return
         if self.savepoint:
             self.store._writer.execute("ROLLBACK TO unit")
             self.store._writer.execute("RELEASE unit")
@@ -126,6 +136,7 @@ class _Unit:
                 batch.heads[key] = head
 
     def release(self) -> None:
+        self.check()
         if self.savepoint:
             self.store._writer.execute("RELEASE unit")
 
@@ -151,6 +162,7 @@ class _Unit:
         *,
         fresh: bool = False,
     ) -> StoredVersion:
+        self.check()
         if fresh:
             return self.store._write(self, version, index, expected_previous, known_new=True)
         if (version.type, version.id) in self.batch.heads and self.batch.has_rows():
@@ -158,6 +170,7 @@ class _Unit:
         return self.store._write(self, version, index, expected_previous)
 
     async def create_many(self, items: list[tuple[StoredVersion, IndexRows]]) -> None:
+        self.check()
         self.store._create_many(self, items)
 
     async def add_index_rows(self, version: StoredVersion, index: IndexRows) -> None:
@@ -509,39 +522,42 @@ class SqliteStore:
                     if batch is None:
                         return
                     self._inflight = batch
-                    payloads = encode(batch.take_rows())
-                try:
-                    await self._apply_and_commit(batch, payloads)
+                try:  # no unit can add to the batch now: new units start the next one
+                    await self._apply_and_commit(batch)
                 finally:
                     self._inflight = None
                     batch.applied.set()
         finally:
             self._commit_task = None
 
-    async def _apply_and_commit(
-        self, batch: Batch, payloads: tuple[bytes | None, ...] | None
-    ) -> None:
+    async def _apply_and_commit(self, batch: Batch) -> None:
         conn = self._writer
-        if payloads is None and not batch.began:
-            if not batch.done.done():  # nothing was written: nothing to make durable
-                batch.done.set_result(None)
-            return
 
         def run() -> None:  # two statements: the thread needs the GIL back only twice
             apply(conn, payloads)
             conn.execute("COMMIT")
 
         try:
+            payloads = encode(batch.take_rows())
+            if payloads is None and not batch.began:
+                if not batch.done.done():  # nothing was written: nothing to make durable
+                    batch.done.set_result(None)
+                return
             if not batch.began:
                 conn.execute("BEGIN IMMEDIATE")
             await asyncio.to_thread(run)
-        except Exception as exc:  # disk full, I/O error: every unit in the batch fails
+        except BaseException as exc:  # disk full, I/O error: every unit in the batch fails
             with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
             log.error("commit failed: %s", type(exc).__name__)
-            self._fail_open_batch(exc)
+            failure = exc if isinstance(exc, Exception) else RuntimeError("commit cancelled")
+            self._fail_open_batch(failure)
             if not batch.done.done():
-                batch.done.set_exception(exc)
+                batch.done.set_exception(failure)
+                batch.done.exception()  # its units report it; no "never retrieved" warning
+            if not isinstance(exc, Exception):
+                raise
             return
         for version, delta in batch.written:
             head = batch.heads.get((version.type, version.id))
@@ -570,6 +586,7 @@ class SqliteStore:
                 self._writer.execute("ROLLBACK")
         if not batch.done.done():
             batch.done.set_exception(exc)
+            batch.done.exception()  # its units report it; no "never retrieved" warning
 
     def _write(
         self,
