@@ -54,9 +54,10 @@ async def store(tmp_path: Path):
 
 
 class HeldCommit:
-    """Makes the next batch application wait in the commit thread until released."""
+    """Makes the next batch application wait in the commit thread until released (and then
+    fail like a full disk, with ``fail=True``)."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, *, fail: bool = False) -> None:
         self.entered = threading.Event()
         self.release = threading.Event()
         original = sqlite_store.apply
@@ -67,12 +68,22 @@ class HeldCommit:
                 held[0] = True
                 self.entered.set()
                 self.release.wait(10)
+                if fail:
+                    raise sqlite3.OperationalError("database or disk is full")
             original(conn, payloads)
 
         monkeypatch.setattr(sqlite_store, "apply", apply)
 
     async def wait_entered(self) -> None:
         await asyncio.to_thread(self.entered.wait, 10)
+
+    async def fail(self, *writers: asyncio.Task) -> None:
+        """Let the writers reach their wait, then fail the held commit: each must fail."""
+        await asyncio.sleep(0.05)
+        self.release.set()
+        for writer in writers:
+            with pytest.raises(sqlite3.OperationalError):
+                await writer
 
 
 async def test_next_batch_collects_while_one_commits(store, monkeypatch):
@@ -113,30 +124,11 @@ async def test_search_in_a_unit_waits_for_the_commit_in_flight(store, monkeypatc
 
 
 async def test_failed_commit_fails_its_batch_and_the_writes_built_on_it(store, monkeypatch):
-    entered = threading.Event()
-    release = threading.Event()
-    original = sqlite_store.apply
-    calls = [0]
-
-    def failing_apply(conn: sqlite3.Connection, payloads) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            calls[0] += 1
-            if calls[0] == 1:
-                entered.set()
-                release.wait(10)
-                raise sqlite3.OperationalError("disk I/O error")
-        original(conn, payloads)
-
-    monkeypatch.setattr(sqlite_store, "apply", failing_apply)
+    failing = HeldCommit(monkeypatch, fail=True)
     doomed = asyncio.create_task(write(store, version("a", 1), 0, gender("female")))
-    await asyncio.to_thread(entered.wait, 10)
+    await failing.wait_entered()
     built_on_it = asyncio.create_task(write(store, version("a", 2), 1))
-    await asyncio.sleep(0.05)
-    release.set()
-    with pytest.raises(sqlite3.OperationalError):
-        await doomed
-    with pytest.raises(sqlite3.OperationalError):
-        await built_on_it
+    await failing.fail(doomed, built_on_it)
     assert await store.current("Patient", "a") is None
     assert (await store.search(by_gender("female"))).hits == []
     assert (await store.history(None, None, None, None, 10, None)).versions == []
@@ -183,23 +175,9 @@ async def test_store_shortens_the_switch_interval(store):
 async def test_unit_waiting_for_a_failing_commit_fails_and_leaves_nothing(store, monkeypatch):
     """A conditional create waits for the commit in flight to query; that commit fails and takes
     the waiting unit's batch with it: the unit fails instead of writing outside a transaction."""
-    entered = threading.Event()
-    release = threading.Event()
-    original = sqlite_store.apply
-    calls = [0]
-
-    def failing_apply(conn: sqlite3.Connection, payloads) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            calls[0] += 1
-            if calls[0] == 1:
-                entered.set()
-                release.wait(10)
-                raise sqlite3.OperationalError("database or disk is full")
-        original(conn, payloads)
-
-    monkeypatch.setattr(sqlite_store, "apply", failing_apply)
+    failing = HeldCommit(monkeypatch, fail=True)
     doomed = asyncio.create_task(write(store, version("a", 1), 0, gender("female")))
-    await asyncio.to_thread(entered.wait, 10)
+    await failing.wait_entered()
 
     async def conditional_create() -> None:
         async with store.unit_of_work() as uow:
@@ -208,12 +186,7 @@ async def test_unit_waiting_for_a_failing_commit_fails_and_leaves_nothing(store,
                 await uow.write(version("c", 1), gender("female"), 0)
 
     waiting = asyncio.create_task(conditional_create())
-    await asyncio.sleep(0.05)
-    release.set()
-    with pytest.raises(sqlite3.OperationalError):
-        await doomed
-    with pytest.raises(sqlite3.OperationalError):
-        await waiting
+    await failing.fail(doomed, waiting)
     for id_ in ("a", "b", "c"):
         assert await store.current("Patient", id_) is None
     await write(store, version("d", 1), 0, gender("female"))  # and the store carries on
