@@ -48,7 +48,7 @@ from fhir_server.store.sqlite.search_sql import Compiler, sort_sentinel
 log = logging.getLogger(__name__)
 # The commit thread needs the GIL back after each SQLite step; while the event loop is busy it
 # gets it only when the loop is made to drop it, after the interpreter's switch interval (5 ms by
-# default). A batch waits for that three times, so the interval bounds how fast batches turn
+# default). A batch waits for that twice, so the interval bounds how fast batches turn
 # over: 0.2 ms gave about 30 % more creates per second (docs/benchmarks.md).
 SWITCH_INTERVAL_S = 0.0002
 _VERSION_COLUMNS = "r.type, r.id, v.version, v.last_updated, v.deleted, v.method, v.body, v.seq"
@@ -524,6 +524,12 @@ class SqliteStore:
                     self._inflight = batch
                 try:  # no unit can add to the batch now: new units start the next one
                     await self._apply_and_commit(batch)
+                except BaseException as exc:  # a bug: still, no writer may wait forever
+                    if not batch.done.done():
+                        batch.done.set_exception(
+                            exc if isinstance(exc, Exception) else RuntimeError("commit stopped")
+                        )
+                    raise
                 finally:
                     self._inflight = None
                     batch.applied.set()
@@ -533,9 +539,12 @@ class SqliteStore:
     async def _apply_and_commit(self, batch: Batch) -> None:
         conn = self._writer
 
-        def run() -> None:  # two statements: the thread needs the GIL back only twice
-            apply(conn, payloads)
-            conn.execute("COMMIT")
+        def run() -> None:
+            if batch.began:  # finish the transaction the batch's units started
+                apply(conn, payloads)
+                conn.execute("COMMIT")
+            else:  # one statement in autocommit mode: applied and committed (fsync) in one step
+                apply(conn, payloads)
 
         try:
             payloads = encode(batch.take_rows())
@@ -543,8 +552,6 @@ class SqliteStore:
                 if not batch.done.done():  # nothing was written: nothing to make durable
                     batch.done.set_result(None)
                 return
-            if not batch.began:
-                conn.execute("BEGIN IMMEDIATE")
             await asyncio.to_thread(run)
         except BaseException as exc:  # disk full, I/O error: every unit in the batch fails
             with contextlib.suppress(sqlite3.Error):
