@@ -2,12 +2,14 @@
 
 A unit of work does not run SQL for its writes: it appends rows to the open batch (new resources,
 new versions, index rows, rows to close) and records the resource's new head in an in-memory
-overlay, so that later units see it before it is on disk. The batch then runs as one set-based
-statement per kind of row (``INSERT ... SELECT ... FROM json_each(?)``) plus the COMMIT, in a
-thread. A single statement per kind matters twice: SQLite releases the GIL for the whole
-statement, so the b-tree work and the fsync run on another core while the event loop parses,
-validates and indexes the next requests; and the thread needs the GIL back only a few times per
-batch instead of once per row (each hand-back can wait for the event loop's switch interval).
+overlay, so that later units see it before it is on disk. The batch then runs, in a thread, as
+ONE statement: an insert into the TEMP table ``batch_in`` whose trigger runs one set-based
+statement per kind of row (``INSERT ... SELECT ... FROM json_each(?)``). In autocommit mode that
+statement is its own transaction, so it also commits (fsync). One statement matters twice:
+SQLite releases the GIL for it, so the b-tree work and the fsync run on another core while the
+event loop parses, validates and indexes the next requests; and the thread needs the GIL back
+once per batch instead of once per row (each hand-back can wait for the event loop's switch
+interval).
 
 Why not ``executemany``: it binds each row in Python and steps it with the GIL released, so a
 thread would hand the GIL back and forth per row; on the event loop it keeps the b-tree work on
