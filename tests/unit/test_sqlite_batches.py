@@ -196,3 +196,21 @@ async def test_unit_waiting_for_a_failing_commit_fails_and_leaves_nothing(store,
         assert conn.execute("SELECT count(*) FROM resources").fetchone()[0] == 1
     finally:
         conn.close()
+
+
+async def test_a_writer_that_gives_up_does_not_cancel_its_batch(store, monkeypatch):
+    """A client that disconnects while its write waits for the commit: the batch (and so the
+    other writers' commits) go on; the write itself was accepted into the batch and lands."""
+    held = HeldCommit(monkeypatch)
+    first = asyncio.create_task(write(store, version("a", 1), 0))
+    await held.wait_entered()
+    impatient = asyncio.create_task(write(store, version("b", 1), 0))
+    patient = asyncio.create_task(write(store, version("c", 1), 0))
+    await asyncio.sleep(0.05)
+    impatient.cancel()
+    held.release.set()
+    await asyncio.gather(first, patient)
+    with pytest.raises(asyncio.CancelledError):
+        await impatient
+    for id_ in ("a", "b", "c"):
+        assert (await store.current("Patient", id_)).version == 1
