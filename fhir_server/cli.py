@@ -223,15 +223,25 @@ def _self_command() -> str:
     return shlex.quote(str(program))
 
 
+GC_YOUNG_THRESHOLD = 50_000
+
+
 async def _freeze_heap() -> None:
     """After start-up, move the long-lived heap (R4 model, search registry, terminology) out of
     the garbage collector's reach: every request allocates small objects, and each collection
     would otherwise walk millions of objects that never die (this roughly halves the cost of a
-    request that allocates a lot, e.g. one that writes an AuditEvent)."""
+    request that allocates a lot, e.g. one that writes an AuditEvent).
+
+    The first generation is then collected every 50,000 net allocations instead of 700: each
+    collection walks everything young that is still alive (the requests in flight), so frequent
+    ones cost about 5 µs per create, and they make the full collections come sooner too. Cyclic
+    garbage (exceptions with tracebacks) still goes within a few thousand requests. Measured
+    under create load: p99 latency 27-31 ms -> 15-16 ms (docs/benchmarks.md)."""
     import gc
 
     gc.collect()
     gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, 10, 10)
 
 
 async def _load(settings: Settings, path: str) -> int:

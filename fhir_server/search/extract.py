@@ -62,10 +62,11 @@ class Extractor:
         rows = IndexRows()
         resource_type = resource["resourceType"]
         group_counter = itertools.count(1)
-        for param in self.registry.params_for(resource_type).values():
-            if param.evaluator is None or param.code == "_id":  # _id: the store's own key
-                continue
+        for param in self.registry.indexed_params(resource_type):
             if only is not None and param.code not in only:
+                continue
+            roots = param.roots
+            if roots is not None and roots.isdisjoint(resource):
                 continue
             if (
                 last_updated is not None
@@ -74,11 +75,13 @@ class Extractor:
             ):  # millisecond precision, as written by stamp_meta
                 rows.dates.append(("_lastUpdated", last_updated, last_updated + 999, 0))
                 continue
-            roots = param.roots
-            if roots is not None and roots.isdisjoint(resource):
-                continue
+            probe = param.probe
+            if probe is not None:
+                inner = resource.get(probe[0])
+                if isinstance(inner, dict) and probe[1].isdisjoint(inner):
+                    continue
             try:
-                nodes = param.evaluator(resource)
+                nodes = param.evaluator(resource)  # type: ignore[misc]
             except Exception:  # a faulty custom expression must not block writes
                 continue
             if not nodes:

@@ -49,6 +49,10 @@ class SearchParam:
     # JSON keys of the resource the expression can start from; None = any (always evaluate).
     # Lets extraction skip a parameter at once when the resource lacks all of them.
     roots: frozenset[str] | None = None
+    # One level deeper, when every term goes through the same single object (e.g. meta): that
+    # member and the keys inside it the expression can reach. Most resources carry a meta with
+    # only versionId and lastUpdated, so _profile, _tag, _security and _source skip at once.
+    probe: tuple[str, frozenset[str]] | None = None
 
     @property
     def table(self) -> str:
@@ -79,6 +83,32 @@ def _roots(expression: str, resource_type: str, model: Model) -> frozenset[str] 
         for key in structure.json_keys_of(element):
             keys.update((key, "_" + key))
     return frozenset(keys)
+
+
+_MEMBER_PATH = re.compile(r"(\w+)\.([a-z]\w*)\.([a-z]\w*)(\.[a-z]\w*)*")
+
+
+def _probe(expression: str, resource_type: str, model: Model) -> tuple[str, frozenset[str]] | None:
+    structure = model.types.get(resource_type)
+    if structure is None:
+        return None
+    member: str | None = None
+    keys: set[str] = set()
+    for term in _top_level_terms(expression):
+        match = _MEMBER_PATH.fullmatch(term)
+        if not match or match.group(1) not in (resource_type, "Resource", "DomainResource"):
+            return None
+        element = structure.elements.get(match.group(2))
+        if element is None or element.choice or element.max != 1 or len(element.types) != 1:
+            return None
+        inner = element.children or model.types.get(element.types[0])
+        child = inner.elements.get(match.group(3)) if inner is not None else None
+        if child is None or member not in (None, element.name):
+            return None
+        member = element.name
+        for key in inner.json_keys_of(child):
+            keys.update((key, "_" + key))
+    return (member, frozenset(keys)) if member else None
 
 
 def _top_level_terms(expression: str) -> list[str]:
@@ -118,9 +148,11 @@ class Registry:
         self.model = model
         self._by_type: dict[str, dict[str, SearchParam]] = {}
         self._by_url: dict[str, dict] = {}
+        self._indexed: dict[str, tuple[SearchParam, ...]] = {}
 
     def add_definition(self, definition: dict, status: str = "active") -> list[SearchParam]:
         """Register a SearchParameter resource for each of its base types."""
+        self._indexed.clear()
         added: list[SearchParam] = []
         bases: list[str] = []
         for base in definition.get("base", ()):
@@ -144,6 +176,7 @@ class Registry:
         definition = self._by_url.pop(url, None)
         if not definition:
             return
+        self._indexed.clear()
         base = _r4_base()
         for resource_type, params in self._by_type.items():
             for code, param in list(params.items()):
@@ -171,6 +204,7 @@ class Registry:
         )
         return SearchParam(
             roots=_roots(expression, resource_type, self.model) if expression else None,
+            probe=_probe(expression, resource_type, self.model) if expression else None,
             code=definition["code"],
             type=definition["type"],
             resource_type=resource_type,
@@ -194,6 +228,18 @@ class Registry:
 
     def params_for(self, resource_type: str) -> dict[str, SearchParam]:
         return self._by_type.get(resource_type, {})
+
+    def indexed_params(self, resource_type: str) -> tuple[SearchParam, ...]:
+        """The parameters whose values a resource of this type is indexed by (those with an
+        expression, except _id, which is the store's own key); kept until the set changes."""
+        found = self._indexed.get(resource_type)
+        if found is None:
+            found = self._indexed[resource_type] = tuple(
+                p
+                for p in self.params_for(resource_type).values()
+                if p.evaluator is not None and p.code != "_id"
+            )
+        return found
 
     def get(self, resource_type: str, code: str) -> SearchParam | None:
         return self._by_type.get(resource_type, {}).get(code)

@@ -214,3 +214,25 @@ async def test_a_writer_that_gives_up_does_not_cancel_its_batch(store, monkeypat
         await impatient
     for id_ in ("a", "b", "c"):
         assert (await store.current("Patient", id_)).version == 1
+
+
+async def test_cached_heads_are_invisible_to_the_garbage_collector(store):
+    """Thousands of cached heads as objects made every full collection walk them (10-20 ms,
+    a pause for every request in flight); as tuples of plain values the collector drops them."""
+    import gc
+
+    for number in range(50):
+        await write(store, version(f"p{number}", 1), 0)
+    gc.collect()
+    assert store._cache and not any(gc.is_tracked(entry) for entry in store._cache.values())
+    head = store._committed_head("Patient", "p7")
+    assert head is not None and head.version.version == 1 and head.version.seq > 0
+
+
+async def test_absent_parts_of_index_rows_are_stored_as_empty_text(store):
+    index = IndexRows(references=[("subject", "Patient", "p1", None, None, 0)])
+    await write(store, version("o1", 1, type_="Observation"), 0, index)
+    row = store._reader.execute(
+        "SELECT ref_type, ref_id, ref_version, url FROM ix_reference"
+    ).fetchone()
+    assert row == ("Patient", "p1", "", "")

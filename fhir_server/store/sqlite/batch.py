@@ -35,11 +35,17 @@ def _cols(count: int) -> str:
 
 
 def _index_insert(table: str, columns: tuple[str, ...]) -> str:
+    """Index rows travel as the search layer made them, with None for an absent part (e.g. a
+    reference's version); the key columns hold '' for it."""
     names = ", ".join(("pid", *columns, "grp", "rid", "lo_seq", "hi_seq"))
-    return (
-        f"INSERT OR IGNORE INTO {table} ({names}) "
-        f"SELECT {_cols(len(columns) + 5)} FROM json_each(?) AS c"
+    values = ", ".join(
+        (
+            "c.value->>0",
+            *(f"coalesce(c.value->>{i}, '')" for i in range(1, len(columns) + 1)),
+            *(f"c.value->>{i}" for i in range(len(columns) + 1, len(columns) + 5)),
+        )
     )
+    return f"INSERT OR IGNORE INTO {table} ({names}) SELECT {values} FROM json_each(?) AS c"
 
 
 # The kinds of deferred rows, in the order a batch applies them. A resource is written at most
