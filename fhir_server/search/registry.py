@@ -13,7 +13,7 @@ from functools import cache
 
 from fhir_server.definitions import load_r4
 from fhir_server.fhirpath import PathEvaluator, compile_expression
-from fhir_server.model.structure import Model, r4_model
+from fhir_server.model.structure import Element, Model, r4_model
 
 TABLE_OF_TYPE = {
     "string": "strings",
@@ -66,40 +66,49 @@ def split_union_for_type(expression: str, resource_type: str, model: Model) -> s
 
 
 _ROOT_TERM = re.compile(r"^\(*\s*(\w+)\.(\w+)")
+_MEMBER_PATH = re.compile(r"(\w+)\.([a-z]\w*)\.([a-z]\w*)(\.[a-z]\w*)*")
 
 
-def _roots(expression: str, resource_type: str, model: Model) -> frozenset[str] | None:
+def _term_heads(
+    expression: str, resource_type: str, model: Model, pattern: re.Pattern[str], whole: bool
+) -> list[tuple[re.Match[str], Element]] | None:
+    """Per top-level term: the pattern's match and the element of the resource it starts with;
+    None when some term does not start with a member of this resource type."""
     structure = model.types.get(resource_type)
     if structure is None:
         return None
-    keys: set[str] = set()
+    heads: list[tuple[re.Match[str], Element]] = []
     for term in _top_level_terms(expression):
-        match = _ROOT_TERM.match(term)
+        match = pattern.fullmatch(term) if whole else pattern.match(term)
         if not match or match.group(1) not in (resource_type, "Resource", "DomainResource"):
             return None
         element = structure.elements.get(match.group(2))
         if element is None:
             return None
+        heads.append((match, element))
+    return heads
+
+
+def _roots(expression: str, resource_type: str, model: Model) -> frozenset[str] | None:
+    heads = _term_heads(expression, resource_type, model, _ROOT_TERM, whole=False)
+    if heads is None:
+        return None
+    structure = model.types[resource_type]
+    keys: set[str] = set()
+    for _, element in heads:
         for key in structure.json_keys_of(element):
             keys.update((key, "_" + key))
     return frozenset(keys)
 
 
-_MEMBER_PATH = re.compile(r"(\w+)\.([a-z]\w*)\.([a-z]\w*)(\.[a-z]\w*)*")
-
-
 def _probe(expression: str, resource_type: str, model: Model) -> tuple[str, frozenset[str]] | None:
-    structure = model.types.get(resource_type)
-    if structure is None:
+    heads = _term_heads(expression, resource_type, model, _MEMBER_PATH, whole=True)
+    if not heads:
         return None
     member: str | None = None
     keys: set[str] = set()
-    for term in _top_level_terms(expression):
-        match = _MEMBER_PATH.fullmatch(term)
-        if not match or match.group(1) not in (resource_type, "Resource", "DomainResource"):
-            return None
-        element = structure.elements.get(match.group(2))
-        if element is None or element.choice or element.max != 1 or len(element.types) != 1:
+    for match, element in heads:
+        if element.choice or element.max != 1 or len(element.types) != 1:
             return None
         inner = element.children or model.types.get(element.types[0])
         child = inner.elements.get(match.group(3)) if inner is not None else None
