@@ -241,7 +241,7 @@ async def _freeze_heap() -> None:
 
     gc.collect()
     gc.freeze()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, 10, 10)
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
 
 async def _load(settings: Settings, path: str) -> int:

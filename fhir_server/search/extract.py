@@ -65,15 +65,15 @@ class Extractor:
         for param in self.registry.indexed_params(resource_type):
             if only is not None and param.code not in only:
                 continue
-            roots = param.roots
-            if roots is not None and roots.isdisjoint(resource):
-                continue
             if (
                 last_updated is not None
                 and param.code == "_lastUpdated"
                 and (param.url == LAST_UPDATED_URL)
             ):  # millisecond precision, as written by stamp_meta
                 rows.dates.append(("_lastUpdated", last_updated, last_updated + 999, 0))
+                continue
+            roots = param.roots
+            if roots is not None and roots.isdisjoint(resource):
                 continue
             probe = param.probe
             if probe is not None:
