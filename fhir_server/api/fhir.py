@@ -66,9 +66,7 @@ class FhirApi:
         except Exception:  # never leak a stack trace to the client
             error_log.exception("unhandled error on %s %s", method, template)
             response = render_error(INTERNAL_ERROR)
-        if method == "HEAD":
-            response.body = b""
-        await response.send(send)
+        await response.send(send, head=method == "HEAD")
         if ctx is not None and ctx.accesses:
             try:
                 await self.svc.audit.record(ctx, response.status)

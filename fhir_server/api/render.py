@@ -24,9 +24,14 @@ class Response:
         self.headers = headers
         self.body = body
 
-    async def send(self, send: Any) -> None:
-        await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
-        await send({"type": "http.response.body", "body": self.body})
+    async def send(self, send: Any, head: bool = False) -> None:
+        """Send with a Content-Length (not chunked; some integration engines and HTTP/1.0
+        proxies need it), also on HEAD, where the body itself is left out."""
+        headers = self.headers
+        if self.status not in (204, 304):  # no body, and no length to announce
+            headers = [*headers, (b"content-length", b"%d" % len(self.body))]
+        await send({"type": "http.response.start", "status": self.status, "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if head else self.body})
 
 
 def _pretty(body: bytes) -> bytes:
