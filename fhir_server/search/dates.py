@@ -39,13 +39,17 @@ def from_us(value: int) -> datetime:
     return EPOCH + timedelta(microseconds=value)
 
 
-def _zone(tz: str | None) -> timezone | ZoneInfo:
+def _zone(tz: str | None) -> timezone | ZoneInfo | None:
+    """The zone of an offset, or None when it is not a valid FHIR offset (up to ±14:00)."""
     if tz is None:
         return _default_zone
     if tz == "Z":
         return UTC
+    hours, minutes = int(tz[1:3]), int(tz[4:6])
+    if minutes > 59 or hours > 14 or (hours == 14 and minutes):
+        return None
     sign = 1 if tz[0] == "+" else -1
-    return timezone(sign * timedelta(hours=int(tz[1:3]), minutes=int(tz[4:6])))
+    return timezone(sign * timedelta(hours=hours, minutes=minutes))
 
 
 @lru_cache(maxsize=65536)
@@ -56,6 +60,8 @@ def date_range(text: str) -> tuple[int, int] | None:
         return None
     g = match.groupdict()
     zone = _zone(g["tz"])
+    if zone is None:
+        return None
     try:
         year = int(g["y"])
         if g["m"] is None:

@@ -402,6 +402,38 @@ async def test_unknown_url_shape_is_404(client):
     assert_outcome(await client.get("/Patient/1/_history/1/extra"), 404)
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/Patient?_lastUpdated=ne2024-01-01T10:00:00%2B25:00",
+        "/Patient?birthdate=lt2024-01-01T10:00:00-24:00",
+        "/?_lastUpdated=2024-01-01T10:00:00%2B99:99",
+        "/Patient/_history?_since=2024-01-01T10:00:00%2B25:00",
+        "/_history?_at=2024-01-01T10:00:00%2B25:00",
+    ],
+)
+async def test_out_of_range_time_zone_offsets_are_400(client, url):
+    """Found by fuzzing: an offset beyond ±14:00 was a 500 (datetime cannot hold ±24 h)."""
+    assert_outcome(await client.get(url), 400)
+
+
+async def test_conditional_patch_with_an_out_of_range_offset_is_400(client):
+    created = await client.post(
+        "/Patient",
+        json={"resourceType": "Patient", "gender": "female"},
+        headers={"Content-Type": FHIR_JSON},
+    )
+    assert created.status_code == 201
+    response = await client.patch(
+        "/Patient?_lastUpdated=ne2024-01-01T10:00:00%2B25:00",
+        json=[{"op": "replace", "path": "/gender", "value": "male"}],
+        headers={"Content-Type": "application/json-patch+json"},
+    )
+    assert_outcome(response, 400)
+    unchanged = await client.get(f"/Patient/{created.json()['id']}")
+    assert unchanged.json()["gender"] == "female"
+
+
 async def test_error_responses_never_contain_stack_traces(client):
     responses = [
         await client.post("/Patient", content=HOSTILE_BODIES["deep-objects"],

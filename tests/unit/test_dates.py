@@ -44,9 +44,28 @@ def test_utc_default_zone_is_configurable() -> None:
     assert bounds("2024-07-01")[0] == datetime(2024, 7, 1, tzinfo=UTC)
 
 
-@pytest.mark.parametrize("text", ["2024-13", "2024-02-30", "24", "2024-01-01T25:00:00Z", "x"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2024-13",
+        "2024-02-30",
+        "24",
+        "2024-01-01T25:00:00Z",
+        "x",
+        # offsets beyond R4's ±14:00 (datetime cannot even represent ±24:00 and more)
+        "2024-01-01T10:00:00+25:00",
+        "2024-01-01T10:00:00-24:00",
+        "2024-01-01T10:00:00+14:30",
+        "2024-01-01T10:00:00+01:60",
+    ],
+)
 def test_invalid_dates_are_rejected(text: str) -> None:
     assert date_range(text) is None
+
+
+def test_extreme_valid_offsets_are_read() -> None:
+    assert bounds("2024-01-01T10:00:00+14:00")[0] == datetime(2023, 12, 31, 20, tzinfo=UTC)
+    assert bounds("2024-01-01T10:00:00-12:00")[0] == datetime(2024, 1, 1, 22, tzinfo=UTC)
 
 
 def test_format_instant_is_r4_instant() -> None:
