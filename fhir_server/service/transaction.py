@@ -10,6 +10,7 @@ own, so entries succeed or fail one by one.
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -17,6 +18,7 @@ from urllib.parse import parse_qsl, urlsplit
 import orjson
 
 from fhir_server.errors import FhirError, Issue, bad_request, operation_outcome
+from fhir_server.json_codec import parse
 from fhir_server.search.dates import format_instant
 from fhir_server.service import crud
 from fhir_server.service.bundles import bundle, response_entry
@@ -362,17 +364,23 @@ async def _run(svc: FhirService, ctx: RequestContext, uow: UnitOfWork, entry: _E
         )
         body = entry.resource
         if isinstance(body, dict) and body.get("resourceType") == "Binary":
-            body = orjson.loads(_binary_data(body))
+            body = _binary_patch(body)
         return await crud.patch_in(
             svc, ctx, uow, type_, entry.id_, body, content_type, entry.if_match
         )
     return await _get(svc, ctx, uow, entry)
 
 
-def _binary_data(binary: dict) -> bytes:
-    import base64
-
-    return base64.b64decode(binary.get("data", ""))
+def _binary_patch(binary: dict) -> Any:
+    """The JSON Patch a Binary entry carries as base64 ``data``, checked like a PATCH body."""
+    data = binary.get("data")
+    if not isinstance(data, str):
+        raise bad_request("a PATCH entry's Binary needs its JSON Patch as base64 data")
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except ValueError:  # binascii.Error: not base64
+        raise bad_request("a PATCH entry's Binary data is not valid base64") from None
+    return parse(raw)
 
 
 async def _get(svc: FhirService, ctx: RequestContext, uow: UnitOfWork, entry: _Entry) -> Result:

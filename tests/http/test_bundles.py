@@ -454,6 +454,47 @@ async def test_transaction_patch_entries(client):
     assert (await read(client, f"Patient/{other['id']}"))["birthDate"] == "1999-09-09"
 
 
+BAD_PATCH_BINARIES = {
+    "not base64": "!!!",
+    "empty": "",
+    "base64 of invalid JSON": base64.b64encode(b"{not json").decode(),
+    "base64 of too deep JSON": base64.b64encode(b"[" * 5000 + b"]" * 5000).decode(),
+    "not a string": 42,
+}
+
+
+@pytest.mark.parametrize("data", BAD_PATCH_BINARIES.values(), ids=BAD_PATCH_BINARIES.keys())
+async def test_transaction_with_a_broken_patch_binary_is_400_and_writes_nothing(client, data):
+    """Found by fuzzing: undecodable Binary data in a PATCH entry was a 500."""
+    existing = await create(client, patient("Intact"))
+    binary = {"resourceType": "Binary", "contentType": "application/json-patch+json", "data": data}
+    body = bundle(
+        "transaction",
+        entry("POST", "Patient", patient("NotKept")),
+        entry("PATCH", f"Patient/{existing['id']}", binary),
+    )
+    response = await client.post("/", json=body, headers={"Content-Type": FHIR_JSON})
+    assert_outcome(response, 400)
+    assert await search_ids(client, "Patient") == [existing["id"]]
+    assert await read(client, f"Patient/{existing['id']}") == existing
+
+
+async def test_batch_with_a_broken_patch_binary_fails_only_that_entry(client):
+    existing = await create(client, patient("Intact"))
+    binary = {"resourceType": "Binary", "contentType": "application/json-patch+json", "data": "!!"}
+    entries = await run_ok(
+        client,
+        bundle(
+            "batch",
+            entry("PATCH", f"Patient/{existing['id']}", binary),
+            entry("POST", "Patient", patient("Kept")),
+        ),
+    )
+    assert [status_of(e) for e in entries] == [400, 201]
+    assert entries[0]["response"]["outcome"]["resourceType"] == "OperationOutcome"
+    assert await read(client, f"Patient/{existing['id']}") == existing
+
+
 # -- batch --------------------------------------------------------------------------------------
 
 
