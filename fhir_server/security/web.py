@@ -228,7 +228,12 @@ class AuthWeb:
 
     def _grant(self, request: Request, params: list[tuple[str, str]]) -> tuple[Any, Any]:
         req = FormRequest("GET", self._uri(request), request.headers, params, [])
-        grant = self.server.get_consent_grant(request=req)
+        try:
+            grant = self.server.get_consent_grant(request=req)
+        except ValueError:  # authlib refuses to quote a non-ASCII request value in its error
+            raise InvalidRequestError(
+                "a request parameter has characters that OAuth 2.0 does not allow"
+            ) from None
         return req, grant
 
     async def authorize(self, request: Request) -> Response:

@@ -1267,6 +1267,16 @@ probe(
     as_request("GET", authorize_with(set_(redirect_uri="https://evil.example/cb"))),
     (400,),
 )
+probe(  # found by fuzzing: authlib's error for a non-ASCII value was a 500
+    "AS: authorize with a non-ASCII response_type",
+    as_request("GET", authorize_with(set_(response_type="codé"))),
+    (400,),
+)
+probe(
+    "AS: authorize with a non-ASCII redirect_uri",
+    as_request("GET", authorize_with(set_(redirect_uri="http://localhost:9999/é"))),
+    (400,),
+)
 probe(
     "AS: authorize for unknown client",
     as_request("GET", authorize_with(set_(client_id="nobody"))),
