@@ -11,6 +11,7 @@ own, so entries succeed or fail one by one.
 from __future__ import annotations
 
 import base64
+import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -52,6 +53,9 @@ class _Entry:
     extra: dict = field(default_factory=dict)
 
 
+_ENTRY_RESOURCE = re.compile(r"Bundle\.entry\[\d+\]\.resource\b")
+
+
 async def process_bundle(svc: FhirService, ctx: RequestContext, body: Any) -> Result:
     if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
         raise bad_request("POST to the base URL needs a Bundle of type batch or transaction")
@@ -61,11 +65,10 @@ async def process_bundle(svc: FhirService, ctx: RequestContext, body: Any) -> Re
             f"Bundle.type must be batch or transaction, got {kind!r}", expression="Bundle.type"
         )
     issues = svc.validator.validate(body, "Bundle")
-    # entry resources are validated one by one below (with their entry index in the message)
+    # entry resources are validated one by one below (with their entry index in the message);
+    # the entries' own elements (fullUrl, request) are checked here
     structural = [
-        i
-        for i in issues
-        if i.severity == "error" and not (i.expression or "").startswith("Bundle.entry")
+        i for i in issues if i.severity == "error" and not _ENTRY_RESOURCE.match(i.expression or "")
     ]
     if structural:
         raise FhirError(400, structural[0].code, structural[0].diagnostics, issues=structural)

@@ -495,6 +495,30 @@ async def test_batch_with_a_broken_patch_binary_fails_only_that_entry(client):
     assert await read(client, f"Patient/{existing['id']}") == existing
 
 
+@pytest.mark.parametrize("kind", ["transaction", "batch"])
+@pytest.mark.parametrize(
+    "twist",
+    [
+        {"fullUrl": [{"reference": "urn:uuid:x"}]},
+        {"fullUrl": 3},
+        {"fullUrl": ""},
+        {"request": {"method": "POST", "url": "Patient", "ifNoneExist": 5}},
+        {"request": {"method": "POST", "url": ["Patient"]}},
+    ],
+    ids=["fullUrl list", "fullUrl number", "fullUrl empty", "ifNoneExist number", "url list"],
+)
+async def test_bundle_with_a_malformed_entry_element_is_400_and_writes_nothing(client, kind, twist):
+    """Found by fuzzing: a fullUrl that is not a string was a 500 (the entries' own elements
+    escaped structural validation)."""
+    good = entry("POST", "Patient", patient("NotKept"), full_url=urn())
+    bad = {**entry("POST", "Patient", patient("AlsoNotKept"), full_url=urn()), **twist}
+    response = await client.post(
+        "/", json=bundle(kind, good, bad), headers={"Content-Type": FHIR_JSON}
+    )
+    assert_outcome(response, 400)
+    assert await search_ids(client, "Patient") == []
+
+
 # -- batch --------------------------------------------------------------------------------------
 
 
