@@ -23,8 +23,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from fhir_server import app as app_module
 from fhir_server.app import ServerApp
+from fhir_server.store.mongo import MongoStore
 from tests.conftest import TEST_BASE, make_settings
+from tests.contract.conftest import STORES, store_url
 from tests.fuzz.generators import (
     FuzzRequest,
     bundle,
@@ -33,6 +36,7 @@ from tests.fuzz.generators import (
     rest_request,
     search_request,
 )
+from tests.mongomock_async import AsyncMockClient
 
 SEED = int(os.environ.get("FUZZ_SEED", "20261124"))
 SCALE = int(os.environ.get("FUZZ_REQUESTS", "0"))  # 0: the defaults below
@@ -64,9 +68,22 @@ def server_errors() -> Iterator[ErrorLog]:
         logger.removeHandler(handler)
 
 
-@pytest.fixture
-async def fuzz_client(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, ServerApp]]:
-    app = ServerApp(make_settings(tmp_path, load_terminology=True))
+@pytest.fixture(params=STORES)
+async def fuzz_client(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[tuple[httpx.AsyncClient, ServerApp]]:
+    """The app on each store of the contract suite (SQLite, the MongoDB store on mongomock, and
+    a real MongoDB when MONGODB_URI is set)."""
+    if request.param == "mongomock":
+        monkeypatch.setattr(
+            app_module,
+            "open_store",
+            lambda url, **_: MongoStore(url, client_factory=AsyncMockClient),
+        )
+    settings = make_settings(
+        tmp_path, load_terminology=True, store=store_url(request.param, tmp_path)
+    )
+    app = ServerApp(settings)
     await app.startup()
     try:
         transport = httpx.ASGITransport(app=app)
