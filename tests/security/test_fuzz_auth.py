@@ -1,7 +1,9 @@
-"""Seeded fuzzing of the authorization server and of token checks, on the real secure server
-process: odd form fields, client credentials and bearer tokens never cause a 500, and the server
-logs no unhandled exception. (Found a 500 once: authlib refuses to quote a non-ASCII parameter
-in its error description.) ``FUZZ_REQUESTS`` and ``FUZZ_SEED`` scale the run as in tests/fuzz.
+"""Seeded fuzzing of the authorization server, of token checks and of the authorization of
+FHIR requests, on the real secure server process: odd form fields, client credentials, bearer
+tokens and requests (under Role A, Role B, patient and system tokens) never cause a 500, and the
+server logs no unhandled exception. (Found a 500 once: authlib refuses to quote a non-ASCII
+parameter in its error description.) ``FUZZ_REQUESTS`` and ``FUZZ_SEED`` scale the run as in
+tests/fuzz.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ from collections import Counter
 
 import httpx
 
+from fhir_server.model.structure import r4_model
+from fhir_server.search.registry import build_r4_registry
+from tests.fuzz.generators import rest_request, search_request
 from tests.security.conftest import REDIRECT, SecureServer
 
 SEED = int(os.environ.get("FUZZ_SEED", "20261124"))
@@ -100,3 +105,47 @@ def test_odd_oauth_and_token_input_never_causes_a_500(secure: SecureServer) -> N
     assert "Traceback" not in log and "Exception in ASGI application" not in log, log[-2000:]
     # the run reaches token checks and OAuth error handling, and some requests succeed
     assert seen[400] > 50 and seen[401] > 50 and seen[200] > 5, seen
+
+
+TOKEN_KINDS = (
+    {"scope": "patient/*.cruds", "patient": "p1"},
+    {"scope": "user/*.cruds"},  # Role A
+    {
+        "scope": "user/*.cruds",
+        "role": "B",
+        "practitioner": "Practitioner/sw-1",
+        "organization": "Organization/cpas-1",
+    },
+    {"scope": "user/*.rs"},
+    {"scope": "patient/Observation.rs", "patient": "p1"},
+    {"kind": "system", "scope": "system/*.rs"},
+)
+
+
+def test_odd_requests_under_every_role_never_cause_a_500(secure: SecureServer) -> None:
+    """The guard (scopes, care relationships, Role B limits, labels, consent) on the paths the
+    fuzz generators reach: interactions, searches with chains, _has, _include and paging."""
+    rnd = random.Random(SEED + 1)
+    tokens = [secure.mint(**kind) for kind in TOKEN_KINDS]
+    params_of = build_r4_registry(r4_model()).params_for
+    ids = ["p1", "p2", "p3", "p4", "p5"]
+    log_before = len(secure.live.log.read_text(errors="replace"))
+    seen: Counter[int] = Counter()
+    with httpx.Client(timeout=20) as http:
+        for n in range(REQUESTS):
+            request = (
+                rest_request(rnd, ids, n)
+                if rnd.random() < 0.5
+                else search_request(rnd, params_of, ids)
+            )
+            headers = {**request.headers, "authorization": f"Bearer {rnd.choice(tokens)}"}
+            if rnd.random() < 0.1:
+                headers["x-break-the-glass"] = "true"
+            response = http.request(
+                request.method, secure.base + request.url, headers=headers, content=request.body
+            )
+            seen[response.status_code] += 1
+            assert response.status_code < 500, f"seed {SEED + 1}: {request.describe()}"
+    log = secure.live.log.read_text(errors="replace")[log_before:]
+    assert "Traceback" not in log and "Exception in ASGI application" not in log, log[-2000:]
+    assert seen[200] > 100 and seen[403] > 50 and seen[400] > 100, seen
