@@ -1,6 +1,6 @@
 """Seeded fuzzing of the FHIR API in process: no input may cause a 500, every error is an
-OperationOutcome, nothing is logged as an unhandled error, and a failed transaction writes
-nothing.
+OperationOutcome, nothing is logged as an unhandled error, and a refused write or a failed
+transaction writes nothing.
 
 The default run is short (a few seconds per test) and deterministic. A longer campaign is one
 command away, with other seeds:
@@ -118,6 +118,14 @@ async def seed_patients(client: httpx.AsyncClient, rnd: random.Random, count: in
     return ids
 
 
+async def newest_version(client: httpx.AsyncClient) -> str:
+    """The newest entry of the system history: it changes with every write."""
+    history = await client.get("/_history", params={"_count": "1"})
+    assert history.status_code == 200, history.text
+    entry = history.json()["entry"][0]
+    return json.dumps([entry["fullUrl"], entry.get("response"), entry.get("request")])
+
+
 async def test_any_request_gets_a_fhir_answer_never_a_500(fuzz_client, server_errors) -> None:
     client, _ = fuzz_client
     rnd = random.Random(SEED)
@@ -125,9 +133,14 @@ async def test_any_request_gets_a_fhir_answer_never_a_500(fuzz_client, server_er
     seen: Counter[int] = Counter()
     for n in range(budget(2500)):
         request = rest_request(rnd, ids, n)
+        writes = request.method in ("POST", "PUT", "PATCH", "DELETE")
+        before = await newest_version(client) if writes else None
         response = await send(client, request)
         check(response, request, server_errors, SEED)
         seen[response.status_code] += 1
+        if writes and response.status_code >= 400:
+            after = await newest_version(client)
+            assert after == before, f"a {response.status_code} wrote: {request.describe()}"
         if response.status_code == 201 and request.url.startswith("/Patient"):
             ids.append(response.json().get("id", "x") if response.content else "x")
     # the fuzzer reaches past the front door: writes and reads succeed, as do refusals
@@ -168,24 +181,19 @@ async def test_failed_transactions_write_nothing_and_batches_answer_per_entry(
     ids = await seed_patients(client, rnd, 5)
     seen: Counter[str] = Counter()
 
-    async def newest_version() -> str:
-        """The newest entry of the system history: it changes with every write."""
-        history = await client.get("/_history", params={"_count": "1"})
-        assert history.status_code == 200, history.text
-        entry = history.json()["entry"][0]
-        return json.dumps([entry["fullUrl"], entry.get("response"), entry.get("request")])
-
     for _ in range(budget(600)):
         body = bundle(rnd, ids)
         request = FuzzRequest(
             "POST", "/", {"content-type": "application/fhir+json"}, json.dumps(body).encode()
         )
-        before = await newest_version()
+        before = await newest_version(client)
         response = await send(client, request)
         check(response, request, server_errors, SEED + 2)
         seen[f"{body['type']} {response.status_code}"] += 1
         if body["type"] == "transaction" and response.status_code >= 400:
-            assert await newest_version() == before, f"partial transaction: {request.describe()}"
+            assert await newest_version(client) == before, (
+                f"partial transaction: {request.describe()}"
+            )
         if response.status_code == 200:
             for entry in response.json().get("entry", []):
                 status = entry["response"]["status"]
