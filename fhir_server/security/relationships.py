@@ -29,13 +29,14 @@ from fhir_server.json_codec import loads_trusted
 from fhir_server.security.labels import collect_codings
 from fhir_server.security.principal import SecurePrincipal
 from fhir_server.store.protocol import StoredVersion
-from fhir_server.store.query import ChainPred, IdPred, Query, ReferencePred
+from fhir_server.store.query import Query, ReferencePred
 
 log = logging.getLogger("fhir_server.security")
 
 RELEVANT_TYPES = frozenset({"CareTeam", "ServiceRequest", "Task", "Patient", "Consent"})
 ACTIVE_TASK = frozenset({"requested", "received", "accepted", "ready", "in-progress", "on-hold"})
 MAX_PATIENTS = 20_000  # per professional; beyond this, the list is cut (and logged)
+CONSENT_LOOKUP_CHUNK = 400  # patients per Consent query (an OR of references)
 _NOW_ISO_CACHE: list[Any] = [0.0, ""]
 
 
@@ -226,18 +227,27 @@ class RelationshipIndex:
                             patients.add(patient["id"])
         patients |= self.launches.launched_patients(principal)
         label_denies: dict[str, frozenset[tuple[str, str]]] = {}
-        if patients:
-            chain = ChainPred("patient", Query(("Patient",), where=[(IdPred(tuple(patients)),)]))
-            for consent in await self._search("Consent", [(chain,)]):
-                patient = _ref_id(consent.get("patient"), "Patient")
-                if not patient or consent.get("status") != "active":
-                    continue
-                verdict = _consent_verdict(consent.get("provision"), mine, now)
-                if verdict is True:
-                    patients.discard(patient)
-                elif verdict:
-                    label_denies[patient] = label_denies.get(patient, frozenset()) | verdict
+        for consent in await self._consents(sorted(patients)):
+            patient = _ref_id(consent.get("patient"), "Patient")
+            if not patient or consent.get("status") != "active":
+                continue
+            verdict = _consent_verdict(consent.get("provision"), mine, now)
+            if verdict is True:
+                patients.discard(patient)
+            elif verdict:
+                label_denies[patient] = label_denies.get(patient, frozenset()) | verdict
         return Relations(frozenset(patients), label_denies, time.time())
+
+    async def _consents(self, patients: list[str]) -> list[dict]:
+        """The Consents of these patients, by their ``patient`` reference alone: a consent still
+        applies when the Patient resource is deleted (the rest of her record is not), so the
+        lookup must not go through the Patient (a chained search would skip it)."""
+        found = []
+        for start in range(0, len(patients), CONSENT_LOOKUP_CHUNK):
+            chunk = patients[start : start + CONSENT_LOOKUP_CHUNK]
+            refs = tuple(ReferencePred("patient", "Patient", pid) for pid in chunk)
+            found += await self._search("Consent", [refs])
+        return found
 
 
 def _consent_verdict(provision: Any, mine: set[str], now: str) -> bool | frozenset | None:

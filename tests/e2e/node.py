@@ -7,14 +7,25 @@ registry). A missing tool or a failed install FAILS the test with the reason: it
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import shutil
 import subprocess
+import tarfile
+import tempfile
 from pathlib import Path
 
 import pytest
 
 JS_DIR = Path(__file__).parent / "js"
+# SMART's client-js, only its prebuilt browser bundle: installing the package would pull in
+# ~700 packages (react-native peers of isomorphic-webcrypto) that a browser page never loads
+CLIENT_JS = "fhirclient@2.6.3"
+CLIENT_JS_INTEGRITY = (
+    "sha512-CirZixcwWelbkIXxpxlNQx5+ZdJirl6F1s4y4yvA1X7hHAkr9n99aVHaMi0wX+97nATjKQ65X6NB5as/wZoJzg"
+    "=="
+)
 
 
 def tool(name: str, hint: str = "Node.js >= 20 and npm (e.g. `apt-get install nodejs npm`)") -> str:
@@ -48,3 +59,32 @@ def ensure_node_modules() -> None:
             f"{result.stdout[-2000:]}\n{result.stderr[-3000:]}",
             pytrace=False,
         )
+
+
+def client_js_bundle() -> Path:
+    """``build/fhir-client.js`` of the pinned fhirclient release (``npm pack``, integrity
+    checked), kept in tests/e2e/js/vendor (ignored by git)."""
+    target = JS_DIR / "vendor" / f"{CLIENT_JS.replace('@', '-')}.js"
+    if target.exists():
+        return target
+    npm = tool("npm")
+    with tempfile.TemporaryDirectory() as folder:
+        command = [npm, "pack", CLIENT_JS, "--pack-destination", folder, "--prefer-offline"]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
+        packed = list(Path(folder).glob("*.tgz"))
+        if result.returncode != 0 or len(packed) != 1:
+            pytest.fail(
+                f"`{' '.join(command)}` failed (exit {result.returncode}): the npm registry must "
+                f"be reachable or {CLIENT_JS} in npm's cache.\n{result.stderr[-2000:]}",
+                pytrace=False,
+            )
+        digest = base64.b64encode(hashlib.sha512(packed[0].read_bytes()).digest()).decode()
+        if f"sha512-{digest}" != CLIENT_JS_INTEGRITY:
+            pytest.fail(f"{CLIENT_JS} from npm does not match its pinned integrity", pytrace=False)
+        with tarfile.open(packed[0]) as archive:
+            member = archive.extractfile("package/build/fhir-client.js")
+            assert member is not None
+            bundle = member.read()
+    target.parent.mkdir(exist_ok=True)
+    target.write_bytes(bundle)
+    return target

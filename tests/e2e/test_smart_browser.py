@@ -1,7 +1,8 @@
 """End-to-end: a SMART standalone launch in a real browser.
 
 Headless Chromium (Debian's ``chromium``, driven by playwright-core) opens a small app built on
-SMART's own JavaScript client (client-js, ``fhirclient`` on npm) served from another origin:
+SMART's own JavaScript client (client-js: the browser bundle of ``fhirclient`` on npm, pinned and
+integrity-checked in tests/e2e/node.py) served from another origin:
 discovery, the sign-in page, the patient picker, the PKCE code exchange and FHIR reads all happen
 in the browser, through CORS, against the real secure server process. This is how a BiB app in
 a hospital portal would start. See tests/e2e/js/smart_browser.mjs and tests/e2e/js/smart-app.
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from fhir_server.security.authserver import hash_secret
 from tests.conftest import LiveServer, free_port
-from tests.e2e.node import JS_DIR, ensure_node_modules, tool
+from tests.e2e.node import JS_DIR, client_js_bundle, ensure_node_modules, tool
 from tests.security.conftest import seed_bundle
 
 SCOPE = "launch/patient openid fhirUser patient/*.rs"
@@ -71,6 +72,7 @@ def test_standalone_launch_with_client_js_in_chromium(tmp_path: Path) -> None:
     chromium = tool("chromium", "Debian's Chromium (`apt-get install chromium`)")
     node = tool("node")
     ensure_node_modules()
+    bundle = client_js_bundle()
     app_port = free_port()
     server = _secure_server(tmp_path, f"http://127.0.0.1:{app_port}")
     server.start()
@@ -78,7 +80,7 @@ def test_standalone_launch_with_client_js_in_chromium(tmp_path: Path) -> None:
         result = subprocess.run(
             [
                 node, str(JS_DIR / "smart_browser.mjs"), server.base, str(app_port),
-                "midwife", "midwife-pw", chromium,
+                "midwife", "midwife-pw", chromium, str(bundle),
             ],
             capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip

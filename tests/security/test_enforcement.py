@@ -15,6 +15,7 @@ from tests.security.conftest import INDICATOR, SecureServer
 from tests.security.smart_helpers import backend_token_request
 
 R = ("http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "R")
+INDICATOR_DEP = (INDICATOR, "depression")
 BH = ("http://terminology.hl7.org/CodeSystem/v3-ActCode", "BH")
 ETH = ("http://terminology.hl7.org/CodeSystem/v3-ActCode", "ETH")
 
@@ -282,6 +283,47 @@ def test_care_team_and_consent_changes_apply_at_once(secure: SecureServer) -> No
     assert consent.status_code == 201, consent.text
     assert secure.request("GET", f"/Patient/{pid}", newcomer).status_code == 404
     assert secure.request("GET", f"/Patient/{pid}", mw1).status_code == 200
+
+
+def test_deleting_the_patient_does_not_lift_her_consent(secure: SecureServer) -> None:
+    """Found by fuzzing: consents were looked up through the Patient resource, so deleting it
+    (which a professional on her care team may do) made label-denied data readable."""
+    mw1 = secure.mint()
+    patient = {
+        "resourceType": "Patient",
+        "managingOrganization": {"reference": "Organization/hosp-1"},
+    }
+    pid = secure.request("POST", "/Patient", mw1, json=patient).json()["id"]
+    team = {  # the care relationship that outlives the Patient resource
+        "resourceType": "CareTeam",
+        "status": "active",
+        "subject": {"reference": f"Patient/{pid}"},
+        "participant": [{"member": {"reference": "Practitioner/mw-1"}}],
+    }
+    assert secure.request("POST", "/CareTeam", mw1, json=team).status_code == 201
+    observation = secure.request("POST", "/Observation", mw1, json=new_obs(pid, INDICATOR_DEP))
+    assert observation.status_code == 201, observation.text
+    oid = observation.json()["id"]
+    assert {(c["system"], c["code"]) for c in observation.json()["meta"]["security"]} >= {R}
+    consent = {
+        "resourceType": "Consent",
+        "status": "active",
+        "scope": {"text": "privacy"},
+        "category": [{"text": "BiB"}],
+        "patient": {"reference": f"Patient/{pid}"},
+        "policyRule": {"text": "restricted data for nobody"},
+        "provision": {
+            "type": "permit",
+            "provision": [{"type": "deny", "securityLabel": [{"system": R[0], "code": R[1]}]}],
+        },
+    }
+    assert secure.request("POST", "/Consent", mw1, json=consent).status_code == 201
+    assert secure.request("GET", f"/Observation/{oid}", mw1).status_code == 404
+
+    assert secure.request("DELETE", f"/Patient/{pid}", mw1).status_code in (200, 204)
+    assert secure.request("GET", f"/Observation/{oid}", mw1).status_code == 404
+    found = secure.request("GET", f"/Observation?subject=Patient/{pid}", mw1).json()
+    assert oid not in {e["resource"]["id"] for e in found.get("entry", ())}
 
 
 def test_break_the_glass(secure: SecureServer) -> None:

@@ -13,8 +13,10 @@ import json
 import os
 import random
 from collections import Counter
+from collections.abc import Iterator
 
 import httpx
+import pytest
 
 from fhir_server.model.structure import r4_model
 from fhir_server.search.registry import build_r4_registry
@@ -55,6 +57,17 @@ FHIR_PATHS = (
 )  # fmt: skip
 
 
+@pytest.fixture(scope="module")
+def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureServer]:
+    """A secure server of its own: the fuzzer writes (as Role A, say), and the other security
+    tests must find the package server's seed data as they left it."""
+    server = SecureServer(tmp_path_factory.mktemp("fuzz-secure"))
+    try:
+        yield server
+    finally:
+        server.close()
+
+
 def _token(rnd: random.Random, server: SecureServer) -> str:
     if rnd.random() < 0.4:
         return server.mint(**rnd.choice(MINTED))
@@ -91,7 +104,8 @@ def _request(rnd: random.Random, server: SecureServer, http: httpx.Client) -> ht
     return http.request(method, server.base + rnd.choice(FHIR_PATHS), content=body, headers=headers)
 
 
-def test_odd_oauth_and_token_input_never_causes_a_500(secure: SecureServer) -> None:
+def test_odd_oauth_and_token_input_never_causes_a_500(fuzzed: SecureServer) -> None:
+    secure = fuzzed
     rnd = random.Random(SEED)
     log_before = len(secure.live.log.read_text(errors="replace"))
     seen: Counter[int] = Counter()
@@ -122,9 +136,10 @@ TOKEN_KINDS = (
 )
 
 
-def test_odd_requests_under_every_role_never_cause_a_500(secure: SecureServer) -> None:
+def test_odd_requests_under_every_role_never_cause_a_500(fuzzed: SecureServer) -> None:
     """The guard (scopes, care relationships, Role B limits, labels, consent) on the paths the
     fuzz generators reach: interactions, searches with chains, _has, _include and paging."""
+    secure = fuzzed
     rnd = random.Random(SEED + 1)
     tokens = [secure.mint(**kind) for kind in TOKEN_KINDS]
     params_of = build_r4_registry(r4_model()).params_for

@@ -1,7 +1,7 @@
 // A SMART App Launch in a real browser: headless Chromium (driven by playwright-core) runs a small
 // app built on SMART's own client-js (fhirclient) against the FHIR server's authorization server.
 //
-//   node smart_browser.mjs <fhir-base> <app-port> <username> <password> <chromium-path>
+//   node smart_browser.mjs <fhir-base> <app-port> <username> <password> <chromium> <client-js>
 //
 // The app (smart-app/*.html) is served on 127.0.0.1:<app-port>, another origin than the server,
 // so discovery, the token exchange and the FHIR calls all go through CORS, as for a real app.
@@ -13,14 +13,11 @@ import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 
 const here = dirname(fileURLToPath(import.meta.url));
-const [base, appPort, username, password, chromiumPath] = process.argv.slice(2);
+const [base, appPort, username, password, chromiumPath, clientJs] = process.argv.slice(2);
 const files = {
   "/launch.html": [join(here, "smart-app", "launch.html"), "text/html"],
   "/index.html": [join(here, "smart-app", "index.html"), "text/html"],
-  "/fhir-client.js": [
-    join(here, "node_modules", "fhirclient", "build", "fhir-client.js"),
-    "text/javascript",
-  ],
+  "/fhir-client.js": [clientJs, "text/javascript"],
 };
 
 const app = createServer(async (request, response) => {
