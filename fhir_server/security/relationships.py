@@ -72,15 +72,39 @@ def _ref_id(ref: Any, type_: str) -> str | None:
     return None
 
 
+def _type_and_id(ref: str) -> str:
+    """``Type/id`` of a reference, relative or absolute, with or without ``_history``: what the
+    cache compares. (An absolute reference to another server with the same type and id may drop
+    a cache entry for nothing; that costs one recomputation, never a stale answer.)"""
+    parts = ref.split("?", 1)[0].split("/")
+    if len(parts) >= 4 and parts[-2] == "_history":
+        parts = parts[:-2]
+    return "/".join(parts[-2:]) if len(parts) >= 2 else ref
+
+
+def _local_ref(ref: Any, base_url: str) -> str | None:
+    """``Type/id`` of a reference to this server (relative, or absolute under its base URL),
+    None for anything else: another server's Practitioner is nobody here, in a CareTeam as in a
+    Consent's actor."""
+    if not isinstance(ref, str):
+        return None
+    base = base_url.rstrip("/") + "/"
+    if ref.startswith(base):
+        ref = ref[len(base) :]
+    elif "://" in ref:
+        return None
+    return _type_and_id(ref) if ref.count("/") in (1, 3) else None
+
+
 def _refs(value: Any) -> set[str]:
-    """Every relative reference string inside ``value``."""
+    """Every reference inside ``value``, as ``Type/id``."""
     found: set[str] = set()
 
     def walk(node: Any) -> None:
         if isinstance(node, dict):
             ref = node.get("reference")
             if isinstance(ref, str):
-                found.add(ref)
+                found.add(_type_and_id(ref))
             for child in node.values():
                 if isinstance(child, (dict, list)):
                     walk(child)
@@ -114,6 +138,9 @@ class RelationshipIndex:
         self._cache: dict[tuple, _Entry] = {}
         self._epoch = 0
         self._locks: dict[tuple, asyncio.Lock] = {}
+
+    def _local(self, ref: Any) -> str | None:
+        return _local_ref(ref, self.svc.settings.public_url)
 
     @staticmethod
     def key(principal: SecurePrincipal) -> tuple:
@@ -199,7 +226,7 @@ class RelationshipIndex:
                     continue
                 member = any(
                     isinstance(p, dict)
-                    and (p.get("member") or {}).get("reference") in mine
+                    and self._local((p.get("member") or {}).get("reference")) in mine
                     and _period_active(p.get("period"), now)
                     for p in team.get("participant", ())
                 )
@@ -231,7 +258,9 @@ class RelationshipIndex:
             patient = _ref_id(consent.get("patient"), "Patient")
             if not patient or consent.get("status") != "active":
                 continue
-            verdict = _consent_verdict(consent.get("provision"), mine, now)
+            verdict = _consent_verdict(
+                consent.get("provision"), mine, now, self.svc.settings.public_url
+            )
             if verdict is True:
                 patients.discard(patient)
             elif verdict:
@@ -250,7 +279,9 @@ class RelationshipIndex:
         return found
 
 
-def _consent_verdict(provision: Any, mine: set[str], now: str) -> bool | frozenset | None:
+def _consent_verdict(
+    provision: Any, mine: set[str], now: str, base_url: str = ""
+) -> bool | frozenset | None:
     """True: the whole record is denied to this professional; a set: these security labels are
     denied; None: nothing denied. A nested provision is an exception to its parent: of the
     whole-record provisions that apply to the caller, the deepest decides (deny wins a tie)."""
@@ -264,7 +295,8 @@ def _consent_verdict(provision: Any, mine: set[str], now: str) -> bool | frozens
         if not isinstance(actors, list) or not actors:
             return True  # no actor: applies to everyone
         return any(
-            isinstance(a, dict) and (a.get("reference") or {}).get("reference") in mine
+            isinstance(a, dict)
+            and _local_ref((a.get("reference") or {}).get("reference"), base_url) in mine
             for a in actors
         )
 

@@ -285,6 +285,53 @@ def test_care_team_and_consent_changes_apply_at_once(secure: SecureServer) -> No
     assert secure.request("GET", f"/Patient/{pid}", mw1).status_code == 200
 
 
+def test_changes_with_absolute_references_apply_at_once(secure: SecureServer) -> None:
+    """A CareTeam or Consent that references the patient and the professional by absolute URL
+    (as some clients write them) changes access at once too: cached relationships used to be
+    dropped only for relative references, so such a Consent took up to a minute to apply."""
+    mw1 = secure.mint()
+    newcomer = secure.mint(practitioner="Practitioner/mw-2", organization=None, subject="absolute")
+    patient = {
+        "resourceType": "Patient",
+        "managingOrganization": {"reference": "Organization/hosp-1"},
+    }
+    pid = secure.request("POST", "/Patient", mw1, json=patient).json()["id"]
+    assert secure.request("GET", f"/Patient/{pid}", newcomer).status_code == 404
+    team = {
+        "resourceType": "CareTeam",
+        "status": "active",
+        "subject": {"reference": f"{secure.base}/Patient/{pid}"},
+        "participant": [{"member": {"reference": f"{secure.base}/Practitioner/mw-2"}}],
+    }
+    assert secure.request("POST", "/CareTeam", mw1, json=team).status_code == 201
+    assert secure.request("GET", f"/Patient/{pid}", newcomer).status_code == 200
+    consent = {
+        "resourceType": "Consent",
+        "status": "active",
+        "scope": {"text": "privacy"},
+        "category": [{"text": "BiB"}],
+        "patient": {"reference": f"{secure.base}/Patient/{pid}"},
+        "policyRule": {"text": "opt-out of one professional"},
+        "provision": {
+            "type": "permit",
+            "provision": [
+                {
+                    "type": "deny",
+                    "actor": [
+                        {
+                            "role": {"text": "excluded"},
+                            "reference": {"reference": f"{secure.base}/Practitioner/mw-2"},
+                        }
+                    ],
+                }
+            ],
+        },
+    }
+    assert secure.request("POST", "/Consent", mw1, json=consent).status_code == 201
+    assert secure.request("GET", f"/Patient/{pid}", newcomer).status_code == 404
+    assert secure.request("GET", f"/Patient/{pid}", mw1).status_code == 200
+
+
 def test_deleting_the_patient_does_not_lift_her_consent(secure: SecureServer) -> None:
     """Found by fuzzing: consents were looked up through the Patient resource, so deleting it
     (which a professional on her care team may do) made label-denied data readable."""

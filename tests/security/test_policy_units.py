@@ -125,6 +125,35 @@ def test_consent_verdicts() -> None:
     )
 
 
+def test_consent_actors_by_absolute_url_count_only_for_this_server() -> None:
+    me = {"Practitioner/x"}
+    now = "2026-06-01T00:00:00"
+    base = "https://bib.example/fhir"
+
+    def deny(actor: str) -> dict:
+        return {
+            "type": "permit",
+            "provision": [{"type": "deny", "actor": [{"reference": {"reference": actor}}]}],
+        }
+
+    assert _consent_verdict(deny(f"{base}/Practitioner/x"), me, now, base) is True
+    assert _consent_verdict(deny(f"{base}/Practitioner/x/_history/2"), me, now, base) is True
+    assert (
+        _consent_verdict(deny("https://other.example/fhir/Practitioner/x"), me, now, base) is None
+    )
+    # another server's practitioner cannot be the exception to "deny everyone"
+    foreign_exception = {
+        "type": "deny",
+        "provision": [
+            {
+                "type": "permit",
+                "actor": [{"reference": {"reference": "https://other.example/Practitioner/x"}}],
+            }
+        ],
+    }
+    assert _consent_verdict(foreign_exception, me, now, base) is True
+
+
 def test_label_policy_comes_from_the_codesystem() -> None:
     policy = label_policy()
     indicator = "https://borninbelgiumpro.be/fhir/CodeSystem/bib-vulnerability-indicator"
