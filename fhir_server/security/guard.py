@@ -34,7 +34,7 @@ from fhir_server.search.registry import Registry
 from fhir_server.security.labels import Labeller, label_keys, restricted_label_preds
 from fhir_server.security.policy import Label, access_policy, label_policy
 from fhir_server.security.principal import SecurePrincipal
-from fhir_server.security.relationships import RelationshipIndex
+from fhir_server.security.relationships import RelationshipIndex, consent_restricts
 from fhir_server.security.scopes import PERMISSION, ScopeRule, ScopeSet
 from fhir_server.service.context import Principal, RequestContext
 from fhir_server.service.core import Access
@@ -210,10 +210,28 @@ class SecurityGuard:
         elif interaction in ("update", "patch"):
             if live:
                 await self._check_stored(ctx, p, current, grants, type_, access.resource_id)
+                self._check_consent_change(p, type_, current)
             assert access.resource is not None
             await self._check_new(ctx, p, type_, access.resource, grants, creating=not live)
         elif interaction == "delete" and live:
             await self._check_stored(ctx, p, current, grants, type_, access.resource_id)
+            self._check_consent_change(p, type_, current)
+
+    def _check_consent_change(
+        self, p: SecurePrincipal, type_: str, current: StoredVersion | None
+    ) -> None:
+        """A professional may not change or delete a Consent that restricts them (break-the-glass
+        does not help either): someone it does not restrict, or an administrator, must."""
+        if type_ != "Consent" or p.kind != "user" or p.admin or current is None:
+            return
+        consent = loads_trusted(current.body) if current.body is not None else None
+        if isinstance(consent, dict) and consent_restricts(
+            consent, set(p.user_refs), self.svc.settings.public_url
+        ):
+            raise forbidden(
+                "this Consent restricts you: it can be changed by someone it does not restrict "
+                "or by an administrator"
+            )
 
     def _type_rules(self, p: SecurePrincipal, interaction: str, type_: str) -> None:
         policy = self.policy

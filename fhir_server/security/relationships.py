@@ -279,6 +279,14 @@ class RelationshipIndex:
         return found
 
 
+def consent_restricts(consent: dict, refs: set[str], base_url: str) -> bool:
+    """Whether an active Consent denies these references anything (the record, or labels)."""
+    if consent.get("status") != "active":
+        return False
+    verdict = _consent_verdict(consent.get("provision"), refs, _now_iso(), base_url)
+    return verdict is not None
+
+
 def _consent_verdict(
     provision: Any, mine: set[str], now: str, base_url: str = ""
 ) -> bool | frozenset | None:

@@ -5,6 +5,7 @@ relationships and consent take effect."""
 from __future__ import annotations
 
 import base64
+import json
 import uuid
 
 import httpx
@@ -371,6 +372,69 @@ def test_deleting_the_patient_does_not_lift_her_consent(secure: SecureServer) ->
     assert secure.request("GET", f"/Observation/{oid}", mw1).status_code == 404
     found = secure.request("GET", f"/Observation?subject=Patient/{pid}", mw1).json()
     assert oid not in {e["resource"]["id"] for e in found.get("entry", ())}
+
+
+def test_a_consent_cannot_be_lifted_by_someone_it_restricts(secure: SecureServer) -> None:
+    """A professional on the care team may manage a woman's consents, but not one that denies
+    them something: otherwise deleting it would be a way around it."""
+    mw1 = secure.mint()
+    mw2 = secure.mint(practitioner="Practitioner/mw-2", organization=None, subject="mw2-consent")
+    patient = {
+        "resourceType": "Patient",
+        "managingOrganization": {"reference": "Organization/hosp-1"},
+    }
+    pid = secure.request("POST", "/Patient", mw1, json=patient).json()["id"]
+    team = {
+        "resourceType": "CareTeam",
+        "status": "active",
+        "subject": {"reference": f"Patient/{pid}"},
+        "participant": [{"member": {"reference": "Practitioner/mw-2"}}],
+    }
+    assert secure.request("POST", "/CareTeam", mw1, json=team).status_code == 201
+    observation = secure.request("POST", "/Observation", mw1, json=new_obs(pid, INDICATOR_DEP))
+    oid = observation.json()["id"]
+
+    def consent(provision: dict) -> dict:
+        return {
+            "resourceType": "Consent",
+            "status": "active",
+            "scope": {"text": "privacy"},
+            "category": [{"text": "BiB"}],
+            "patient": {"reference": f"Patient/{pid}"},
+            "policyRule": {"text": "test"},
+            "provision": {"type": "permit", "provision": [provision]},
+        }
+
+    labels = consent({"type": "deny", "securityLabel": [{"system": R[0], "code": R[1]}]})
+    created = secure.request("POST", "/Consent", mw1, json=labels)
+    assert created.status_code == 201
+    cid = created.json()["id"]
+    assert secure.request("GET", f"/Observation/{oid}", mw1).status_code == 404
+    # it restricts everyone, mw-1 included: mw-1 can neither delete, overwrite nor patch it
+    assert secure.request("DELETE", f"/Consent/{cid}", mw1).status_code == 403
+    lifted = {**created.json(), "status": "inactive"}
+    assert secure.request("PUT", f"/Consent/{cid}", mw1, json=lifted).status_code == 403
+    patch = [{"op": "replace", "path": "/status", "value": "inactive"}]
+    patched = secure.request(
+        "PATCH",
+        f"/Consent/{cid}",
+        mw1,
+        content=json.dumps(patch),
+        headers={"Content-Type": "application/json-patch+json"},
+    )
+    assert patched.status_code == 403
+    assert secure.request("GET", f"/Observation/{oid}", mw1).status_code == 404
+    # a consent that excludes mw-2 only: mw-1 may manage it, and mw-2 is back once it is gone
+    excluded = consent(
+        {
+            "type": "deny",
+            "actor": [{"role": {"text": "x"}, "reference": {"reference": "Practitioner/mw-2"}}],
+        }
+    )
+    other = secure.request("POST", "/Consent", mw1, json=excluded).json()["id"]
+    assert secure.request("GET", f"/Patient/{pid}", mw2).status_code == 404
+    assert secure.request("DELETE", f"/Consent/{other}", mw1).status_code in (200, 204)
+    assert secure.request("GET", f"/Patient/{pid}", mw2).status_code == 200
 
 
 def test_break_the_glass(secure: SecureServer) -> None:
