@@ -286,48 +286,57 @@ def test_care_team_and_consent_changes_apply_at_once(secure: SecureServer) -> No
     assert secure.request("GET", f"/Patient/{pid}", mw1).status_code == 200
 
 
+def patient_with_team(secure: SecureServer, token: str, member: str, ref_base: str = "") -> str:
+    """A new woman registered by mw-1's organisation, with ``member`` on her CareTeam (a care
+    relationship that outlives the Patient resource). ``ref_base`` makes the references
+    absolute."""
+    patient = {
+        "resourceType": "Patient",
+        "managingOrganization": {"reference": "Organization/hosp-1"},
+    }
+    pid = secure.request("POST", "/Patient", token, json=patient).json()["id"]
+    team = {
+        "resourceType": "CareTeam",
+        "status": "active",
+        "subject": {"reference": f"{ref_base}Patient/{pid}"},
+        "participant": [{"member": {"reference": f"{ref_base}{member}"}}],
+    }
+    assert secure.request("POST", "/CareTeam", token, json=team).status_code == 201
+    return pid
+
+
+def consent_of(patient_ref: str, provision: dict) -> dict:
+    return {
+        "resourceType": "Consent",
+        "status": "active",
+        "scope": {"text": "privacy"},
+        "category": [{"text": "BiB"}],
+        "patient": {"reference": patient_ref},
+        "policyRule": {"text": "test"},
+        "provision": {"type": "permit", "provision": [provision]},
+    }
+
+
+def deny_actor(actor_ref: str) -> dict:
+    return {
+        "type": "deny",
+        "actor": [{"role": {"text": "x"}, "reference": {"reference": actor_ref}}],
+    }
+
+
+DENY_RESTRICTED = {"type": "deny", "securityLabel": [{"system": R[0], "code": R[1]}]}
+
+
 def test_changes_with_absolute_references_apply_at_once(secure: SecureServer) -> None:
     """A CareTeam or Consent that references the patient and the professional by absolute URL
     (as some clients write them) changes access at once too: cached relationships used to be
     dropped only for relative references, so such a Consent took up to a minute to apply."""
     mw1 = secure.mint()
     newcomer = secure.mint(practitioner="Practitioner/mw-2", organization=None, subject="absolute")
-    patient = {
-        "resourceType": "Patient",
-        "managingOrganization": {"reference": "Organization/hosp-1"},
-    }
-    pid = secure.request("POST", "/Patient", mw1, json=patient).json()["id"]
-    assert secure.request("GET", f"/Patient/{pid}", newcomer).status_code == 404
-    team = {
-        "resourceType": "CareTeam",
-        "status": "active",
-        "subject": {"reference": f"{secure.base}/Patient/{pid}"},
-        "participant": [{"member": {"reference": f"{secure.base}/Practitioner/mw-2"}}],
-    }
-    assert secure.request("POST", "/CareTeam", mw1, json=team).status_code == 201
+    base = f"{secure.base}/"
+    pid = patient_with_team(secure, mw1, "Practitioner/mw-2", ref_base=base)
     assert secure.request("GET", f"/Patient/{pid}", newcomer).status_code == 200
-    consent = {
-        "resourceType": "Consent",
-        "status": "active",
-        "scope": {"text": "privacy"},
-        "category": [{"text": "BiB"}],
-        "patient": {"reference": f"{secure.base}/Patient/{pid}"},
-        "policyRule": {"text": "opt-out of one professional"},
-        "provision": {
-            "type": "permit",
-            "provision": [
-                {
-                    "type": "deny",
-                    "actor": [
-                        {
-                            "role": {"text": "excluded"},
-                            "reference": {"reference": f"{secure.base}/Practitioner/mw-2"},
-                        }
-                    ],
-                }
-            ],
-        },
-    }
+    consent = consent_of(f"{base}Patient/{pid}", deny_actor(f"{base}Practitioner/mw-2"))
     assert secure.request("POST", "/Consent", mw1, json=consent).status_code == 201
     assert secure.request("GET", f"/Patient/{pid}", newcomer).status_code == 404
     assert secure.request("GET", f"/Patient/{pid}", mw1).status_code == 200
@@ -337,34 +346,12 @@ def test_deleting_the_patient_does_not_lift_her_consent(secure: SecureServer) ->
     """Found by fuzzing: consents were looked up through the Patient resource, so deleting it
     (which a professional on her care team may do) made label-denied data readable."""
     mw1 = secure.mint()
-    patient = {
-        "resourceType": "Patient",
-        "managingOrganization": {"reference": "Organization/hosp-1"},
-    }
-    pid = secure.request("POST", "/Patient", mw1, json=patient).json()["id"]
-    team = {  # the care relationship that outlives the Patient resource
-        "resourceType": "CareTeam",
-        "status": "active",
-        "subject": {"reference": f"Patient/{pid}"},
-        "participant": [{"member": {"reference": "Practitioner/mw-1"}}],
-    }
-    assert secure.request("POST", "/CareTeam", mw1, json=team).status_code == 201
+    pid = patient_with_team(secure, mw1, "Practitioner/mw-1")
     observation = secure.request("POST", "/Observation", mw1, json=new_obs(pid, INDICATOR_DEP))
     assert observation.status_code == 201, observation.text
     oid = observation.json()["id"]
     assert {(c["system"], c["code"]) for c in observation.json()["meta"]["security"]} >= {R}
-    consent = {
-        "resourceType": "Consent",
-        "status": "active",
-        "scope": {"text": "privacy"},
-        "category": [{"text": "BiB"}],
-        "patient": {"reference": f"Patient/{pid}"},
-        "policyRule": {"text": "restricted data for nobody"},
-        "provision": {
-            "type": "permit",
-            "provision": [{"type": "deny", "securityLabel": [{"system": R[0], "code": R[1]}]}],
-        },
-    }
+    consent = consent_of(f"Patient/{pid}", DENY_RESTRICTED)
     assert secure.request("POST", "/Consent", mw1, json=consent).status_code == 201
     assert secure.request("GET", f"/Observation/{oid}", mw1).status_code == 404
 
@@ -379,34 +366,11 @@ def test_a_consent_cannot_be_lifted_by_someone_it_restricts(secure: SecureServer
     them something: otherwise deleting it would be a way around it."""
     mw1 = secure.mint()
     mw2 = secure.mint(practitioner="Practitioner/mw-2", organization=None, subject="mw2-consent")
-    patient = {
-        "resourceType": "Patient",
-        "managingOrganization": {"reference": "Organization/hosp-1"},
-    }
-    pid = secure.request("POST", "/Patient", mw1, json=patient).json()["id"]
-    team = {
-        "resourceType": "CareTeam",
-        "status": "active",
-        "subject": {"reference": f"Patient/{pid}"},
-        "participant": [{"member": {"reference": "Practitioner/mw-2"}}],
-    }
-    assert secure.request("POST", "/CareTeam", mw1, json=team).status_code == 201
-    observation = secure.request("POST", "/Observation", mw1, json=new_obs(pid, INDICATOR_DEP))
-    oid = observation.json()["id"]
-
-    def consent(provision: dict) -> dict:
-        return {
-            "resourceType": "Consent",
-            "status": "active",
-            "scope": {"text": "privacy"},
-            "category": [{"text": "BiB"}],
-            "patient": {"reference": f"Patient/{pid}"},
-            "policyRule": {"text": "test"},
-            "provision": {"type": "permit", "provision": [provision]},
-        }
-
-    labels = consent({"type": "deny", "securityLabel": [{"system": R[0], "code": R[1]}]})
-    created = secure.request("POST", "/Consent", mw1, json=labels)
+    pid = patient_with_team(secure, mw1, "Practitioner/mw-2")
+    oid = secure.request("POST", "/Observation", mw1, json=new_obs(pid, INDICATOR_DEP)).json()["id"]
+    created = secure.request(
+        "POST", "/Consent", mw1, json=consent_of(f"Patient/{pid}", DENY_RESTRICTED)
+    )
     assert created.status_code == 201
     cid = created.json()["id"]
     assert secure.request("GET", f"/Observation/{oid}", mw1).status_code == 404
@@ -425,12 +389,7 @@ def test_a_consent_cannot_be_lifted_by_someone_it_restricts(secure: SecureServer
     assert patched.status_code == 403
     assert secure.request("GET", f"/Observation/{oid}", mw1).status_code == 404
     # a consent that excludes mw-2 only: mw-1 may manage it, and mw-2 is back once it is gone
-    excluded = consent(
-        {
-            "type": "deny",
-            "actor": [{"role": {"text": "x"}, "reference": {"reference": "Practitioner/mw-2"}}],
-        }
-    )
+    excluded = consent_of(f"Patient/{pid}", deny_actor("Practitioner/mw-2"))
     other = secure.request("POST", "/Consent", mw1, json=excluded).json()["id"]
     assert secure.request("GET", f"/Patient/{pid}", mw2).status_code == 404
     assert secure.request("DELETE", f"/Consent/{other}", mw1).status_code in (200, 204)
