@@ -52,6 +52,9 @@ class Request:
     @property
     def params(self) -> list[tuple[str, str]]:
         if self._params is None:
+            if not self.raw_query:  # most reads: skip urllib's parser (a few µs of a read)
+                self._params = []
+                return self._params
             query = self.raw_query.decode("latin-1")
             try:
                 self._params = parse_qsl(
