@@ -81,6 +81,8 @@ def path_from_url(url: str) -> Path:
         raw = "/" + raw
     if url.startswith("sqlite://") and not url.startswith("sqlite:///"):
         raw = unquote(url[len("sqlite://") :])  # relative path
+    if raw.startswith("//"):  # sqlite:////abs/path: POSIX would keep the double slash
+        raw = "/" + raw.lstrip("/")
     return Path(raw)
 
 
