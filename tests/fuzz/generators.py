@@ -485,3 +485,73 @@ def operation_request(rnd: random.Random, operations: list[str], pid: str) -> Fu
     )  # fmt: skip
     headers = {"content-type": "application/fhir+json"}
     return FuzzRequest("POST", f"{level}/${name}", headers, json.dumps(body).encode())
+
+
+# -- patches ----------------------------------------------------------------------------------
+
+FHIRPATH_PATHS = (
+    "Patient", "Patient.name", "Patient.name[0]", "Patient.name[5]", "Patient.name.given",
+    "Patient.name[0].given[0]", "Patient.identifier", "Patient.birthDate", "Patient.gender",
+    "Patient.telecom", "Patient.extension", "Patient.name.where(use='official')",
+    "Patient.contact.name", "Patient.meta", "Patient.id", "Patient.x", "Patient.name.first()",
+    "(Patient", "Patient.name[-1]", "Patient.deceased", "%resource", "",
+)  # fmt: skip
+FHIRPATH_NAMES = ("family", "given", "use", "system", "value", "text", "x", "", "url", "id")
+FHIRPATH_VALUES = (
+    {"valueString": "x"}, {"valueString": ""}, {"valueCode": "female"}, {"valueCode": "a b"},
+    {"valueBoolean": True}, {"valueInteger": 5}, {"valueDate": "2024-13-01"},
+    {"valueDate": "2020-01-01"}, {"valueHumanName": {"family": "Y"}},
+    {"valueIdentifier": {"system": "http://x", "value": "1"}},
+    {"valueContactPoint": {"system": "phone", "value": "1"}}, {"valueQuantity": {"value": 1}},
+    {"part": [{"name": "system", "valueUri": "http://x"}, {"name": "value", "valueString": "1"}]},
+    {}, {"valueDecimal": 1e308},
+)  # fmt: skip
+JSON_POINTERS = (
+    "/name/0/family", "/name/0/given/0", "/name/-", "/name/0/given/-", "/gender", "/birthDate",
+    "/id", "/resourceType", "/meta", "/meta/versionId", "/name/99", "/name/0/x", "/telecom",
+    "/a~1b", "/a~0b", "", "/", "/name/01", "/name/-1", "/identifier/0",
+)  # fmt: skip
+
+
+def patch_request(rnd: random.Random, pid: str) -> FuzzRequest:
+    """A FHIRPath Patch, JSON Patch or JSON merge-patch of a Patient, mostly well-formed."""
+    roll = rnd.random()
+    if roll < 0.5:
+        operations = []
+        for _ in range(rnd.randint(0, 4)):
+            kind = rnd.choice(("add", "insert", "delete", "replace", "move", "x", ""))
+            parts: list[dict[str, Any]] = [
+                {"name": "type", "valueCode": kind},
+                {"name": "path", "valueString": rnd.choice(FHIRPATH_PATHS)},
+            ]
+            if rnd.random() < 0.8:
+                parts.append({"name": "name", "valueString": rnd.choice(FHIRPATH_NAMES)})
+            if rnd.random() < 0.8:
+                parts.append({"name": "value", **rnd.choice(FHIRPATH_VALUES)})
+            for extra in ("index", "source", "destination"):
+                if rnd.random() < 0.2:
+                    parts.append({"name": extra, "valueInteger": rnd.choice((0, 1, -1, 99))})
+            rnd.shuffle(parts)
+            operations.append({"name": rnd.choice(("operation", "operation", "x")), "part": parts})
+        body: Any = {"resourceType": "Parameters"}
+        if operations:
+            body["parameter"] = operations
+        content_type = "application/fhir+json"
+    elif roll < 0.85:
+        body = [
+            {
+                "op": rnd.choice(("add", "remove", "replace", "move", "copy", "test", "x")),
+                "path": rnd.choice(JSON_POINTERS),
+                "value": rnd.choice(("x", 1, None, {"family": "Z"}, [], {}, True, "2020-01-01")),
+                "from": rnd.choice(JSON_POINTERS),
+            }
+            for _ in range(rnd.randint(0, 4))
+        ]
+        content_type = "application/json-patch+json"
+    else:
+        key = rnd.choice(("name", "gender", "id", "resourceType", "x", "birthDate", "meta"))
+        body = {key: rnd.choice((None, "x", [], {"a": 1}, [{"family": None}], "female"))}
+        content_type = "application/merge-patch+json"
+    return FuzzRequest(
+        "PATCH", f"/Patient/{pid}", {"content-type": content_type}, json.dumps(body).encode()
+    )

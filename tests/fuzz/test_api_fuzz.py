@@ -32,6 +32,7 @@ from tests.fuzz.generators import (
     FuzzRequest,
     bundle,
     operation_request,
+    patch_request,
     patient,
     rest_request,
     search_request,
@@ -218,3 +219,29 @@ async def test_any_operation_call_gets_a_fhir_answer_never_a_500(fuzz_client, se
         check(response, request, server_errors, SEED + 3)
         seen[response.status_code] += 1
     assert seen[200] > 150, seen
+
+
+async def test_patches_never_fail_half_way_nor_store_an_invalid_resource(
+    fuzz_client, server_errors
+) -> None:
+    """FHIRPath Patch, JSON Patch and merge-patch on a fresh Patient each time: a refused patch
+    leaves version 1 in place, and an accepted one stores a resource that validates."""
+    client, _ = fuzz_client
+    rnd = random.Random(SEED + 4)
+    seen: Counter[int] = Counter()
+    for _ in range(budget(800)):
+        pid = (await seed_patients(client, rnd, 1))[0]
+        request = patch_request(rnd, pid)
+        response = await send(client, request)
+        check(response, request, server_errors, SEED + 4)
+        seen[response.status_code] += 1
+        stored = (await client.get(f"/Patient/{pid}")).json()
+        if response.status_code >= 400:
+            assert stored["meta"]["versionId"] == "1", (
+                f"a refused patch wrote: {request.describe()}"
+            )
+            continue
+        validation = await client.post("/Patient/$validate", json=stored)
+        errors = [i for i in validation.json()["issue"] if i["severity"] in ("error", "fatal")]
+        assert not errors, f"{errors} after {request.describe()}"
+    assert seen[200] > 80 and seen[400] > 80 and seen[422] > 80, seen
