@@ -17,10 +17,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from fhir_server.security.authserver import hash_secret
 from tests.conftest import LiveServer, free_port
 from tests.e2e.node import JS_DIR, client_js_bundle, ensure_node_modules, tool
-from tests.security.conftest import seed_bundle
+from tests.security.conftest import midwife_user, seed_bundle
 
 SCOPE = "launch/patient openid fhirUser patient/*.rs"
 
@@ -35,16 +34,7 @@ def _clients(app_origin: str) -> dict:
                 "scope": SCOPE,
             }
         ],
-        "users": [
-            {
-                "username": "midwife",
-                "password_hash": hash_secret("midwife-pw"),
-                "practitioner": "Practitioner/mw-1",
-                "organization": "Organization/hosp-1",
-                "professions": ["persmidwife"],
-                "name": "Midwife One",
-            }
-        ],
+        "users": [midwife_user()],
     }
 
 

@@ -324,6 +324,18 @@ class JwksServer:
         self.httpd.server_close()
 
 
+def midwife_user() -> dict[str, Any]:
+    """The local user of the sign-in page: midwife mw-1 of hosp-1 (Role A), password midwife-pw."""
+    return {
+        "username": "midwife",
+        "password_hash": hash_secret("midwife-pw"),
+        "practitioner": "Practitioner/mw-1",
+        "organization": "Organization/hosp-1",
+        "professions": ["persmidwife"],
+        "name": "Midwife One",
+    }
+
+
 def registrations(keys: ClientKeys, jwks_url: str) -> dict[str, Any]:
     user_scopes = (
         "launch launch/patient openid fhirUser profile offline_access online_access "
@@ -394,14 +406,7 @@ def registrations(keys: ClientKeys, jwks_url: str) -> dict[str, Any]:
             },
         ],
         "users": [
-            {
-                "username": "midwife",
-                "password_hash": hash_secret("midwife-pw"),
-                "practitioner": "Practitioner/mw-1",
-                "organization": "Organization/hosp-1",
-                "professions": ["persmidwife"],
-                "name": "Midwife One",
-            },
+            midwife_user(),
             {
                 "username": "social",
                 "password": "social-pw",
