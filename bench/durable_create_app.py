@@ -19,12 +19,12 @@ import sys
 import time
 
 import orjson
+from floor_app import lifespan
 
 _ids = itertools.count(1)
 _pending: list[tuple[str, bytes]] = []
 _waiters: list[asyncio.Future[None]] = []
 _committer: asyncio.Task[None] | None = None
-_conn: sqlite3.Connection | None = None
 
 
 def _open() -> sqlite3.Connection:
@@ -38,9 +38,11 @@ def _open() -> sqlite3.Connection:
     return conn
 
 
+_conn = _open()  # at import: uvicorn imports the app with DURABLE_CREATE_DB set
+
+
 def _write(rows: list[tuple[str, bytes]]) -> None:
     """One statement in autocommit mode: insert and commit (fsync) in one step."""
-    assert _conn is not None
     _conn.execute(
         "INSERT INTO resources SELECT c.value->>0, CAST(c.value->>1 AS BLOB) FROM json_each(?) c",
         (orjson.dumps([(i, b.decode()) for i, b in rows]),),
@@ -77,16 +79,9 @@ async def _create(body: bytes) -> tuple[str, bytes]:
 
 
 async def app(scope, receive, send):
-    global _conn
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                _conn = _open()
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await lifespan(receive, send)
+        return
     if scope["type"] != "http":
         return
     if scope["method"] != "POST":

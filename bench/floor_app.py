@@ -4,15 +4,21 @@ BODY = b'{"resourceType":"Patient","id":"floor","active":true}'
 HEADERS = [(b"content-type", b"application/fhir+json; charset=utf-8")]
 
 
+async def lifespan(receive, send):
+    """Acknowledge start-up and shut-down (the reference apps have nothing to prepare)."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await lifespan(receive, send)
+        return
     if scope["type"] != "http":
         return
     if scope["method"] == "POST":

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 from tests.conftest import LiveServer, free_port
 from tests.e2e.node import JS_DIR, client_js_bundle, ensure_node_modules, tool
-from tests.security.conftest import midwife_user, seed_bundle
+from tests.security.conftest import load_seed, midwife_user
 
 SCOPE = "launch/patient openid fhirUser patient/*.rs"
 
@@ -43,13 +42,7 @@ def _secure_server(root: Path, app_origin: str) -> LiveServer:
     data.mkdir()
     clients = root / "clients.json"
     clients.write_text(json.dumps(_clients(app_origin)))
-    seed = root / "seed.json"
-    seed.write_text(json.dumps(seed_bundle()))
-    subprocess.run(
-        [sys.executable, "-m", "fhir_server", "load", str(seed), "--data-dir", str(data)],
-        check=True,
-        capture_output=True,
-    )
+    load_seed(root, data)
     return LiveServer(
         data,
         ["--no-demo", "--clients", str(clients)],

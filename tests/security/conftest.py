@@ -426,6 +426,18 @@ def registrations(keys: ClientKeys, jwks_url: str) -> dict[str, Any]:
     }
 
 
+def load_seed(root: Path, data: Path) -> None:
+    """Load the security seed (patients p1-p5, their care teams, consents and data) into a data
+    folder with ``fhir-server load``, as an operator would."""
+    seed = root / "seed.json"
+    seed.write_text(json.dumps(seed_bundle()))
+    subprocess.run(
+        [sys.executable, "-m", "fhir_server", "load", str(seed), "--data-dir", str(data)],
+        check=True,
+        capture_output=True,
+    )
+
+
 class SecureServer:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -437,13 +449,7 @@ class SecureServer:
         clients.write_text(json.dumps(registrations(self.keys, self.jwks_server.url)))
         idp_jwks = root / "idp-jwks.json"
         idp_jwks.write_text(json.dumps(public_jwks(self.keys.idp)))
-        seed = root / "seed.json"
-        seed.write_text(json.dumps(seed_bundle()))
-        subprocess.run(
-            [sys.executable, "-m", "fhir_server", "load", str(seed), "--data-dir", str(data)],
-            check=True,
-            capture_output=True,
-        )
+        load_seed(root, data)
         self.live = LiveServer(
             data,
             [
