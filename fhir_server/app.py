@@ -54,9 +54,11 @@ class ServerApp:
         if self.started:
             return
         await self.store.open()
+        # demo content goes only into a store that was empty before the shipped content
+        empty = await self.store.latest_seq() == 0
         await self.service.start()
         self.started = True
-        if self.load_demo:
+        if self.load_demo and empty:
             from fhir_server.demo import load_demo_content
 
             loaded = await load_demo_content(self.service)

@@ -29,6 +29,7 @@ class Settings:
     timezone: str = "Europe/Brussels"  # zone for date values without one
     snapshot_retention_seconds: int = 24 * 3600  # how long search paging links stay valid
     load_terminology: bool = True  # write the shipped terminology into the store at start-up
+    load_content: bool = True  # write the shipped domain content (content/) at start-up
     # profiles every write of a type must conform to: "Patient=url,PractitionerRole=url"
     required_profiles: str = ""
     reject_unknown_profiles: bool = False  # meta.profile unknown to the server: error, not warning

@@ -27,6 +27,7 @@ def make_settings(tmp_path: Path, **overrides: object) -> Settings:
         "store": f"sqlite:///{tmp_path / 'fhir.db'}",
         # the tests start from an empty store; tests/terminology turns this on
         "load_terminology": False,
+        "load_content": False,
         # the ASGI app runs open (like --insecure-open); tests/security uses real tokens
         "auth": "open",
     }

@@ -13,9 +13,7 @@ from fhir_server.service.transaction import process_bundle
 
 
 async def load_demo_content(service: FhirService) -> int:
-    """Load every demo Bundle, once: only when the store holds nothing yet."""
-    if await service.store.latest_seq() > 0:
-        return 0
+    """Load every demo Bundle (the caller makes sure the store held nothing before)."""
     total = 0
     folder = resources.files(__package__)
     for entry in sorted(folder.iterdir(), key=lambda e: e.name):

@@ -75,3 +75,43 @@ def compile_expression(expression: str, model: Model) -> PathEvaluator:
         return compile_path(expression, model)
     except Unsupported:
         return _FallbackPath(expression)
+
+
+# -- full evaluation (SDC calculatedExpression, $populate, $apply conditions...) ---------------
+
+
+class FhirPathError(ValueError):
+    """An expression that does not parse, or fails when evaluated (the message says where)."""
+
+
+_FULL_CACHE: dict[str, Any] = {}
+
+
+def _compiled(expression: str) -> Any:
+    fn = _FULL_CACHE.get(expression)
+    if fn is None:
+        try:
+            fn = fhirpathpy.compile(expression, model=R4_MODEL)
+        except Exception as exc:  # fhirpathpy raises assorted errors for bad syntax
+            raise FhirPathError(f"FHIRPath expression {expression!r} is not valid: {exc}") from exc
+        if len(_FULL_CACHE) > 4096:
+            _FULL_CACHE.clear()
+        _FULL_CACHE[expression] = fn
+    return fn
+
+
+def check(expression: str) -> None:
+    """Raise FhirPathError if ``expression`` does not parse."""
+    _compiled(expression)
+
+
+def evaluate(expression: str, focus: Any, variables: dict[str, Any] | None = None) -> list[Any]:
+    """The values (JSON: dicts for complex types, Python primitives) of ``expression`` on
+    ``focus`` (a resource or element), with the ``%name`` environment ``variables``
+    (``%resource`` and ``%context`` default to ``focus``). Compiled once per expression."""
+    fn = _compiled(expression)
+    env = {"resource": focus, "context": focus, "rootResource": focus, **(variables or {})}
+    try:
+        return list(fn(focus, env))
+    except Exception as exc:
+        raise FhirPathError(f"FHIRPath expression {expression!r} failed: {exc}") from exc

@@ -123,7 +123,11 @@ class FhirService:
         # extra CapabilityStatement.rest fields from plug-ins (e.g. "security": SMART)
         self.capability_extras: dict[str, Any] = {}
         self._maintenance: asyncio.Task[None] | None = None
+        from fhir_server.content.shipped import ShippedContent
         from fhir_server.service.search_parameters import SearchParameterManager
+
+        # shipped resources (terminology, Questionnaires, PlanDefinitions...) features register
+        self.shipped = ShippedContent(self)
 
         self.search_parameters = SearchParameterManager(self)
         self.profile_validators.append(self.search_parameters)
@@ -131,9 +135,10 @@ class FhirService:
         store.add_listener(self.search_parameters.committed)
 
     async def start(self) -> None:
-        """Called once the store is open: load stored SearchParameters, resume their jobs, and
-        start the maintenance loop."""
+        """Called once the store is open: load stored SearchParameters, resume their jobs, write
+        the shipped content, and start the maintenance loop."""
         await self.search_parameters.load()
+        await self.shipped.load_all()
         for hook in self.start_hooks:
             await hook()
         self._maintenance = asyncio.get_running_loop().create_task(self._maintain())

@@ -8,23 +8,17 @@ stored resource of a url is deleted, the packaged one (if any) is used again.
 
 At start-up the shipped content (``terminology/`` and ``mappings/``) is written into the store
 under its own ids, so it can be read and searched like any resource (setting
-``load_terminology``). This is idempotent: the digests of the shipped files are kept in the
-store's meta table (one entry), and a file is written only when it changed since the last start (a
-new release), and only if the stored copy differs from it; local changes to shipped resources are
-kept until a release changes that file.
+``load_terminology``), by the shipped-content loader (``content/shipped.py``: idempotent, local
+changes kept until a release changes that resource).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from typing import Any
 
-import orjson
-
-from fhir_server.errors import FhirError
+from fhir_server.content.shipped import attach as shipped_content
 from fhir_server.json_codec import loads_trusted
-from fhir_server.service.context import RequestContext
 from fhir_server.store.protocol import StoredVersion
 from fhir_server.terminology.catalog import (
     TERMINOLOGY_TYPES,
@@ -37,20 +31,8 @@ from fhir_server.terminology.search import value_set_codes
 
 log = logging.getLogger(__name__)
 TYPES = tuple(sorted(TERMINOLOGY_TYPES))
-META_KEY = "terminology-shipped"  # {"release": digest, "files": {"Type/id": digest}}
+META_KEY = "terminology-shipped"  # the loader's state: {"release": digest, "files": {...}}
 BATCH = 500
-
-
-def digest(resource: dict[str, Any]) -> str:
-    return hashlib.blake2b(
-        orjson.dumps(resource, option=orjson.OPT_SORT_KEYS), digest_size=16
-    ).hexdigest()
-
-
-def _without_meta(resource: dict[str, Any]) -> dict[str, Any]:
-    out = dict(resource)
-    out.pop("meta", None)
-    return out
 
 
 class Terminology:
@@ -65,12 +47,17 @@ class Terminology:
         service.store.add_listener(self.committed)
         service.parser.value_set_codes = self.codes_for_search
         service.terminology = self
+        shipped_content(service).add(
+            "terminology",
+            shipped_resources,
+            enabled=getattr(service.settings, "load_terminology", True),
+        )
 
     # -- start-up ---------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        if getattr(self.svc.settings, "load_terminology", True):
-            await self.load_shipped()
+        """Follow what is stored (the shipped terminology itself is written by the service's
+        shipped-content loader before this runs)."""
         await self.load_stored()
 
     async def load_stored(self) -> None:
@@ -86,45 +73,8 @@ class Terminology:
 
     async def load_shipped(self) -> int:
         """Write the shipped terminology into the store where it is missing or changed by a
-        new release; returns how many resources were written."""
-        store = self.svc.store
-        shipped = shipped_resources()
-        release = hashlib.blake2b(
-            "".join(digest(r) for r in shipped).encode(), digest_size=16
-        ).hexdigest()
-        raw = await store.get_meta(META_KEY)
-        previous = orjson.loads(raw) if raw else {}
-        if previous.get("release") == release:
-            return 0
-        known: dict[str, str] = dict(previous.get("files", {}))
-        ctx = RequestContext(base_url=self.svc.settings.public_url, prefer_return="minimal")
-        written = 0
-        async with store.unit_of_work() as uow:
-            for resource in shipped:
-                key = f"{resource['resourceType']}/{resource['id']}"
-                file_digest = digest(resource)
-                if known.get(key) == file_digest:
-                    continue  # unchanged since the last start: local edits are kept
-                current = await uow.current(resource["resourceType"], resource["id"])
-                live = current is not None and not current.deleted and current.body is not None
-                if live and _without_meta(loads_trusted(current.body)) == resource:
-                    known[key] = file_digest
-                    continue
-                body = orjson.loads(orjson.dumps(resource))  # the write path may amend it
-                try:
-                    self.svc.validate(body, resource["resourceType"])
-                except FhirError as exc:
-                    log.error("shipped %s is not valid and was not loaded: %s", key, exc)
-                    continue
-                await self.svc.store_version(ctx, uow, body, current, "PUT")
-                known[key] = file_digest
-                written += 1
-        complete = all(known.get(f"{r['resourceType']}/{r['id']}") for r in shipped)
-        state = {"release": release if complete else None, "files": known}
-        await store.set_meta(META_KEY, orjson.dumps(state).decode())
-        if written:
-            log.info("loaded %d shipped terminology resources into the store", written)
-        return written
+        new release (see ``content/shipped.py``); returns how many resources were written."""
+        return await self.svc.shipped.load("terminology", list(shipped_resources()))
 
     # -- following the store ----------------------------------------------------------------------
 

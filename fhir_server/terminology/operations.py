@@ -637,6 +637,4 @@ OPERATIONS: dict[str, Handler] = {
 def install(app: Any) -> None:
     terminology = attach(app.service)
     app.fhir.operations.update(OPERATIONS)
-    hooks = getattr(app, "startup_hooks", None)
-    if hooks is not None:
-        hooks.append(terminology.start)
+    app.service.start_hooks.append(terminology.start)

@@ -38,6 +38,11 @@ def test_wheel_contains_package_data_and_the_command(tmp_path: Path) -> None:
         assert required in names, required
     shipped = [n for n in names if n.startswith("fhir_server/content/terminology/bib/")]
     assert len(shipped) == len(list((ROOT / "terminology" / "bib").glob("*.json")))
+    library = {
+        "fhir_server/content/library/" + str(p.relative_to(ROOT / "content"))
+        for p in (ROOT / "content").rglob("*.json")
+    }
+    assert library <= names, sorted(library - names)[:5]
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "fhir-server = fhir_server.cli:main" in text
