@@ -69,6 +69,12 @@ def not_found(diagnostics: str) -> FhirError:
     return FhirError(404, "not-found", diagnostics)
 
 
+def unknown(type_: str, id_: str) -> FhirError:
+    """The one answer for a resource that does not exist, or that the caller may not see: the
+    two must not be told apart (docs/security.md)."""
+    return FhirError(404, "not-found", f"{type_}/{id_} is not known")
+
+
 def gone(diagnostics: str, headers: dict[str, str] | None = None) -> FhirError:
     return FhirError(410, "deleted", diagnostics, headers=headers)
 

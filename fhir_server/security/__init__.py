@@ -188,8 +188,14 @@ def install(app: Any) -> None:
     app.service.audit = state.audit
     from fhir_server.security.audit import ProvenanceHook
     from fhir_server.security.labels import LabelHook
+    from fhir_server.security.registration import Identification, RegistrationHook
 
-    app.service.write_hooks.extend([LabelHook(state.labeller), ProvenanceHook(app.service)])
+    app.service.write_hooks.extend(
+        [LabelHook(state.labeller), ProvenanceHook(app.service), RegistrationHook(app.service)]
+    )
+    identification = Identification(app.service, state.relationships)
+    app.service.conditional_resolvers.append(identification.conditional)
+    app.fhir.operations["identify"] = identification.operation
     app.store.add_listener(state.relationships.committed)
     if extras is not None:
         extras["security"] = state.capability_security()

@@ -255,8 +255,12 @@ class AuditLog:
         interaction = accesses[0][0] if accesses else "unknown"  # a Bundle: transaction/batch
         action = ACTION.get(interaction, "E")
         outcome = "0" if status < 400 else "4" if status < 500 else "8"
+        if refusal and outcome == "0" and interaction in ACTION:
+            # answered as if the resource did not exist (a delete of a hidden resource is a
+            # 204), but refused all the same: the audit trail says so
+            outcome = "4"
         description = f"HTTP {status}"
-        if refusal and status >= 400:
+        if refusal:
             description += f": {refusal}"
         if interaction.startswith("auth:"):  # an authorization-server event
             event_type = {"system": DCM, "code": "110114"}  # User Authenticated

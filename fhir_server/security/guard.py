@@ -28,13 +28,13 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from fhir_server.errors import FhirError
+from fhir_server.errors import FhirError, unknown
 from fhir_server.json_codec import loads_trusted
 from fhir_server.search.registry import Registry
 from fhir_server.security.labels import Labeller, label_keys, restricted_label_preds
 from fhir_server.security.policy import Label, access_policy, label_policy
 from fhir_server.security.principal import SecurePrincipal
-from fhir_server.security.relationships import RelationshipIndex, consent_restricts
+from fhir_server.security.relationships import RelationshipIndex, consent_restricts, local_ref
 from fhir_server.security.scopes import PERMISSION, ScopeRule, ScopeSet
 from fhir_server.service.context import Principal, RequestContext
 from fhir_server.service.core import Access
@@ -71,9 +71,18 @@ class Refused(FhirError):
     pass
 
 
+class NotVisible(Refused):
+    """The stored resource must look to the caller exactly like a missing one. Interactions
+    catch it (``hides_resource``) and answer as they answer for a missing resource (404, 204 for
+    a delete, 412 for an If-Match...); its own message is the one a read of a missing resource
+    gets."""
+
+    hides_resource = True
+
+
 def hidden(type_: str, id_: str | None) -> FhirError:
     """A refusal that cannot be told apart from a missing resource."""
-    return Refused(404, "not-found", f"{type_}/{id_} is not known")
+    return NotVisible(404, "not-found", unknown(type_, id_ or "").issues[0].diagnostics)
 
 
 def forbidden(message: str) -> FhirError:
@@ -199,23 +208,90 @@ class SecurityGuard:
         if interaction in ("search-type", "history-type"):
             self._data_type_rules(p, type_)
             return
+        # Everything above depends on the type and the token only, so it answers the same for
+        # a missing and a hidden resource. From here on the stored data is judged: first
+        # whether the caller may know it exists at all, before anything could reveal it.
+        id_ = access.resource_id
         if interaction in ("read", "vread"):
-            await self._check_stored(ctx, p, current, grants, type_, access.resource_id, hide=True)
+            await self._check_stored(ctx, p, current, grants, type_, id_, hide=True)
         elif interaction == "history-instance":
-            stored = await self.svc.store.current(type_, access.resource_id or "")
-            await self._check_stored(ctx, p, stored, grants, type_, access.resource_id, hide=True)
+            stored = await self.svc.store.current(type_, id_ or "")
+            await self._check_stored(ctx, p, stored, grants, type_, id_, hide=True)
         elif interaction == "create":
             assert access.resource is not None
             await self._check_new(ctx, p, type_, access.resource, grants, creating=True)
+            await self._check_identity_change(p, type_, access.resource, None)
         elif interaction in ("update", "patch"):
+            if current is not None and not await self._can_see(ctx, p, current, perm):
+                if access.resource is not None:  # judged exactly as the write of a missing id
+                    await self._check_new(ctx, p, type_, access.resource, grants, creating=True)
+                self._note(ctx, "the resource is not visible to the caller")
+                raise hidden(type_, id_)
+            if current is not None:
+                # a live resource, or a deleted one being re-created: authorised like an update
+                # of the record it replaces (its patients must be writable too)
+                await self._check_stored(ctx, p, current, grants, type_, id_, write=True)
+                if live:
+                    self._check_consent_change(p, type_, current)
+            if access.resource is not None:
+                await self._check_new(
+                    ctx, p, type_, access.resource, grants, creating=current is None
+                )
+                await self._check_identity_change(p, type_, access.resource, current)
+        elif interaction == "delete" and current is not None:
+            if not await self._can_see(ctx, p, current, perm):
+                self._note(ctx, "the resource is not visible to the caller")
+                raise hidden(type_, id_)
             if live:
-                await self._check_stored(ctx, p, current, grants, type_, access.resource_id)
+                await self._check_stored(ctx, p, current, grants, type_, id_, write=True)
                 self._check_consent_change(p, type_, current)
-            assert access.resource is not None
-            await self._check_new(ctx, p, type_, access.resource, grants, creating=not live)
-        elif interaction == "delete" and live:
-            await self._check_stored(ctx, p, current, grants, type_, access.resource_id)
-            self._check_consent_change(p, type_, current)
+                await self._check_identity_change(p, type_, None, current)
+
+    async def _can_see(
+        self, ctx: RequestContext, p: SecurePrincipal, version: StoredVersion, perm: str
+    ) -> bool:
+        """Whether the caller may know that this stored resource exists: judged with every grant
+        that could let them act on it (read, search or the interaction's own permission)."""
+        type_ = version.type
+        grants = (
+            p.scope_set.grants(type_, "r")
+            + p.scope_set.grants(type_, "s")
+            + p.scope_set.grants(type_, perm)
+        )
+        if not grants:
+            return False
+        try:
+            await self._check_stored(_Silent(ctx), p, version, grants, type_, version.id, hide=True)
+        except Refused:
+            return False
+        return True
+
+    async def hides(self, ctx: RequestContext, version: StoredVersion) -> bool:
+        principal = ctx.principal
+        if principal is None:
+            return False
+        return not await self._can_see(ctx, as_secure(principal), version, "r")
+
+    async def _check_identity_change(
+        self,
+        p: SecurePrincipal,
+        type_: str,
+        resource: dict | None,
+        current: StoredVersion | None,
+    ) -> None:
+        """Directory elements that decide how a token resolves to a person (identifiers of
+        Practitioners and Organizations, mappings/security-access-policy.json) are written by
+        administrators only: nobody may make someone else's token resolve to them."""
+        elements = self.policy.identity_elements.get(type_)
+        if not elements or p.admin:
+            return
+        before = loads_trusted(current.body) if current is not None and current.body else {}
+        after = resource or {}
+        if any(before.get(e) != after.get(e) for e in elements):
+            raise forbidden(
+                f"{', '.join(elements)} of a {type_} decide whose identity a token resolves to: "
+                "only an administrator may change them"
+            )
 
     def _check_consent_change(
         self, p: SecurePrincipal, type_: str, current: StoredVersion | None
@@ -295,7 +371,10 @@ class SecurityGuard:
         type_: str,
         id_: str | None,
         hide: bool = False,
+        write: bool = False,
     ) -> None:
+        """Judge a stored version: ``hide`` answers a refusal as "not known"; ``write`` needs
+        every patient of the resource to be writable by the caller (not just one)."""
         if version is None:
             return  # the interaction reports "not found" itself
         deny = (
@@ -309,13 +388,27 @@ class SecurityGuard:
                 raise deny()
             return
         facts = await self.facts_of(version)
-        await self._judge(ctx, p, type_, facts, grants, deny)
+        await self._judge(ctx, p, type_, facts, grants, deny, every_patient=write)
+        # a version that is not the current one is also judged by the current one's patients,
+        # labels and consent: a label added later hides the versions before it (most
+        # restrictive wins)
+        current = await self._current_if_older(version)
+        if current is not None:
+            await self._judge(
+                ctx, p, type_, await self.facts_of(current), grants, deny, every_patient=write
+            )
         if any(not g.query for g in grants):
             return
         resource = loads_trusted(version.body) if version.body is not None else None
         if resource is None or not await self._matches_scope(type_, resource, grants, version):
             self._note(ctx, "outside the granted scope's query")
             raise deny()
+
+    async def _current_if_older(self, version: StoredVersion) -> StoredVersion | None:
+        current = await self.svc.store.current(version.type, version.id)
+        if current is None or current.version == version.version:
+            return None
+        return current
 
     async def _check_new(
         self,
@@ -330,12 +423,11 @@ class SecurityGuard:
             return forbidden(f"you may not write this {type_}")
 
         if type_ == "Provenance" and p.kind == "user":
+            self._check_provenance_agents(p, resource)
             for target in resource.get("target", ()):
                 ref = target.get("reference") if isinstance(target, dict) else None
-                parts = ref.split("/") if isinstance(ref, str) else []
-                stored = (
-                    await self.svc.store.current(parts[0], parts[1]) if len(parts) >= 2 else None
-                )
+                local = self.local_ref(ref)
+                stored = await self.svc.store.current(*local.split("/", 1)) if local else None
                 if stored is None or not await self.visible(ctx, stored):
                     raise forbidden("a Provenance may only target resources the caller can see")
             return
@@ -354,13 +446,39 @@ class SecurityGuard:
                 raise forbidden(
                     f"a {type_} must reference the patient it is about (Patient compartment)"
                 )
-            await self._judge(ctx, p, type_, facts, grants, deny)
+            await self._judge(ctx, p, type_, facts, grants, deny, every_patient=True)
         if any(not g.query for g in grants):
             return
         if not await self._matches_scope(type_, resource, grants, None):
             raise forbidden(f"this {type_} is outside the granted scope's query")
 
-    def _note(self, ctx: RequestContext, reason: str) -> None:
+    def local_ref(self, ref: Any) -> str | None:
+        """``Type/id`` of a reference to this server (relative, or absolute under its base URL);
+        None for another server's resource or anything that is not a literal reference. The one
+        way references are resolved for access decisions."""
+        return local_ref(ref, self.svc.settings.public_url)
+
+    def _check_provenance_agents(self, p: SecurePrincipal, resource: dict) -> None:
+        """A professional's Provenance names the professional (or their organisation, or one of
+        their roles) as every agent: nobody may attribute a write to someone else."""
+        mine = set(p.user_refs)
+        for agent in resource.get("agent", ()):
+            if not isinstance(agent, dict):
+                continue
+            for key in ("who", "onBehalfOf"):
+                value = agent.get(key)
+                if value is None:
+                    continue
+                ref = value.get("reference") if isinstance(value, dict) else None
+                if self.local_ref(ref) not in mine:
+                    raise forbidden(
+                        "a Provenance you write may only name you, your role or your "
+                        f"organisation as agent ({key})"
+                    )
+
+    def _note(self, ctx: Any, reason: str) -> None:
+        if isinstance(ctx, _Silent):
+            return
         if hasattr(ctx, "refusal") and not getattr(ctx, "refusal", None):
             ctx.refusal = reason  # type: ignore[attr-defined]
 
@@ -372,7 +490,11 @@ class SecurityGuard:
         facts: Facts,
         grants: tuple[ScopeRule, ...],
         deny: Any,
+        every_patient: bool = False,
     ) -> None:
+        """Type rules, patient context, care relationships, consent and labels. A read needs
+        one of the resource's patients to be reachable; a write (``every_patient``) needs all
+        of them: data may not be placed in, or point into, a record the caller cannot write."""
         if self._audit_reader(p, type_):
             return
         self._data_type_rules(p, type_)
@@ -381,26 +503,25 @@ class SecurityGuard:
             if not patients:
                 self._note(ctx, "not in any patient's compartment")
                 raise deny()
+            ctx.patients.update(patients)
             if all(g.context == "patient" for g in grants):
                 if p.patient is None or p.patient not in patients:
                     self._note(ctx, "outside the token's patient context")
                     raise deny()
+                if every_patient and patients != {p.patient}:
+                    self._note(ctx, "refers to patients outside the token's patient context")
+                    raise deny()
                 patients = frozenset((p.patient,))
-            ctx.patients.update(patients)
             if p.kind == "user" and not ctx.break_glass:
                 relations = await self.rel.relations(p)
-                reachable = patients & relations.patients
-                if not reachable:
+                reachable = patients & (relations.patients | ctx.new_patients)
+                if not reachable or (every_patient and reachable != patients):
                     self._note(ctx, "no care relationship with the patient (or consent denies it)")
                     raise deny()
-                if (
-                    relations.label_denies
-                    and facts.labels
-                    and all(
-                        relations.label_denies.get(pid, frozenset()) & facts.labels
-                        for pid in reachable
-                    )
-                ):
+                denied = [
+                    relations.label_denies.get(pid, frozenset()) & facts.labels for pid in reachable
+                ]
+                if facts.labels and (any(denied) if every_patient else all(denied)):
                     self._note(ctx, "the patient's consent denies these labelled data")
                     raise deny()
         self._judge_labels(ctx, p, facts, deny)
@@ -685,17 +806,11 @@ class SecurityGuard:
             return False
         try:
             self._type_rules(p, "read", type_)
-            if type_ == "Provenance" and p.kind == "user":
-                return await self._provenance_visible(ctx, p, version)
-            facts = await self.facts_of(version)
-            await self._judge(_Silent(ctx), p, type_, facts, grants, lambda: hidden(type_, ""))
-            if not any(not g.query for g in grants):
-                resource = loads_trusted(version.body) if version.body is not None else None
-                if resource is None or not await self._matches_scope(type_, resource, grants, None):
-                    return False
+            await self._check_stored(_Silent(ctx), p, version, grants, type_, version.id, hide=True)
         except Refused:
             return False
-        ctx.patients.update(facts.patients)
+        if type_ != "Provenance":
+            ctx.patients.update((await self.facts_of(version)).patients)
         return True
 
     async def _provenance_visible(
@@ -706,13 +821,10 @@ class SecurityGuard:
             return False
         provenance = loads_trusted(version.body)
         for target in provenance.get("target", ()):
-            ref = target.get("reference") if isinstance(target, dict) else None
-            if not isinstance(ref, str):
+            local = self.local_ref(target.get("reference") if isinstance(target, dict) else None)
+            if local is None:
                 continue
-            parts = ref.split("/")
-            if len(parts) < 2:
-                continue
-            stored = await self.svc.store.current(parts[0], parts[1])
+            stored = await self.svc.store.current(*local.split("/", 1))
             if (
                 stored is not None
                 and stored.type != "Provenance"
@@ -723,17 +835,17 @@ class SecurityGuard:
 
 
 class _Silent:
-    """A context proxy for visibility checks: records patients, never a refusal reason."""
+    """A context proxy for visibility checks: the same caller, but it records neither patients
+    nor a refusal reason (a hidden include is not a refused request)."""
 
     __slots__ = ("_ctx",)
 
-    def __init__(self, ctx: RequestContext) -> None:
-        self._ctx = ctx
+    def __init__(self, ctx: Any) -> None:
+        self._ctx = ctx._ctx if isinstance(ctx, _Silent) else ctx
 
     @property
     def patients(self) -> set[str]:
         return set()
 
-    @property
-    def break_glass(self) -> bool:
-        return self._ctx.break_glass
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ctx, name)

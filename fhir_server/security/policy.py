@@ -85,6 +85,7 @@ class AccessPolicy:
     restricted: frozenset[str]
     role_b_no_write: frozenset[str]
     operations: dict[str, str]
+    identity_elements: dict[str, tuple[str, ...]]  # type -> elements only administrators write
 
 
 @cache
@@ -102,6 +103,10 @@ def access_policy() -> AccessPolicy:
         types("restricted_types"),
         types("role_b_no_write_types"),
         dict(data.get("operations", {})),
+        {
+            type_: tuple(elements)
+            for type_, elements in data.get("identity_elements", {}).get("types", {}).items()
+        },
     )
 
 

@@ -58,18 +58,16 @@ def _period_active(period: Any, now: str) -> bool:
     return not (isinstance(end, str) and end[:19] < now[: len(end[:19])])
 
 
-def _ref_id(ref: Any, type_: str) -> str | None:
-    if isinstance(ref, dict):
-        value = ref.get("reference")
-        if isinstance(value, str):
-            head, _, tail = value.rpartition("/")
-            if head.endswith(type_) and tail and "/_history" not in value:
-                return tail
-            if "/_history/" in value:
-                parts = value.split("/")
-                if len(parts) >= 4 and parts[-4] == type_:
-                    return parts[-3]
-    return None
+def _ref_id(ref: Any, type_: str, base_url: str) -> str | None:
+    """The id of a ``{"reference": ...}`` to a ``type_`` resource of this server (relative, or
+    absolute under its base URL, with or without ``_history``); None for anything else: another
+    server's ``.../Patient/x`` is not our patient x."""
+    value = ref.get("reference") if isinstance(ref, dict) else None
+    local = local_ref(value, base_url)
+    if local is None:
+        return None
+    found_type, _, found_id = local.partition("/")
+    return found_id if found_type == type_ and found_id else None
 
 
 def _type_and_id(ref: str) -> str:
@@ -82,7 +80,7 @@ def _type_and_id(ref: str) -> str:
     return "/".join(parts[-2:]) if len(parts) >= 2 else ref
 
 
-def _local_ref(ref: Any, base_url: str) -> str | None:
+def local_ref(ref: Any, base_url: str) -> str | None:
     """``Type/id`` of a reference to this server (relative, or absolute under its base URL),
     None for anything else: another server's Practitioner is nobody here, in a CareTeam as in a
     Consent's actor."""
@@ -140,7 +138,7 @@ class RelationshipIndex:
         self._locks: dict[tuple, asyncio.Lock] = {}
 
     def _local(self, ref: Any) -> str | None:
-        return _local_ref(ref, self.svc.settings.public_url)
+        return local_ref(ref, self.svc.settings.public_url)
 
     @staticmethod
     def key(principal: SecurePrincipal) -> tuple:
@@ -217,6 +215,7 @@ class RelationshipIndex:
         refs = principal.user_refs
         mine = set(refs)
         now = _now_iso()
+        base = self.svc.settings.public_url
         patients: set[str] = set()
         if refs:
             for team in await self._search("CareTeam", [self._ref_preds("participant", refs)]):
@@ -230,17 +229,17 @@ class RelationshipIndex:
                     and _period_active(p.get("period"), now)
                     for p in team.get("participant", ())
                 )
-                patient = _ref_id(team.get("subject"), "Patient")
+                patient = _ref_id(team.get("subject"), "Patient", base)
                 if member and patient:
                     patients.add(patient)
             for request in await self._search(
                 "ServiceRequest", [self._ref_preds("performer", refs)]
             ):
-                patient = _ref_id(request.get("subject"), "Patient")
+                patient = _ref_id(request.get("subject"), "Patient", base)
                 if request.get("status") == "active" and patient:
                     patients.add(patient)
             for task in await self._search("Task", [self._ref_preds("owner", refs)]):
-                patient = _ref_id(task.get("for"), "Patient")
+                patient = _ref_id(task.get("for"), "Patient", base)
                 if task.get("status") in ACTIVE_TASK and patient:
                     patients.add(patient)
             gp = self._ref_preds("general-practitioner", refs)
@@ -255,7 +254,7 @@ class RelationshipIndex:
         patients |= self.launches.launched_patients(principal)
         label_denies: dict[str, frozenset[tuple[str, str]]] = {}
         for consent in await self._consents(sorted(patients)):
-            patient = _ref_id(consent.get("patient"), "Patient")
+            patient = _ref_id(consent.get("patient"), "Patient", base)
             if not patient or consent.get("status") != "active":
                 continue
             verdict = _consent_verdict(
@@ -266,6 +265,18 @@ class RelationshipIndex:
             elif verdict:
                 label_denies[patient] = label_denies.get(patient, frozenset()) | verdict
         return Relations(frozenset(patients), label_denies, time.time())
+
+    async def consent_denies(self, principal: SecurePrincipal, patient: str) -> bool:
+        """Whether an active Consent of this patient denies the professional her whole record."""
+        now = _now_iso()
+        base = self.svc.settings.public_url
+        mine = set(principal.user_refs)
+        for consent in await self._consents([patient]):
+            if consent.get("status") != "active":
+                continue
+            if _consent_verdict(consent.get("provision"), mine, now, base) is True:
+                return True
+        return False
 
     async def _consents(self, patients: list[str]) -> list[dict]:
         """The Consents of these patients, by their ``patient`` reference alone: a consent still
@@ -304,7 +315,7 @@ def _consent_verdict(
             return True  # no actor: applies to everyone
         return any(
             isinstance(a, dict)
-            and _local_ref((a.get("reference") or {}).get("reference"), base_url) in mine
+            and local_ref((a.get("reference") or {}).get("reference"), base_url) in mine
             for a in actors
         )
 

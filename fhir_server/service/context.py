@@ -37,6 +37,9 @@ class RequestContext:
     accesses: list[Any] = field(default_factory=list)  # what was attempted (for the audit trail)
     patients: set[str] = field(default_factory=set)  # patients whose data was touched (audit)
     break_glass: bool = False  # emergency access was claimed (audited, see docs/security.md)
+    # patient records this request created (or, in a transaction, is creating): their creator
+    # may write their data in the same request, before the care relationship is committed
+    new_patients: set[str] = field(default_factory=set)
 
     def url(self, *parts: str) -> str:
         return "/".join((self.base_url, *parts))

@@ -55,10 +55,28 @@ class Guard(Protocol):
     async def visible(self, ctx: RequestContext, version: StoredVersion) -> bool:
         """Whether an included resource, history entry... may be shown to the caller."""
 
+    async def hides(self, ctx: RequestContext, version: StoredVersion) -> bool:
+        """Whether a stored resource must look to the caller exactly like one that does not
+        exist. Asked before anything that could reveal it (applying a patch, comparing a
+        precondition, building an error from its content, choosing a status)."""
+
 
 class Auditor(Protocol):
     async def record(self, ctx: RequestContext, status: int) -> None:
         """Record what ``ctx.accesses`` attempted and how it ended (HTTP status)."""
+
+    def refused(
+        self,
+        method: str,
+        path: str,
+        query: str,
+        client_ip: str | None,
+        request_id: str,
+        status: int,
+        reason: str,
+        principal: Any = None,
+    ) -> None:
+        """Record a request refused before any request context existed (format, size...)."""
 
 
 class OpenGuard:
@@ -71,9 +89,15 @@ class OpenGuard:
     async def visible(self, ctx: RequestContext, version: StoredVersion) -> bool:
         return True
 
+    async def hides(self, ctx: RequestContext, version: StoredVersion) -> bool:
+        return False
+
 
 class NoAudit:
     async def record(self, ctx: RequestContext, status: int) -> None:
+        return None
+
+    def refused(self, *args: Any, **kwargs: Any) -> None:
         return None
 
 
@@ -119,6 +143,9 @@ class FhirService:
         self.guard: Guard = OpenGuard()
         self.audit: Auditor = NoAudit()
         self.write_hooks: list[WriteHook] = []
+        # asked when a conditional interaction finds nothing the caller may see: a plug-in may
+        # resolve the condition itself (security: identifying a woman by her SSIN)
+        self.conditional_resolvers: list[Any] = []
         self.start_hooks: list[Any] = []  # async callables run by start() (plug-ins load state)
         # extra CapabilityStatement.rest fields from plug-ins (e.g. "security": SMART)
         self.capability_extras: dict[str, Any] = {}
@@ -175,6 +202,16 @@ class FhirService:
 
     async def visible(self, ctx: RequestContext, version: StoredVersion) -> bool:
         return await self.guard.visible(ctx, version)
+
+    async def existing(
+        self, ctx: RequestContext, version: StoredVersion | None
+    ) -> StoredVersion | None:
+        """``version`` if the caller may know it exists, else None: what every interaction on
+        one stored resource sees first, so that a resource the caller may not see answers
+        exactly like a missing one (same status, same message, no ETag)."""
+        if version is None or ctx.principal is None:
+            return version
+        return None if await self.guard.hides(ctx, version) else version
 
     # -- checks shared by the interactions ------------------------------------------------
 

@@ -8,12 +8,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from fhir_server.errors import FhirError, bad_request, gone, not_found, precondition_failed
+from fhir_server.errors import (
+    FhirError,
+    bad_request,
+    gone,
+    not_found,
+    precondition_failed,
+    unknown,
+)
 from fhir_server.json_codec import loads_trusted
 from fhir_server.patch import apply_patch
 from fhir_server.service.context import RequestContext
 from fhir_server.service.core import Access, FhirService
 from fhir_server.service.result import Result
+from fhir_server.service.search import restrict
 from fhir_server.service.versioning import etag, http_date, new_id, parse_etag
 from fhir_server.store.protocol import StoredVersion, UnitOfWork, VersionConflict
 
@@ -43,7 +51,7 @@ async def read(svc: FhirService, ctx: RequestContext, type_: str, id_: str) -> R
     current = await svc.store.current(type_, id_)
     await svc.authorize(ctx, Access("read", type_, id_, current=current))
     if current is None:
-        raise not_found(f"{type_}/{id_} is not known")
+        raise unknown(type_, id_)
     if current.deleted:
         raise _deleted_error(current)
     return Result(200, raw=current.body, version=current)
@@ -52,9 +60,13 @@ async def read(svc: FhirService, ctx: RequestContext, type_: str, id_: str) -> R
 async def vread(svc: FhirService, ctx: RequestContext, type_: str, id_: str, vid: str) -> Result:
     svc.require_type(type_)
     stored = await svc.store.version(type_, id_, int(vid)) if vid.isdigit() else None
-    await svc.authorize(ctx, Access("vread", type_, id_, current=stored))
+    missing = not_found(f"version {vid[:20]} of {type_}/{id_} is not known")
+    try:
+        await svc.authorize(ctx, Access("vread", type_, id_, current=stored))
+    except FhirError as exc:
+        raise missing if is_hidden(exc) else exc from None
     if stored is None:
-        raise not_found(f"version {vid} of {type_}/{id_} is not known")
+        raise missing
     if stored.deleted:
         raise _deleted_error(stored)
     return Result(200, raw=stored.body, version=stored)
@@ -118,8 +130,14 @@ async def conditional_matches(
     if not params:
         raise bad_request("a conditional interaction needs search parameters")
     parsed = svc.parser.parse((type_,), params, strict=True)
-    parsed.query.where.extend(await svc.search_filter(ctx, (type_,)))
-    return await uow.search_ids(parsed.query, limit=2)
+    await restrict(svc, ctx, parsed.query)  # chains and _has too, as a search by this caller
+    matches = await uow.search_ids(parsed.query, limit=2)
+    if not matches:
+        for resolver in svc.conditional_resolvers:
+            matches = await resolver(ctx, uow, type_, query_string)
+            if matches:
+                break
+    return matches
 
 
 # -- update -----------------------------------------------------------------------------------
@@ -158,9 +176,20 @@ async def update_in(
 ) -> Result:
     type_, id_ = resource["resourceType"], resource["id"]
     current = await uow.current(type_, id_)
-    live = current is not None and not current.deleted
     interaction = "patch" if method == "PATCH" else "update"
-    await svc.authorize(ctx, Access(interaction, type_, id_, resource=resource, current=current))
+    try:
+        await svc.authorize(
+            ctx, Access(interaction, type_, id_, resource=resource, current=current)
+        )
+    except FhirError as exc:
+        if not is_hidden(exc):
+            raise
+        # answered as for a missing id (If-Match cannot match); only the write itself cannot
+        # happen, since the id is taken (docs/security.md: client-assigned ids)
+        if if_match is not None:
+            raise _if_match_on_missing(type_, id_, if_match) from None
+        raise FhirError(403, "forbidden", f"you may not write this {type_}") from None
+    live = current is not None and not current.deleted
     if if_none_match is not None:
         if if_none_match.strip() != "*":
             raise bad_request("If-None-Match on an update only supports '*'")
@@ -171,9 +200,7 @@ async def update_in(
     if if_match is not None:
         wanted = parse_etag(if_match)
         if not live:
-            raise precondition_failed(
-                f"{type_}/{id_} does not exist, so If-Match {if_match!r} cannot match"
-            )
+            raise _if_match_on_missing(type_, id_, if_match)
         assert current is not None
         if current.version != wanted:
             raise precondition_failed(
@@ -194,6 +221,17 @@ async def update_in(
         ) from exc
     status = 200 if live else 201
     return Result(status, raw=stored.body, version=stored, location=_location(ctx, stored))
+
+
+def _if_match_on_missing(type_: str, id_: str, if_match: str) -> FhirError:
+    return precondition_failed(
+        f"{type_}/{id_} does not exist, so If-Match {if_match[:40]!r} cannot match"
+    )
+
+
+def is_hidden(exc: FhirError) -> bool:
+    """Whether the guard refused because the caller may not know the resource exists."""
+    return getattr(exc, "hides_resource", False)
 
 
 def _unchanged(current: StoredVersion, resource: dict) -> bool:
@@ -297,8 +335,14 @@ async def patch_in(
     if_match: str | None,
 ) -> Result:
     current = await uow.current(type_, id_)
+    # the stored version is judged before the patch is applied, a precondition compared or an
+    # error built from its content: a hidden resource answers exactly like a missing one
+    try:
+        await svc.authorize(ctx, Access("patch", type_, id_, current=current))
+    except FhirError as exc:
+        raise unknown(type_, id_) if is_hidden(exc) else exc from None
     if current is None:
-        raise not_found(f"{type_}/{id_} is not known")
+        raise unknown(type_, id_)
     if current.deleted:
         raise _deleted_error(current)
     if if_match is not None and parse_etag(if_match) != current.version:
@@ -335,7 +379,12 @@ async def delete_in(
     if_match: str | None = None,
 ) -> Result:
     current = await uow.current(type_, id_)
-    await svc.authorize(ctx, Access("delete", type_, id_, current=current))
+    try:
+        await svc.authorize(ctx, Access("delete", type_, id_, current=current))
+    except FhirError as exc:
+        if not is_hidden(exc):
+            raise
+        current = None  # answered exactly as a delete of a missing resource (and audited)
     if current is None or current.deleted:
         if if_match is not None:
             raise precondition_failed(f"{type_}/{id_} does not exist")
@@ -365,7 +414,7 @@ async def conditional_delete_in(
     if not params:
         raise bad_request("a conditional delete needs search parameters")
     parsed = svc.parser.parse((type_,), params, strict=True)
-    parsed.query.where.extend(await svc.search_filter(ctx, (type_,)))
+    await restrict(svc, ctx, parsed.query)
     limit = svc.settings.max_multiple_delete + 1 if svc.settings.allow_multiple_delete else 2
     matches = await uow.search_ids(parsed.query, limit=limit)
     if len(matches) > 1 and not svc.settings.allow_multiple_delete:

@@ -147,6 +147,7 @@ async def _transaction(svc: FhirService, ctx: RequestContext, entries: list[_Ent
                 current.result = await _run(svc, ctx, uow, current)
             current = None
             mapping = await _assign_ids(svc, ctx, uow, entries)
+            await _new_patients(ctx, uow, entries)
             _check_overlaps(entries, mapping)
             for current in entries:
                 if current.resource is not None:
@@ -157,6 +158,23 @@ async def _transaction(svc: FhirService, ctx: RequestContext, entries: list[_Ent
             if current is None:
                 raise
             raise _entry_error(exc, current) from exc
+
+
+async def _new_patients(ctx: RequestContext, uow: UnitOfWork, entries: list[_Entry]) -> None:
+    """Patient records this transaction creates: their creator may write their data in the same
+    transaction, whatever the order of the entries. Safe because a transaction is atomic: if
+    the creation of one of them is refused, nothing is written at all."""
+    for entry in entries:
+        if entry.method not in ("POST", "PUT") or not isinstance(entry.resource, dict):
+            continue
+        if (entry.resource.get("resourceType") or entry.type_) != "Patient":
+            continue
+        if entry.method == "POST" and entry.assigned_id and "existing" not in entry.extra:
+            ctx.new_patients.add(entry.assigned_id)
+        elif entry.method == "PUT":
+            id_ = entry.id_ or entry.assigned_id
+            if id_ and await uow.current("Patient", id_) is None:
+                ctx.new_patients.add(id_)
 
 
 def _check_overlaps(entries: list[_Entry], mapping: dict[str, str]) -> None:
@@ -411,6 +429,7 @@ async def _get(svc: FhirService, ctx: RequestContext, uow: UnitOfWork, entry: _E
 
 async def _batch(svc: FhirService, ctx: RequestContext, entries: list[_Entry]) -> None:
     for entry in sorted(entries, key=lambda e: (_ORDER[e.method], e.index)):
+        created = set(ctx.new_patients)
         try:
             if entry.method == "GET":
                 async with svc.store.unit_of_work() as uow:
@@ -431,6 +450,7 @@ async def _batch(svc: FhirService, ctx: RequestContext, entries: list[_Entry]) -
                     entry.result = await _run(svc, ctx, uow, entry)
         except FhirError as exc:
             entry.error = exc
+            ctx.new_patients = created  # a failed entry created no patient
 
 
 # -- response ---------------------------------------------------------------------------------
