@@ -16,6 +16,8 @@ from fastapi.responses import JSONResponse
 
 from fhir_server import FHIR_VERSION, __version__
 from fhir_server.api.fhir import FhirApi
+from fhir_server.api.limits import TOO_LARGE_MESSAGE, head_size, outcome_body
+from fhir_server.api.render import HARDENING
 from fhir_server.config import Settings
 from fhir_server.plugins import install_all
 from fhir_server.service.core import FhirService
@@ -82,6 +84,9 @@ class ServerApp:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         kind = scope["type"]
         if kind == "http":
+            if head_size(scope["headers"]) > self.settings.max_header_bytes:
+                await self._too_large(scope, send)
+                return
             path = scope["path"]
             if (path.startswith(self._prefix) or path == self._base) and (
                 path not in self.fhir_web_paths
@@ -94,6 +99,41 @@ class ServerApp:
             await self._lifespan(receive, send)
             return
         await self.web(scope, receive, send)
+
+    async def _too_large(self, scope: dict[str, Any], send: Any) -> None:
+        """431 for a request whose headers exceed the bound (fhir_server/api/limits.py)."""
+        limit = self.settings.max_header_bytes
+        message = TOO_LARGE_MESSAGE.format(limit=limit)
+        client = scope.get("client")
+        self.service.audit.refused(
+            scope.get("method", "?"),
+            scope.get("path", "")[:200],
+            "",
+            client[0] if client else None,
+            "",
+            431,
+            message,
+        )
+        body = outcome_body(message)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 431,
+                "headers": [
+                    (b"content-type", b"application/fhir+json"),
+                    (b"content-length", b"%d" % len(body)),
+                    *HARDENING,
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    def audit_oversized(self, client: str | None, url: str, limit: int) -> None:
+        """The protocol-level bound's refusals (limits.BoundedHttpToolsProtocol) are audited."""
+        path, _, query = url.partition("?")
+        self.service.audit.refused(
+            "?", path, query, client, "", 431, TOO_LARGE_MESSAGE.format(limit=limit)
+        )
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
         while True:

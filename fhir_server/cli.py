@@ -200,6 +200,11 @@ def _serve(settings: Settings, load_demo: bool, log_level: str) -> int:
             f"SMART discovery: {settings.public_url}/.well-known/smart-configuration\n",
             file=sys.stderr,
         )
+    from fhir_server.api import limits
+
+    # requests whose head exceeds the bound are refused (431) before they are buffered whole
+    limits.BoundedHttpToolsProtocol.max_head_bytes = settings.max_header_bytes
+    limits.on_refused = app.audit_oversized
     uvicorn.run(
         app,
         host=settings.host,
@@ -208,6 +213,7 @@ def _serve(settings: Settings, load_demo: bool, log_level: str) -> int:
         access_log=False,
         lifespan="on",
         server_header=False,
+        http=limits.BoundedHttpToolsProtocol,
     )
     return 0
 

@@ -20,6 +20,7 @@ class Settings:
     base_path: str = "/fhir"  # where the FHIR API is mounted
     public_url: str = ""  # absolute base URL clients see (default: http://host:port/fhir)
     max_body_bytes: int = 16 * 1024 * 1024
+    max_header_bytes: int = 32 * 1024  # request line + headers; larger requests get 431
     default_count: int = 20
     max_count: int = 1000
     include_limit: int = 1000  # included resources per page before an OperationOutcome warning

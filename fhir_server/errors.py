@@ -69,6 +69,12 @@ def not_found(diagnostics: str) -> FhirError:
     return FhirError(404, "not-found", diagnostics)
 
 
+def is_hidden(exc: FhirError) -> bool:
+    """Whether the guard refused because the caller may not know the resource exists (the
+    interaction then answers exactly as for a missing resource)."""
+    return getattr(exc, "hides_resource", False)
+
+
 def unknown(type_: str, id_: str) -> FhirError:
     """The one answer for a resource that does not exist, or that the caller may not see: the
     two must not be told apart (docs/security.md)."""

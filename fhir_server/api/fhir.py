@@ -58,8 +58,9 @@ class FhirApi:
         ctx: RequestContext | None = None
         try:
             pretty = request.param("_pretty") == "true"
+            ctx = await self._context(request)  # first: every refusal below is audited
+            self._preferences(request, ctx)
             check_accept(request.header("accept"), request.param("_format"))
-            ctx = await self._context(request)
             response, template = await self._dispatch(request, ctx, pretty)
         except FhirError as exc:
             response = render_error(exc, pretty)
@@ -85,11 +86,14 @@ class FhirApi:
             ctx = await self.context_factory(request)
         else:
             ctx = RequestContext(base_url=self.settings.public_url)
+        ctx.request_id = request.header("x-request-id") or f"{_PROCESS_TAG}-{next(_REQUEST_IDS)}"
+        return ctx
+
+    @staticmethod
+    def _preferences(request: Request, ctx: RequestContext) -> None:
         prefs = parse_prefer(request.header("prefer"))
         ctx.prefer_return = prefs.return_
         ctx.prefer_handling = prefs.handling
-        ctx.request_id = request.header("x-request-id") or f"{_PROCESS_TAG}-{next(_REQUEST_IDS)}"
-        return ctx
 
     # -- dispatch -------------------------------------------------------------------------------
 

@@ -14,6 +14,8 @@ from fhir_server.service.subsetting import subset
 from fhir_server.service.versioning import etag, http_date
 
 CONTENT_TYPE = (b"content-type", b"application/fhir+json; charset=utf-8")
+# health data must not be kept by browsers or shared caches, nor sniffed as another type
+HARDENING = ((b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff"))
 
 
 class Response:
@@ -27,9 +29,9 @@ class Response:
     async def send(self, send: Any, head: bool = False) -> None:
         """Send with a Content-Length (not chunked; some integration engines and HTTP/1.0
         proxies need it), also on HEAD, where the body itself is left out."""
-        headers = self.headers
+        headers = [*self.headers, *HARDENING]
         if self.status not in (204, 304):  # no body, and no length to announce
-            headers = [*headers, (b"content-length", b"%d" % len(self.body))]
+            headers.append((b"content-length", b"%d" % len(self.body)))
         await send({"type": "http.response.start", "status": self.status, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if head else self.body})
 

@@ -205,8 +205,8 @@ class SecurityGuard:
             grants = grants + p.scope_set.grants(type_, "c")  # update as create
         if not grants:
             raise forbidden(f"the granted scopes do not allow {interaction} on {type_}")
+        self._data_type_rules(p, type_)  # a type-level rule: same answer whatever is stored
         if interaction in ("search-type", "history-type"):
-            self._data_type_rules(p, type_)
             return
         # Everything above depends on the type and the token only, so it answers the same for
         # a missing and a hidden resource. From here on the stored data is judged: first
@@ -225,8 +225,7 @@ class SecurityGuard:
             if current is not None and not await self._can_see(ctx, p, current, perm):
                 if access.resource is not None:  # judged exactly as the write of a missing id
                     await self._check_new(ctx, p, type_, access.resource, grants, creating=True)
-                self._note(ctx, "the resource is not visible to the caller")
-                raise hidden(type_, id_)
+                await self._hide(ctx, current)
             if current is not None:
                 # a live resource, or a deleted one being re-created: authorised like an update
                 # of the record it replaces (its patients must be writable too)
@@ -240,12 +239,17 @@ class SecurityGuard:
                 await self._check_identity_change(p, type_, access.resource, current)
         elif interaction == "delete" and current is not None:
             if not await self._can_see(ctx, p, current, perm):
-                self._note(ctx, "the resource is not visible to the caller")
-                raise hidden(type_, id_)
+                await self._hide(ctx, current)
             if live:
                 await self._check_stored(ctx, p, current, grants, type_, id_, write=True)
                 self._check_consent_change(p, type_, current)
                 await self._check_identity_change(p, type_, None, current)
+
+    async def _hide(self, ctx: RequestContext, current: StoredVersion) -> None:
+        """Refuse as if ``current`` did not exist; the audit trail still names its patients."""
+        ctx.patients.update((await self.facts_of(current)).patients)
+        self._note(ctx, "the resource is not visible to the caller")
+        raise hidden(current.type, current.id)
 
     async def _can_see(
         self, ctx: RequestContext, p: SecurePrincipal, version: StoredVersion, perm: str
@@ -356,6 +360,7 @@ class SecurityGuard:
         grants = p.scope_set.grants(type_, "r") or p.scope_set.grants(type_, "s")
         if not grants:
             raise forbidden(f"the granted scopes do not allow operations on {type_}")
+        self._data_type_rules(p, type_)
         if access.resource_id:
             stored = await self.svc.store.current(type_, access.resource_id)
             await self._check_stored(ctx, p, stored, grants, type_, access.resource_id, hide=True)
@@ -647,6 +652,11 @@ class SecurityGuard:
                     self._data_type_rules(p, type_)
                 except Refused:
                     refused.append(type_)
+        admin_only = [t for t in types if t in self.policy.admin_read and not p.admin]
+        if admin_only:
+            # the audit trail tells who accessed whom: even a chain, _has or _revinclude into it
+            # (from a search or a conditional interaction) needs an administrator
+            raise forbidden(f"{admin_only[0]} resources are available to administrators only")
         if refused:
             if single:
                 return [NOTHING]  # e.g. a _revinclude or chain into a type the caller may not see

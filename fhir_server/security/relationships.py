@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fhir_server.json_codec import loads_trusted
+from fhir_server.search.dates import date_range
 from fhir_server.security.labels import collect_codings
 from fhir_server.security.principal import SecurePrincipal
 from fhir_server.store.protocol import StoredVersion
@@ -37,25 +38,28 @@ RELEVANT_TYPES = frozenset({"CareTeam", "ServiceRequest", "Task", "Patient", "Co
 ACTIVE_TASK = frozenset({"requested", "received", "accepted", "ready", "in-progress", "on-hold"})
 MAX_PATIENTS = 20_000  # per professional; beyond this, the list is cut (and logged)
 CONSENT_LOOKUP_CHUNK = 400  # patients per Consent query (an OR of references)
-_NOW_ISO_CACHE: list[Any] = [0.0, ""]
 
 
-def _now_iso() -> str:
-    now = time.time()
-    if now - _NOW_ISO_CACHE[0] > 1:
-        _NOW_ISO_CACHE[0] = now
-        _NOW_ISO_CACHE[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
-    return _NOW_ISO_CACHE[1]
+def _now_us() -> int:
+    return int(time.time() * 1_000_000)
 
 
-def _period_active(period: Any, now: str) -> bool:
-    """ISO strings compare in time order when they share a zone; dates compare by prefix."""
+def _period_active(period: Any, now: int) -> bool:
+    """Whether ``now`` (µs) falls in a Period, compared as instants (zone offsets and partial
+    dates included: a period that ends "2026-12-03" lasts the whole day). A bound that is not a
+    valid date closes the period (fail closed)."""
     if not isinstance(period, dict):
         return True
     start, end = period.get("start"), period.get("end")
-    if isinstance(start, str) and start[:19] > now:
-        return False
-    return not (isinstance(end, str) and end[:19] < now[: len(end[:19])])
+    if start is not None:
+        bounds = date_range(start) if isinstance(start, str) else None
+        if bounds is None or bounds[0] > now:
+            return False
+    if end is not None:
+        bounds = date_range(end) if isinstance(end, str) else None
+        if bounds is None or bounds[1] < now:
+            return False
+    return True
 
 
 def _ref_id(ref: Any, type_: str, base_url: str) -> str | None:
@@ -214,7 +218,7 @@ class RelationshipIndex:
     async def _compute(self, principal: SecurePrincipal) -> Relations:
         refs = principal.user_refs
         mine = set(refs)
-        now = _now_iso()
+        now = _now_us()
         base = self.svc.settings.public_url
         patients: set[str] = set()
         if refs:
@@ -268,7 +272,7 @@ class RelationshipIndex:
 
     async def consent_denies(self, principal: SecurePrincipal, patient: str) -> bool:
         """Whether an active Consent of this patient denies the professional her whole record."""
-        now = _now_iso()
+        now = _now_us()
         base = self.svc.settings.public_url
         mine = set(principal.user_refs)
         for consent in await self._consents([patient]):
@@ -294,12 +298,12 @@ def consent_restricts(consent: dict, refs: set[str], base_url: str) -> bool:
     """Whether an active Consent denies these references anything (the record, or labels)."""
     if consent.get("status") != "active":
         return False
-    verdict = _consent_verdict(consent.get("provision"), refs, _now_iso(), base_url)
+    verdict = _consent_verdict(consent.get("provision"), refs, _now_us(), base_url)
     return verdict is not None
 
 
 def _consent_verdict(
-    provision: Any, mine: set[str], now: str, base_url: str = ""
+    provision: Any, mine: set[str], now: int, base_url: str = ""
 ) -> bool | frozenset | None:
     """True: the whole record is denied to this professional; a set: these security labels are
     denied; None: nothing denied. A nested provision is an exception to its parent: of the

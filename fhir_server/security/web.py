@@ -79,6 +79,9 @@ SCOPES_SUPPORTED = [
 ]
 LOGIN_LOCK_AFTER = 5
 LOGIN_LOCK_SECONDS = 300
+CSRF_FIELD = "form_token"
+CSRF_COOKIE = "bib_signin"
+FORM_SECONDS = 900
 
 
 def _norm(url: str | None) -> str:
@@ -93,6 +96,7 @@ class AuthWeb:
         self.issuer = self.settings.auth_issuer
         self.launches: dict[str, dict[str, Any]] = {}
         self.tickets: dict[str, dict[str, Any]] = {}
+        self.forms: dict[str, float] = {}  # sign-in form token -> expiry
         self.failures: dict[str, list[float]] = {}
 
     # -- discovery -------------------------------------------------------------------------------
@@ -291,18 +295,51 @@ class AuthWeb:
                 grant,
                 InvalidRequestError("the 'launch' scope needs a 'launch' parameter (EHR launch)"),
             )
+        self._audit("authorize", 200, "sign-in page shown", client_id, request)
         return self._login_page(params)
 
     def _login_page(self, params: list[tuple[str, str]], message: str = "") -> Response:
+        """The sign-in form. It carries a one-time token that must come back both in the form
+        and in a same-site cookie (login CSRF: a page elsewhere cannot post it)."""
         note = f"<p role=alert>{html.escape(message)}</p>" if message else ""
+        token = self._new_form_token()
+        fields = [(k, v) for k, v in params if k != CSRF_FIELD] + [(CSRF_FIELD, token)]
         body = (
-            f"{note}<form method=post action=/auth/authorize/login>{self._hidden(params)}"
+            f"{note}<form method=post action=/auth/authorize/login>{self._hidden(fields)}"
             "<label>User name <input name=username autocomplete=username required></label>"
             "<label>Password <input name=password type=password "
             "autocomplete=current-password required></label>"
             "<button type=submit>Sign in</button></form>"
         )
-        return self._page("Sign in to BiB", body, 401 if message else 200)
+        page = self._page("Sign in to BiB", body, 401 if message else 200)
+        page.set_cookie(
+            CSRF_COOKIE,
+            token,
+            max_age=FORM_SECONDS,
+            path="/auth/authorize",
+            httponly=True,
+            samesite="strict",
+            secure=self.issuer.startswith("https://"),
+        )
+        return page
+
+    def _new_form_token(self) -> str:
+        now = time.time()
+        if len(self.forms) > 10_000:
+            self.forms = {k: v for k, v in self.forms.items() if v > now}
+        token = secrets.token_urlsafe(24)
+        self.forms[token] = now + FORM_SECONDS
+        return token
+
+    def _form_token_valid(self, request: Request, fields: dict[str, str]) -> bool:
+        token = fields.get(CSRF_FIELD, "")
+        expires = self.forms.pop(token, None)
+        cookie = request.cookies.get(CSRF_COOKIE, "")
+        return (
+            expires is not None
+            and expires > time.time()
+            and secrets.compare_digest(cookie.encode(), token.encode())
+        )
 
     def _locked(self, username: str) -> bool:
         now = time.time()
@@ -313,15 +350,29 @@ class AuthWeb:
     async def login(self, request: Request) -> Response:
         form = await self._form(request)
         fields = dict(form)
-        params = [(k, v) for k, v in form if k not in ("username", "password")]
+        params = [(k, v) for k, v in form if k not in ("username", "password", CSRF_FIELD)]
         client_id = fields.get("client_id")
+        if not self._form_token_valid(request, fields):
+            self._audit("login", 403, "sign-in form token missing or invalid", client_id, request)
+            return self._page(
+                "Authorization error",
+                "<p>This sign-in form has expired or was not sent from this server's sign-in "
+                "page. Go back to the application and start again.</p>",
+                403,
+            )
         try:
             req, grant = self._grant(request, params)
         except OAuth2Error as error:
+            self._audit("login", 400, error.description or error.error, client_id, request)
             return self._page(
                 "Authorization error",
                 f"<p>{html.escape(error.description or error.error)}</p>",
                 400,
+            )
+        if _norm(req.payload.data.get("aud")) != _norm(self.settings.public_url):
+            self._audit("login", 400, "aud is not this FHIR server", client_id, request)
+            return self._error_redirect(
+                grant, InvalidRequestError("aud must be the FHIR base URL of this server")
             )
         username = fields.get("username", "")
         user_record = self.state.users.get(username)
@@ -356,11 +407,24 @@ class AuthWeb:
             self._audit("login", 302, None, client_id, request, self.state.user_principal(user))
             return self._respond(self.server.create_authorization_response(req, user, grant))
         ticket = secrets.token_urlsafe(24)
-        self.tickets[ticket] = {"params": params, "user": user, "expires": time.time() + 600}
-        return await self._picker(ticket, user)
-
-    async def _picker(self, ticket: str, user: GrantUser) -> Response:
+        now = time.time()
+        if len(self.tickets) > 10_000:
+            self.tickets = {k: v for k, v in self.tickets.items() if v["expires"] > now}
+        self.tickets[ticket] = {"params": params, "user": user, "expires": now + 600}
         patients = await self.state.patients_for(user)
+        # the picker lists names: a disclosure of those patients, audited as such
+        self._audit(
+            "login",
+            200,
+            "signed in; patient picker shown",
+            client_id,
+            request,
+            self.state.user_principal(user),
+            tuple(pid for pid, _ in patients),
+        )
+        return self._picker(ticket, patients)
+
+    def _picker(self, ticket: str, patients: list[tuple[str, str]]) -> Response:
         if not patients:
             options = "<p>You have no care relationship with any patient.</p>"
         else:
@@ -382,6 +446,9 @@ class AuthWeb:
         fields = dict(await self._form(request))
         ticket = self.tickets.pop(fields.get("ticket", ""), None)
         if ticket is None or ticket["expires"] < time.time():
+            self._audit(
+                "authorize", 400, "unknown, expired or replayed picker ticket", None, request
+            )
             return self._page(
                 "Authorization error", "<p>This page has expired; start again.</p>", 400
             )
@@ -391,6 +458,7 @@ class AuthWeb:
         try:
             req, grant = self._grant(request, params)
         except OAuth2Error as error:
+            self._audit("authorize", 400, error.description or error.error, client_id, request)
             return self._page(
                 "Authorization error",
                 f"<p>{html.escape(error.description or error.error)}</p>",

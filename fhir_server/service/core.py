@@ -155,6 +155,9 @@ class FhirService:
 
         # shipped resources (terminology, Questionnaires, PlanDefinitions...) features register
         self.shipped = ShippedContent(self)
+        from fhir_server.service.sealing import Sealer
+
+        self.sealer = Sealer()  # paging cursors: sealed, bound to the caller
 
         self.search_parameters = SearchParameterManager(self)
         self.profile_validators.append(self.search_parameters)
@@ -164,6 +167,7 @@ class FhirService:
     async def start(self) -> None:
         """Called once the store is open: load stored SearchParameters, resume their jobs, write
         the shipped content, and start the maintenance loop."""
+        await self.sealer.load(self.store)
         await self.search_parameters.load()
         await self.shipped.load_all()
         for hook in self.start_hooks:

@@ -12,6 +12,7 @@ from fhir_server.errors import (
     FhirError,
     bad_request,
     gone,
+    is_hidden,
     not_found,
     precondition_failed,
     unknown,
@@ -227,11 +228,6 @@ def _if_match_on_missing(type_: str, id_: str, if_match: str) -> FhirError:
     return precondition_failed(
         f"{type_}/{id_} does not exist, so If-Match {if_match[:40]!r} cannot match"
     )
-
-
-def is_hidden(exc: FhirError) -> bool:
-    """Whether the guard refused because the caller may not know the resource exists."""
-    return getattr(exc, "hides_resource", False)
 
 
 def _unchanged(current: StoredVersion, resource: dict) -> bool:

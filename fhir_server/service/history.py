@@ -6,7 +6,7 @@ from urllib.parse import urlencode
 
 import orjson
 
-from fhir_server.errors import bad_request, not_found
+from fhir_server.errors import bad_request, unknown
 from fhir_server.search.dates import date_range, format_instant
 from fhir_server.service.bundles import bundle, response_entry
 from fhir_server.service.context import RequestContext
@@ -35,8 +35,8 @@ async def history(
     level = "history-instance" if id_ else "history-type" if type_ else "history-system"
     await svc.authorize(ctx, Access(level, type_, id_))
     if id_ is not None and await svc.store.current(type_ or "", id_) is None:
-        raise not_found(f"{type_}/{id_} is not known")
-    since = at = cursor = None
+        raise unknown(type_, id_)
+    since = at = cursor = store_cursor = None
     count = svc.settings.default_count
     used: list[tuple[str, str]] = []
     for name, value in params:
@@ -58,10 +58,14 @@ async def history(
             used.append((name, value))
         elif name == "_cursor":
             cursor = value
+            sealed = svc.sealer.open(value, ctx).get("c")
+            if not isinstance(sealed, str):
+                raise bad_request("this paging link is not valid; start again")
+            store_cursor = sealed
         elif name not in ("_format", "_pretty", "_list", "_sort"):
             raise bad_request(f"unknown history parameter {name!r}")
     try:
-        page = await svc.store.history(type_, id_, since, at, count, cursor)
+        page = await svc.store.history(type_, id_, since, at, count, store_cursor)
     except ValueError as exc:
         raise bad_request(str(exc)) from exc
     entries = []
@@ -80,7 +84,8 @@ async def history(
         entries.append(entry)
     links = [("self", _url(link_base, used, cursor))]
     if page.next_cursor:
-        links.append(("next", _url(link_base, used, page.next_cursor)))
+        sealed = svc.sealer.seal({"c": page.next_cursor}, ctx)
+        links.append(("next", _url(link_base, used, sealed)))
     return Result(
         200, resource=bundle("history", entries, links, timestamp=format_instant(now_us()))
     )

@@ -23,7 +23,6 @@ from fhir_server.service.context import RequestContext
 from fhir_server.service.core import Access, FhirService
 from fhir_server.service.result import Result
 from fhir_server.service.versioning import now_us
-from fhir_server.store import cursors
 from fhir_server.store.protocol import StoredVersion, UnitOfWork
 from fhir_server.store.query import Hit, Query, ReferencePred, SearchPage
 
@@ -36,11 +35,8 @@ def patient_compartment() -> dict[str, tuple[str, ...]]:
     return {r["code"]: tuple(r.get("param", ())) for r in definition.get("resource", ())}
 
 
-def _decode_cursor(cursor: str) -> dict[str, Any]:
-    try:
-        data = cursors.decode(cursor)
-    except ValueError as exc:
-        raise bad_request("the paging cursor is not valid; start the search again") from exc
+def _decode_cursor(svc: FhirService, ctx: RequestContext, cursor: str) -> dict[str, Any]:
+    data = svc.sealer.open(cursor, ctx)
     if not isinstance(data.get("s"), int):
         raise bad_request("the paging cursor is not valid; start the search again")
     return data
@@ -71,7 +67,7 @@ async def search(
     params_hash = _params_hash(types, parsed.used)
     first_page = True
     if parsed.cursor:
-        cursor = _decode_cursor(parsed.cursor)
+        cursor = _decode_cursor(svc, ctx, parsed.cursor)
         if cursor.get("h") != params_hash:
             raise bad_request("the paging cursor belongs to a different search")
         if cursor["s"] <= await svc.store.oldest_snapshot():
@@ -102,7 +98,7 @@ async def search(
         entries.extend(_entry(svc, ctx, v.type, v.id, v.body, "include", parsed) for v in included)
     if warnings:
         entries.append({"resource": operation_outcome(warnings), "search": {"mode": "outcome"}})
-    links = _links(link_base, parsed, page, hits, params_hash, query.reverse, first_page)
+    links = _links(svc, ctx, link_base, parsed, page, hits, params_hash, query.reverse, first_page)
     timestamp = format_instant(now_us())
     return Result(
         200,
@@ -171,6 +167,8 @@ def _entry(
 
 
 def _links(
+    svc: FhirService,
+    ctx: RequestContext,
     link_base: str,
     parsed: ParsedSearch,
     page: SearchPage,
@@ -185,8 +183,8 @@ def _links(
             items.append(
                 (
                     "_cursor",
-                    cursors.encode(
-                        {**extra, "s": page.snapshot, "h": params_hash, "o": page.order}
+                    svc.sealer.seal(
+                        {**extra, "s": page.snapshot, "h": params_hash, "o": page.order}, ctx
                     ),
                 )
             )

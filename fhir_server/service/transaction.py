@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
-from fhir_server.errors import FhirError, Issue, bad_request, operation_outcome
+from fhir_server.errors import FhirError, Issue, bad_request, operation_outcome, unknown
 from fhir_server.json_codec import parse
 from fhir_server.search.dates import format_instant
 from fhir_server.service import crud
@@ -414,7 +414,7 @@ async def _get(svc: FhirService, ctx: RequestContext, uow: UnitOfWork, entry: _E
         current = await uow.current(type_, entry.id_)
         await svc.authorize(ctx, Access("read", type_, entry.id_, current=current))
         if current is None:
-            raise FhirError(404, "not-found", f"{type_}/{entry.id_} is not known")
+            raise unknown(type_, entry.id_)
         if current.deleted:
             raise FhirError(410, "deleted", f"{type_}/{entry.id_} was deleted")
         return Result(200, raw=current.body, version=current)

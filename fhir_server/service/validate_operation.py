@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from fhir_server.errors import FhirError, Issue, bad_request, operation_outcome
+from fhir_server.errors import FhirError, Issue, bad_request, is_hidden, operation_outcome, unknown
 from fhir_server.json_codec import loads_trusted, parse
 from fhir_server.service.context import RequestContext
 from fhir_server.service.core import Access, FhirService
@@ -55,7 +55,13 @@ async def validate_operation(
         raise bad_request(f"unknown mode {mode!r} (create, update or delete)", "mode")
     if mode in ("update", "delete") and id_ is None:
         raise bad_request(f"mode {mode} needs the instance level: {type_}/[id]/$validate", "mode")
-    await svc.authorize(ctx, Access("operation", type_, id_, operation="validate"))
+    hidden = False
+    try:
+        await svc.authorize(ctx, Access("operation", type_, id_, operation="validate"))
+    except FhirError as exc:
+        if not is_hidden(exc):
+            raise
+        hidden = True  # validated exactly as against a missing resource
     for url in profiles:
         if not validator.knows(url):
             raise FhirError(
@@ -65,7 +71,7 @@ async def validate_operation(
                 "profile",
             )
     issues: list[Issue] = []
-    current = await svc.store.current(type_, id_) if id_ else None
+    current = await svc.store.current(type_, id_) if id_ and not hidden else None
     if current is not None and current.deleted:
         current = None
     if mode == "delete":
@@ -75,7 +81,7 @@ async def validate_operation(
         if id_ is None or request.method != "GET":
             raise bad_request("the resource to validate is missing", "resource", code="required")
         if current is None:
-            raise FhirError(404, "not-found", f"{type_}/{id_} does not exist")
+            raise unknown(type_, id_)
         resource = loads_trusted(current.body)
     if not isinstance(resource, dict):
         raise bad_request("the resource to validate must be a JSON object", "resource")

@@ -189,6 +189,11 @@ class Store(Protocol):
 
     async def set_meta(self, key: str, value: str | None) -> None: ...
 
+    async def init_meta(self, key: str, value: str) -> str:
+        """Store ``value`` under ``key`` unless a value is there already; return the stored one.
+        Atomic, so every server process on one store ends up with the same value (secrets)."""
+        ...
+
 
 def rows_count(index: IndexRows | None) -> int:
     if index is None:

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from fhir_server.app import ServerApp
+from fhir_server.search.dates import date_range
 from fhir_server.security.authserver import check_secret, hash_secret
 from fhir_server.security.policy import access_policy, label_policy, professions
-from fhir_server.security.relationships import _consent_verdict
+from fhir_server.security.relationships import _consent_verdict, _period_active
 from fhir_server.security.scopes import ScopeSet, narrow, parse_rule
 from fhir_server.service.context import RequestContext
 from fhir_server.service.core import Access
@@ -92,7 +93,7 @@ def test_profession_table() -> None:
 
 def test_consent_verdicts() -> None:
     me = {"Practitioner/x"}
-    now = "2026-06-01T00:00:00"
+    now = date_range("2026-06-01T00:00:00Z")[0]
     deny_me = {
         "type": "permit",
         "provision": [{"type": "deny", "actor": [{"reference": {"reference": "Practitioner/x"}}]}],
@@ -127,7 +128,7 @@ def test_consent_verdicts() -> None:
 
 def test_consent_actors_by_absolute_url_count_only_for_this_server() -> None:
     me = {"Practitioner/x"}
-    now = "2026-06-01T00:00:00"
+    now = date_range("2026-06-01T00:00:00Z")[0]
     base = "https://bib.example/fhir"
 
     def deny(actor: str) -> dict:
@@ -333,3 +334,17 @@ async def test_external_idp_keys_from_a_jwks_url(tmp_path: Path) -> None:
             await app.shutdown()
     finally:
         jwks.close()
+
+
+def test_periods_are_compared_as_instants() -> None:
+    """Zone offsets and partial dates count: a period that ended at 15:00+01:00 is over at
+    14:30Z, one that ends on a date lasts that whole day, one that starts this second has
+    started (the text comparison of earlier versions got all three wrong)."""
+    now = date_range("2026-12-03T14:30:00Z")[0]
+    assert not _period_active({"end": "2026-12-03T15:00:00+01:00"}, now)
+    assert _period_active({"end": "2026-12-03T16:00:00+01:00"}, now)
+    assert _period_active({"end": "2026-12-03"}, now)
+    assert not _period_active({"end": "2026-12-02"}, now)
+    assert _period_active({"start": "2026-12-03T14:30:00.000Z"}, now)
+    assert not _period_active({"start": "2026-12-03T15:31:00+01:00"}, now)
+    assert not _period_active({"start": "not a date"}, now)

@@ -423,6 +423,13 @@ class MongoStore:
         else:
             await self._meta.update_one({"_id": key}, {"$set": {"value": value}}, upsert=True)
 
+    async def init_meta(self, key: str, value: str) -> str:
+        # $setOnInsert on an upsert is atomic: of racing processes, one inserts, all read it
+        await self._meta.update_one({"_id": key}, {"$setOnInsert": {"value": value}}, upsert=True)
+        stored = await self.get_meta(key)
+        assert stored is not None
+        return stored
+
     async def latest_seq(self) -> int:
         doc = await self._counters.find_one({"_id": SEQUENCE_ID})
         latest = doc["n"] if doc else 0

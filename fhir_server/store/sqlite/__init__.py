@@ -441,6 +441,14 @@ class SqliteStore:
             else:
                 conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
+    async def init_meta(self, key: str, value: str) -> str:
+        async with self.unit_of_work() as unit:
+            conn = await unit.sql()
+            conn.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (key, value))
+        stored = await self.get_meta(key)
+        assert stored is not None
+        return stored
+
     async def latest_seq(self) -> int:
         return self._reader.execute("SELECT coalesce(max(seq), 0) FROM versions").fetchone()[0]
 
