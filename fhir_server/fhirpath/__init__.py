@@ -20,9 +20,12 @@ from functools import lru_cache
 from typing import Any, Protocol
 
 from fhir_server.fhirpath.engine import (
+    ENGINE_ERRORS,
     Compiler,
     Ctx,
+    NO_ENV,
     Env,
+    Node,
     EvaluationError,
     SemanticError,
     node_of,
@@ -31,13 +34,14 @@ from fhir_server.fhirpath.engine import (
     to_system,
     type_of,
 )
-from fhir_server.fhirpath.parser import ParseError, parse
+from fhir_server.fhirpath.parser import ParseError, needs_resource, parse
 from fhir_server.fhirpath.values import Quantity, Temporal
 from fhir_server.model.structure import ComplexType, Model, r4_model
 
 __all__ = [
     "CompiledExpression",
     "CompiledPath",
+    "Env",
     "FhirPathError",
     "Node",
     "Nodes",
@@ -64,16 +68,6 @@ class Terminology(Protocol):
 
 Resolver = Callable[[str], "dict[str, Any] | None"]
 Validator = Callable[[Any, str], bool]
-
-
-@dataclass(slots=True)
-class Node:
-    """A typed value for search extraction and patch."""
-
-    value: Any  # JSON value (dict for complex types, Python primitive for primitives)
-    type: str  # FHIR type code, e.g. "Quantity", "string", "Patient"
-    structure: ComplexType | None = None  # for navigation into complex values
-    loc: tuple[dict, str, int | None] | None = None  # (parent object, key, list index) for patch
 
 
 Nodes = list[Node]
@@ -110,10 +104,21 @@ def _items(value: Any, model: Model) -> list:
     return [node_of(value, model)]
 
 
+_ERRORS = ENGINE_ERRORS
+
+
 class CompiledExpression:
     """One expression compiled for one context type; thread-safe, reusable."""
 
-    __slots__ = ("context_type", "expression", "fn", "model")
+    __slots__ = (
+        "_direct",
+        "_start",
+        "context_type",
+        "expression",
+        "fn",
+        "model",
+        "needs_resource",
+    )
 
     def __init__(
         self, expression: str, fn: Callable[[Ctx], list], model: Model, context_type: str | None
@@ -122,6 +127,11 @@ class CompiledExpression:
         self.fn = fn
         self.model = model
         self.context_type = context_type
+        # a plain member path from the focus walks the JSON without an evaluation context
+        fuse = getattr(fn, "fuse", None)
+        self._direct = getattr(fn, "direct", None) if fuse else None
+        self._start = fuse[0] if fuse and self._direct is not None else None
+        self.needs_resource = True  # whether %resource / %rootResource / resolve() occur
 
     def __repr__(self) -> str:
         return f"CompiledExpression({self.expression!r}, context={self.context_type!r})"
@@ -161,7 +171,7 @@ class CompiledExpression:
     def run(self, ctx: Ctx) -> list:
         try:
             return self.fn(ctx)
-        except (EvaluationError, SemanticError, ArithmeticError, ValueError, TypeError) as exc:
+        except _ERRORS as exc:
             raise FhirPathError(f"FHIRPath expression {self.expression!r} failed: {exc}") from exc
         except RecursionError as exc:
             raise FhirPathError(f"FHIRPath expression {self.expression!r} is too deep") from exc
@@ -181,11 +191,26 @@ class CompiledExpression:
         items = self._focus(focus, hooks.pop("focus_type", None))
         return self.run(self.context(items, None, None, variables, **hooks))
 
-    def nodes(self, resource: dict, resolver: Resolver | None = None) -> Nodes:
+    def nodes(self, resource: dict, env: Env = NO_ENV) -> Nodes:
         """Typed nodes of the expression on a resource (search values, patch targets)."""
-        root = [node_of(resource, self.model)]
-        ctx = self.context(root, resolver=resolver)
-        return [_to_node(item) for item in self.run(ctx)]
+        resource_type = resource.get("resourceType")
+        structure = self.model.types.get(resource_type)  # type: ignore[arg-type]
+        if structure is not None and structure is self._start:
+            return self._direct(resource)  # type: ignore[misc]
+        else:
+            root = [(resource, resource_type, structure, None, None, None)]
+            try:
+                items = self.fn(Ctx(root, root, root, env))
+            except _ERRORS as exc:
+                message = f"FHIRPath expression {self.expression!r} failed: {exc}"
+                raise FhirPathError(message) from exc
+        return [
+            Node(i[0], i[1], i[2], None if i[3] is None else (i[3], i[4], i[5]))
+            if type(i) is tuple
+            else _to_node(i)
+            for i in items
+            if type(i) is not tuple or i[0] is not None
+        ]
 
     def nodes_on(self, nodes: Nodes, resource: dict, resolver: Resolver | None = None) -> Nodes:
         """Typed nodes relative to given focus nodes (composite search parameter components)."""
@@ -227,7 +252,9 @@ def _compile_uncached(
         raise FhirPathError(f"FHIRPath expression {expression!r} is not valid: {exc}") from exc
     except RecursionError as exc:
         raise FhirPathError(f"FHIRPath expression {expression!r} is too deep") from exc
-    return CompiledExpression(expression, fn, model, context_type)
+    compiled = CompiledExpression(expression, fn, model, context_type)
+    compiled.needs_resource = needs_resource(tree)
+    return compiled
 
 
 _COMPILERS: dict[tuple[int, bool], Compiler] = {}
@@ -244,9 +271,12 @@ def _compiler(model: Model, strict: bool) -> Compiler:
 @lru_cache(maxsize=8192)
 def _cached(
     expression: str, context_type: str | None, strict: bool, model_id: int
-) -> CompiledExpression:
+) -> CompiledExpression | FhirPathError:
     model = _MODELS[model_id]
-    return _compile_uncached(expression, context_type, strict, model)
+    try:
+        return _compile_uncached(expression, context_type, strict, model)
+    except FhirPathError as exc:  # remembered too: invalid expressions are not recompiled
+        return exc
 
 
 _MODELS: dict[int, Model] = {}
@@ -270,7 +300,10 @@ def compile(
         raise FhirPathError("a FHIRPath expression must be a string")
     model = model or r4_model()
     _MODELS.setdefault(id(model), model)
-    return _cached(expression, context_type, strict, id(model))
+    compiled = _cached(expression, context_type, strict, id(model))
+    if isinstance(compiled, FhirPathError):
+        raise FhirPathError(str(compiled))
+    return compiled
 
 
 def check(expression: str, context_type: str | None = None, *, strict: bool = True) -> None:
@@ -360,26 +393,44 @@ def reference_type(reference: Any, model: Model) -> str | None:
 
 class CompiledPath:
     """A compiled expression for search extraction and patch: call it with a resource to get
-    typed nodes. ``resolve()`` needs no store here: it yields a stub of the referenced type
-    (enough for ``where(resolve() is Patient)``), or the contained resource."""
+    typed nodes. It is compiled for each resource type it meets (member names checked against
+    that type, JSON keys looked up once). ``resolve()`` needs no store here: it yields the
+    contained resource, or a stub of the type the reference names (enough for
+    ``where(resolve() is Patient)``)."""
 
-    __slots__ = ("_compiled", "_resolver", "expression")
+    __slots__ = ("_by_type", "_env", "_generic", "_model", "expression")
 
     def __init__(self, expression: str, model: Model) -> None:
         self.expression = expression
-        self._compiled = compile(expression, None, model=model)
+        self._model = model
+        self._generic = compile(expression, None, model=model)  # raises for invalid syntax
+        self._by_type: dict[str, CompiledExpression] = {}
 
         def stub(reference: str) -> dict[str, Any] | None:
             target = reference_type(reference, model)
             return {"resourceType": target} if target else None
 
-        self._resolver = stub
+        self._env = Env(resolver=stub)
+
+    def _for(self, resource: dict) -> CompiledExpression:
+        resource_type = resource.get("resourceType")
+        compiled = self._by_type.get(resource_type)  # type: ignore[arg-type]
+        if compiled is None:
+            compiled = self._generic
+            if isinstance(resource_type, str) and resource_type in self._model.types:
+                # raises (every time, from the cache) for names this type does not have
+                compiled = compile(self.expression, resource_type, model=self._model)
+            self._by_type[resource_type] = compiled  # type: ignore[index]
+        return compiled
 
     def __call__(self, resource: dict) -> Nodes:
-        return self._compiled.nodes(resource, self._resolver)
+        compiled = self._by_type.get(resource.get("resourceType"))  # type: ignore[arg-type]
+        if compiled is None:
+            compiled = self._for(resource)
+        return compiled.nodes(resource, self._env)
 
     def evaluate_on(self, nodes: Nodes, resource: dict) -> Nodes:
-        return self._compiled.nodes_on(nodes, resource, self._resolver)
+        return self._generic.nodes_on(nodes, resource, self._env)
 
 
 PathEvaluator = CompiledPath

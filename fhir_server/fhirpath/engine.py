@@ -25,6 +25,7 @@ import json
 import math
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
@@ -99,6 +100,16 @@ _EMPTY: list = []
 # -- the evaluation context -----------------------------------------------------------------------
 
 
+@dataclass(slots=True)
+class Node:
+    """A typed value for search extraction and patch."""
+
+    value: Any  # JSON value (dict for complex types, Python primitive for primitives)
+    type: str  # FHIR type code, e.g. "Quantity", "string", "Patient"
+    structure: ComplexType | None = None  # for navigation into complex values
+    loc: tuple[dict, str, int | None] | None = None  # (parent object, key, list index) for patch
+
+
 class Env:
     """What an evaluation may use besides its data: variables and hooks (shareable)."""
 
@@ -120,6 +131,8 @@ class Env:
 
 
 NO_ENV = Env()
+# what a failing evaluation raises (anything else is a bug in the engine)
+ENGINE_ERRORS: tuple[type[Exception], ...] = (ValueError, ArithmeticError, TypeError, RecursionError)
 
 
 class Ctx:
@@ -129,14 +142,13 @@ class Ctx:
     __slots__ = ("context", "env", "index", "now", "resource", "root", "this", "total")
 
     def __init__(self, this: list, resource: list, root: list, env: Env = NO_ENV) -> None:
-        self.this = this
-        self.context = this
+        self.this = self.context = this
         self.resource = resource
         self.root = root
         self.env = env
         self.index: int | None = None
-        self.total: list = _EMPTY
         self.now: Temporal | None = None
+        self.total: list = _EMPTY
 
 
 # -- FHIR nodes -----------------------------------------------------------------------------------
@@ -360,6 +372,30 @@ class Navigator:
             else:
                 out.append((raw, code, child, value, key, None))
 
+    def walk_nodes(self, value: Any, plan: Plan, out: list) -> None:
+        """``walk`` making ``Node``s (the typed-node evaluator's last step)."""
+        if type(value) is not dict:
+            return
+        model = self.model
+        for key, code, child, primitive, is_resource in plan:
+            raw = value.get(key)
+            if raw is None:  # (a primitive with only an extension has no value to index)
+                continue
+            if type(raw) is list:
+                for index, entry in enumerate(raw):
+                    if entry is None:
+                        continue
+                    if is_resource and type(entry) is dict:
+                        rtype = entry.get("resourceType", code)
+                        out.append(Node(entry, rtype, model.types.get(rtype), (value, key, index)))
+                    else:
+                        out.append(Node(entry, code, child, (value, key, index)))
+            elif is_resource and type(raw) is dict:
+                rtype = raw.get("resourceType", code)
+                out.append(Node(raw, rtype, model.types.get(rtype), (value, key, None)))
+            else:
+                out.append(Node(raw, code, child, (value, key, None)))
+
     @staticmethod
     def _partner_only(value: dict, key: str, code: str, out: list) -> None:
         partners = value.get("_" + key)
@@ -443,9 +479,13 @@ def _is_number(value: Any) -> bool:
 
 def equal(a: Item, b: Item) -> bool | None:
     """FHIRPath ``=`` on two items: True, False, or None (not comparable at this precision)."""
-    if type(a) is tuple and type(b) is tuple and a[0] is b[0] and a[0] is not None:
-        if type(a[0]) is dict or type(a[0]) is list:
+    if type(a) is tuple and type(b) is tuple and type(a[0]) is dict and type(b[0]) is dict:
+        if a[0] is b[0]:
             return True
+        if a[1] not in QUANTITY_TYPES or b[1] not in QUANTITY_TYPES:
+            if a[1] != b[1] and a[1] and b[1]:
+                return False
+            return a[0] == b[0]
     x, y = to_system(a), to_system(b)
     tx, ty = type(x), type(y)
     if tx is ty:
@@ -566,10 +606,47 @@ def single(items: list, what: str) -> Item:
     return items[0] if items else None
 
 
+def _hash_key(item: Item) -> tuple | None:
+    """A hashable stand-in for equality of strings, numbers and booleans (None for others)."""
+    if type(item) is tuple:
+        code, value = item[1], item[0]
+        if code in _STRING_TYPES:
+            return ("s", value)
+        if code in _INTEGER_TYPES or code == "decimal":
+            return ("n", value) if type(value) is not float else ("n", Decimal(repr(value)))
+        if code == "boolean":
+            return ("b", value)
+        return None
+    cls = type(item)
+    if cls is str:
+        return ("s", item)
+    if cls is int or cls is Decimal:
+        return ("n", item)
+    if cls is bool:
+        return ("b", item)
+    return None
+
+
 def distinct_items(items: list) -> list:
+    """The items without repeats (FHIRPath equality), in their order."""
+    if len(items) < 2:
+        return items
     out: list = []
+    seen: set = set()
+    others: list = []  # items compared one by one (complex values, dates, quantities)
     for item in items:
-        if not any(other is item or equal(item, other) is True for other in out):
+        key = _hash_key(item)
+        if key is not None:
+            if key in seen:
+                continue
+            seen.add(key)
+            out.append(item)
+            continue
+        for other in others:
+            if other is item or equal(item, other) is True:
+                break
+        else:
+            others.append(item)
             out.append(item)
     return out
 
@@ -618,11 +695,10 @@ class Compiler:
         return method(expr, st)
 
     def c_Literal(self, expr: ast.Literal, st: SType) -> tuple[Fn, SType]:
-        values = [expr.value]
-        return (lambda ctx: values), None
+        return _constant([expr.value]), None
 
     def c_Empty(self, expr: ast.Empty, st: SType) -> tuple[Fn, SType]:
-        return (lambda ctx: _EMPTY), None
+        return _constant(_EMPTY), None
 
     def c_Special(self, expr: ast.Special, st: SType) -> tuple[Fn, SType]:
         if expr.name == "$this":
@@ -637,7 +713,7 @@ class Compiler:
             attr = "resource" if name == "resource" else "root"
             return (lambda ctx: getattr(ctx, attr)), None
         if name == "context":
-            return (lambda ctx: ctx.context), st
+            return (lambda ctx: ctx.context), None
         constants = {
             "ucum": UCUM_SYSTEM,
             "sct": "http://snomed.info/sct",
@@ -694,7 +770,13 @@ class Compiler:
                             nav.member(item, name, out)
                     return out
 
-                return type_filter, self.stype(name)
+                if base_st is not None and all(model.is_a(code, name) for code, _ in base_st):
+                    filtered_st = base_st  # Resource.meta on a Patient: still a Patient
+                else:
+                    filtered_st = self.stype(name)
+                if filtered_st is not None and len(filtered_st) == 1:
+                    type_filter.fuse = (filtered_st[0][1], (), None)  # type: ignore[attr-defined]
+                return type_filter, filtered_st
         out_st = self._member_stype(base_st, name)
         plan = None
         structure = None
@@ -714,6 +796,10 @@ class Compiler:
                         member(item, name, out)
                 return out
 
+            fuse = self._fuse(base, structure, plan)
+            if fuse is not None:
+                return _fused_path(fuse, planned, nav), out_st
+            planned.fuse = None  # type: ignore[attr-defined]
             return planned, out_st
 
         member = nav.member
@@ -725,6 +811,28 @@ class Compiler:
             return out
 
         return dynamic, out_st
+
+    @staticmethod
+    def _fuse(base: Fn | None, structure: ComplexType, plan: Plan) -> tuple | None:
+        """A plain member path from the focus (``Patient.contact.name``): the start structure,
+        the JSON keys of the intermediate steps and the last step's plan, so one closure walks
+        the JSON without building intermediate nodes."""
+        if base is None:
+            return (structure, (), plan)
+        info = getattr(base, "fuse", None)
+        if info is None:
+            return None
+        start, keys, last = info
+        if keys is None:  # a union
+            return None
+        if last is None:
+            return (start, keys, plan) if start is structure else None
+        if len(last) != 1:
+            return None
+        key, _code, child, primitive, is_resource = last[0]
+        if primitive or is_resource or child is not structure:
+            return None
+        return (start, (*keys, key), plan)
 
     def _member_stype(self, st: SType, name: str) -> SType:
         if st is None:
@@ -797,14 +905,14 @@ class Compiler:
         right, right_st = self.compile(expr.right, st)
         op = expr.op
         builder = _OPERATORS[op]
-        fn = builder(left, right)
+        fn = _fold(builder(left, right), left, right)
         if op == "|":
             return fn, _union_stype(left_st, right_st)
         return fn, None
 
     def c_TypeOp(self, expr: ast.TypeOp, st: SType) -> tuple[Fn, SType]:
         operand, operand_st = self.compile(expr.operand, st)
-        matcher = self.type_matcher(expr.type_name, exact=expr.op == "as")
+        matcher = self.type_matcher(expr.type_name, exact=expr.op == "as", question=expr.op == "is")
         if expr.op == "is":
 
             def is_type(ctx: Ctx) -> list:
@@ -828,7 +936,9 @@ class Compiler:
             return None
         return self.stype(parts[-1])
 
-    def type_matcher(self, parts: tuple[str, ...], exact: bool = False) -> Callable[[Item], bool]:
+    def type_matcher(
+        self, parts: tuple[str, ...], exact: bool = False, question: bool = False
+    ) -> Callable[[Item], bool]:
         """A test of an item's type; ``exact`` (as/ofType) does not let a FHIR primitive pass
         as its base type (a code is not taken as a string)."""
         model = self.model
@@ -843,9 +953,11 @@ class Compiler:
         fhir_known = name in model.kinds
         primitive = name in PRIMITIVE_TYPES
         system_known = name in SYSTEM_TYPES
-        if namespace == "FHIR" and not fhir_known:
-            raise SemanticError(f"unknown FHIR type {name!r}")
-        if namespace == "" and not fhir_known and not system_known:
+        if (namespace == "FHIR" and not fhir_known) or (
+            namespace == "" and not fhir_known and not system_known
+        ):
+            if question:  # "is" of a type R4 does not have (dom-r4b names R4B resources)
+                return lambda item: False
             raise SemanticError(f"unknown type {name!r}")
         match_fhir = namespace != "System" and fhir_known
         match_system = (
@@ -898,6 +1010,62 @@ class Compiler:
         return tuple(parts)
 
 
+def _fused_path(fuse: tuple, general: Fn, nav: Navigator) -> Fn:
+    start, keys, plan = fuse
+    walk = nav.walk
+    walk_nodes = nav.walk_nodes
+
+    def fused(ctx: Ctx) -> list:
+        this = ctx.this
+        for item in this:
+            if type(item) is not tuple or item[2] is not start:
+                return general(ctx)
+        out: list = []
+        for item in this:
+            values = [item[0]]
+            for key in keys:
+                found: list = []
+                for value in values:
+                    if type(value) is dict:
+                        raw = value.get(key)
+                        if raw is not None:
+                            if type(raw) is list:
+                                found.extend(raw)
+                            else:
+                                found.append(raw)
+                values = found
+                if not values:
+                    break
+            for value in values:
+                walk(value, plan, out)
+        return out
+
+    def direct(value: Any) -> list:
+        """The path as ``Node``s on a resource's JSON whose structure is ``start``."""
+        out: list = []
+        values = [value]
+        for key in keys:
+            found: list = []
+            for entry in values:
+                if type(entry) is dict:
+                    raw = entry.get(key)
+                    if raw is not None:
+                        if type(raw) is list:
+                            found.extend(raw)
+                        else:
+                            found.append(raw)
+            values = found
+            if not values:
+                return out
+        for entry in values:
+            walk_nodes(entry, plan, out)
+        return out
+
+    fused.fuse = fuse  # type: ignore[attr-defined]
+    fused.direct = direct  # type: ignore[attr-defined]
+    return fused
+
+
 def _names(st: SType) -> str:
     return " or ".join(sorted({code or "?" for code, _ in st or ()})) or "?"
 
@@ -910,6 +1078,26 @@ def _union_stype(a: SType, b: SType) -> SType:
         if not any(entry[0] == seen[0] and entry[1] is seen[1] for seen in out):
             out.append(entry)
     return tuple(out)
+
+
+def _constant(values: list) -> Fn:
+    def constant(ctx: Ctx) -> list:
+        return values
+
+    constant.const = values  # type: ignore[attr-defined]
+    return constant
+
+
+def _fold(fn: Fn, *parts: Fn | None) -> Fn:
+    """``fn`` evaluated once at compile time when every part is a constant (an error is left
+    for run time)."""
+    if not all(hasattr(part, "const") for part in parts if part is not None):
+        return fn
+    try:
+        values = fn(Ctx(_EMPTY, _EMPTY, _EMPTY))
+    except ENGINE_ERRORS:
+        return fn
+    return _constant(values)
 
 
 def _this(ctx: Ctx) -> list:
@@ -1044,7 +1232,33 @@ def _op_union(left: Fn, right: Fn) -> Fn:
     def fn(ctx: Ctx) -> list:
         return distinct_items(left(ctx) + right(ctx))
 
+    # a union of plain member paths from the same start (Organization.name |
+    # Organization.alias) walks the JSON directly as well
+    left_fuse, right_fuse = getattr(left, "fuse", None), getattr(right, "fuse", None)
+    if (
+        left_fuse
+        and right_fuse
+        and left_fuse[0] is right_fuse[0]
+        and hasattr(left, "direct")
+        and hasattr(right, "direct")
+    ):
+        left_direct, right_direct = left.direct, right.direct  # type: ignore[attr-defined]
+
+        def direct(value: Any) -> list:
+            return distinct_nodes(left_direct(value) + right_direct(value))
+
+        fn.fuse = (left_fuse[0], None, None)  # type: ignore[attr-defined]
+        fn.direct = direct  # type: ignore[attr-defined]
     return fn
+
+
+def distinct_nodes(nodes: list) -> list:
+    """``Node``s without repeats (FHIRPath equality of their values)."""
+    if len(nodes) < 2:
+        return nodes
+    as_items = [(n.value, n.type, n.structure, None, None, None) for n in nodes]
+    kept = {id(item) for item in distinct_items(as_items)}
+    return [node for node, item in zip(nodes, as_items, strict=True) if id(item) in kept]
 
 
 def _op_membership(contains: bool) -> Callable[[Fn, Fn], Fn]:
@@ -1207,7 +1421,7 @@ def value_function(
                 result = impl(to_system(item) if system else item, *values)
                 return _EMPTY if result is None else [result]
 
-            return fn, None
+            return _fold(fn, base, *arg_fns), None
 
         FUNCTIONS[name] = (low, low if high is None else high, builder)
         return impl
@@ -1226,8 +1440,9 @@ def collection_function(
         ) -> tuple[Fn, SType]:
             arg_fns = [compiler.arg(a, st) for a in args]
             if not arg_fns:
-                return (lambda ctx: impl(base(ctx))), None
-            return (lambda ctx: impl(base(ctx), *[f(ctx) for f in arg_fns])), None
+                return _fold(lambda ctx: impl(base(ctx)), base), None
+            fn = lambda ctx: impl(base(ctx), *[f(ctx) for f in arg_fns])  # noqa: E731
+            return _fold(fn, base, *arg_fns), None
 
         FUNCTIONS[name] = (low, low if high is None else high, builder)
         return impl
@@ -1428,7 +1643,7 @@ def _of_type(c: Compiler, base: Fn, base_st: SType, args: tuple, st: SType) -> t
 
 @function("is", 1)
 def _is(c: Compiler, base: Fn, base_st: SType, args: tuple, st: SType) -> tuple[Fn, SType]:
-    matcher = c.type_matcher(c.type_arg(args[0]))
+    matcher = c.type_matcher(c.type_arg(args[0]), question=True)
 
     def is_(ctx: Ctx) -> list:
         item = single(base(ctx), "is()")
@@ -1650,7 +1865,7 @@ def _substring_fn(c: Compiler, base: Fn, base_st: SType, args: tuple, st: SType)
         result = _substring(to_system(item), to_system(start), length)
         return _EMPTY if result is None else [result]
 
-    return substring, None
+    return _fold(substring, base, start_fn, length_fn), None
 
 
 @value_function("startsWith", 1)

@@ -278,3 +278,29 @@ def parse(text: str) -> Expr:
     if not isinstance(text, str):
         raise ParseError("a FHIRPath expression must be a string")
     return _Parser(text).parse()
+
+
+def walk(expr: Expr) -> list[Expr]:
+    """Every node of a syntax tree."""
+    out: list[Expr] = []
+    stack: list[Expr] = [expr]
+    while stack:
+        node = stack.pop()
+        out.append(node)
+        for name in node.__slots__:  # type: ignore[attr-defined]
+            child = getattr(node, name)
+            if isinstance(child, Expr):
+                stack.append(child)
+            elif isinstance(child, tuple):
+                stack.extend(c for c in child if isinstance(c, Expr))
+    return out
+
+
+def needs_resource(expr: Expr) -> bool:
+    """Whether evaluating the expression may read %resource / %rootResource (also resolve(),
+    which looks for contained resources and Bundle entries there)."""
+    return any(
+        (isinstance(node, Var) and node.name in ("resource", "rootResource"))
+        or (isinstance(node, Call) and node.name == "resolve")
+        for node in walk(expr)
+    )

@@ -29,7 +29,7 @@ from typing import Any
 from fhir_server.definitions import load_r4
 from fhir_server.fhirpath import CompiledExpression, FhirPathError
 from fhir_server.fhirpath import compile as compile_fhirpath
-from fhir_server.fhirpath.engine import Ctx, Env, node_of
+from fhir_server.fhirpath.engine import ENGINE_ERRORS, Ctx, Env
 from fhir_server.model.structure import r4_model
 from fhir_server.validation import identifiers
 
@@ -50,12 +50,18 @@ def base_constraint_keys() -> frozenset[str]:
     return frozenset(keys)
 
 
-@cache
+_ENV: Env | None = None
+_NONE: list = []
+
+
 def _environment() -> Env:
     """memberOf() and subsumes() in invariants use the packaged terminology."""
-    from fhir_server.fhirpath.hooks import terminology_hook
+    global _ENV
+    if _ENV is None:
+        from fhir_server.fhirpath.hooks import terminology_hook
 
-    return Env(terminology=terminology_hook())
+        _ENV = Env(terminology=terminology_hook())
+    return _ENV
 
 
 @cache
@@ -69,6 +75,14 @@ def _context_node(type_path: str) -> tuple[str, Any]:
         code = element.types[0] if element.types else ""
         return code, element.children or model.types.get(code)
     return type_path, None
+
+
+def _holder(resource: Any) -> list:
+    """``%resource`` / ``%rootResource`` as engine items."""
+    if not isinstance(resource, dict):
+        return []
+    resource_type = resource.get("resourceType")
+    return [(resource, resource_type, r4_model().types.get(resource_type), None, None, None)]
 
 
 def compile_invariant(expression: str, type_path: str) -> CompiledExpression:
@@ -102,7 +116,7 @@ class Invariant:
     expression: str
     native: NativeCheck | None = None
     broken: str | None = None  # why the expression cannot be evaluated
-    _compiled: dict[str, CompiledExpression] = field(default_factory=dict, repr=False)
+    _compiled: dict[str, tuple[Any, str, Any, bool]] = field(default_factory=dict, repr=False)
 
     def evaluate(
         self, value: Any, type_path: str, partner: Any, resource: Any, root: Any
@@ -112,35 +126,36 @@ class Invariant:
             return self.native(value)
         if self.broken is not None:
             return None
-        compiled = self._compiled.get(type_path)
-        if compiled is None:
+        entry = self._compiled.get(type_path)
+        if entry is None:
             try:
                 compiled = compile_invariant(self.expression, type_path)
             except FhirPathError as exc:
                 self.broken = f"the expression does not compile: {exc}"
                 log.warning("invariant %s cannot be compiled: %s", self.key, exc)
                 return None
-            self._compiled[type_path] = compiled
-        code, structure = _context_node(type_path)
+            code, structure = _context_node(type_path)
+            entry = (compiled.fn, code, structure, compiled.needs_resource)
+            self._compiled[type_path] = entry
+        fn, code, structure, needs_resource = entry
         if partner is not None:
             item = (value, code, structure, {"_v": partner}, "v", None)
         else:
             item = (value, code, structure, None, None, None)
-        model = compiled.model
-        resource_items = [node_of(resource, model)] if isinstance(resource, dict) else []
-        root_items = (
-            resource_items
-            if root is resource
-            else [node_of(root, model)]
-            if isinstance(root, dict)
-            else []
-        )
-        ctx = Ctx([item], resource_items, root_items, _environment())
+        if needs_resource:
+            ctx = Ctx([item], _holder(resource), _holder(root), _ENV or _environment())
+        else:
+            ctx = Ctx([item], _NONE, _NONE, _ENV or _environment())
         try:
-            holds = compiled.test(ctx)
-        except FhirPathError as exc:  # a type error, a collection where one value is needed...
+            result = fn(ctx)
+        except ENGINE_ERRORS as exc:  # a type error, a collection where one value is needed...
             return f"could not be evaluated ({exc})"
-        return None if holds else self.human
+        if not result:
+            return self.human
+        for found in result:
+            if found is not True and (type(found) is not tuple or found[0] is not True):
+                return self.human
+        return None
 
     # the engine is the reference now; kept for callers of the former two-engine interface
     evaluate_full = evaluate
