@@ -18,6 +18,7 @@ fhirpathpy fallback, ``old_fhirpath.py``). Measures, as the best of ``--repeat``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import sys
@@ -103,10 +104,8 @@ def search_cases(
 
 def run_all(pairs: list[tuple[Any, Any, dict]], which: int) -> None:
     for pair in pairs:
-        try:
+        with contextlib.suppress(Exception):  # extraction skips a failing parameter as well
             pair[which](pair[2])
-        except Exception:  # extraction skips a failing parameter as well
-            pass
 
 
 def invariant_cases() -> list[tuple[Any, Any, Any, str]]:
@@ -119,8 +118,12 @@ def invariant_cases() -> list[tuple[Any, Any, Any, str]]:
             continue
         try:
             fast = old_fastpath.compile_invariant(case.expression)
-            env = {"resource": resource, "root": resource, "type": resource["resourceType"],
-                   "this": resource}
+            env = {
+                "resource": resource,
+                "root": resource,
+                "type": resource["resourceType"],
+                "this": resource,
+            }
             fast([resource], env)
         except (old_fastpath.Unsupported, old_fastpath.Fallback):
             continue
@@ -138,12 +141,16 @@ def main() -> int:
     model = r4_model()
 
     everything, subset = search_cases(model)
-    for label, pairs in (("all R4 search expressions", everything),
-                         ("old compiled subset only", subset)):
+    for label, pairs in (
+        ("all R4 search expressions", everything),
+        ("old compiled subset only", subset),
+    ):
         run_all(pairs, 0)
         run_all(pairs, 1)
         old, new = compare(
-            lambda pairs=pairs: run_all(pairs, 0), lambda pairs=pairs: run_all(pairs, 1), args.repeat
+            lambda pairs=pairs: run_all(pairs, 0),
+            lambda pairs=pairs: run_all(pairs, 1),
+            args.repeat,
         )
         print(
             f"search values, {label}: {len(pairs)} evaluations; "
@@ -182,17 +189,13 @@ def main() -> int:
 
     def new_suite() -> None:
         for expression, resource in suite:
-            try:
+            with contextlib.suppress(fhirpath.FhirPathError):
                 fhirpath.evaluate(expression, resource if resource is not None else [])
-            except fhirpath.FhirPathError:
-                pass
 
     def old_suite() -> None:
         for expression, resource in suite:
-            try:
+            with contextlib.suppress(Exception):
                 old_fhirpath.evaluate(expression, resource or {})
-            except Exception:
-                pass
 
     new_suite()
     old_suite()

@@ -15,18 +15,16 @@ Every expression is compiled once per context type and cached. See docs/fhirpath
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Protocol
 
 from fhir_server.fhirpath.engine import (
     ENGINE_ERRORS,
+    NO_ENV,
     Compiler,
     Ctx,
-    NO_ENV,
     Env,
     Node,
-    EvaluationError,
     SemanticError,
     node_of,
     system_value,
@@ -36,7 +34,7 @@ from fhir_server.fhirpath.engine import (
 )
 from fhir_server.fhirpath.parser import ParseError, needs_resource, parse
 from fhir_server.fhirpath.values import Quantity, Temporal
-from fhir_server.model.structure import ComplexType, Model, r4_model
+from fhir_server.model.structure import Model, r4_model
 
 __all__ = [
     "CompiledExpression",
@@ -223,10 +221,7 @@ class CompiledExpression:
         result = self.run(ctx)
         if not result:
             return False
-        for item in result:
-            if item is not True and to_system(item) is not True:
-                return False
-        return True
+        return all(not (item is not True and to_system(item) is not True) for item in result)
 
     def _focus(self, focus: Any, focus_type: str | None) -> list:
         if focus_type is not None and not isinstance(focus, list):

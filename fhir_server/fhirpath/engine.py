@@ -40,7 +40,6 @@ from fhir_server.fhirpath.values import (
     decimal_boundary,
     decimal_equivalent,
     decimal_places,
-    format_decimal,
     now_local,
     parse_temporal,
     quantity_add,
@@ -132,7 +131,12 @@ class Env:
 
 NO_ENV = Env()
 # what a failing evaluation raises (anything else is a bug in the engine)
-ENGINE_ERRORS: tuple[type[Exception], ...] = (ValueError, ArithmeticError, TypeError, RecursionError)
+ENGINE_ERRORS: tuple[type[Exception], ...] = (
+    ValueError,
+    ArithmeticError,
+    TypeError,
+    RecursionError,
+)
 
 
 class Ctx:
@@ -287,8 +291,9 @@ Plan = tuple[tuple[str, str, ComplexType | None, bool, bool], ...]
 class Navigator:
     """Per model: which JSON keys an element name means on each structure (cached)."""
 
-    def __init__(self, model: Model) -> None:
+    def __init__(self, model: Model, lenient: bool = False) -> None:
         self.model = model
+        self.lenient = lenient  # JSON names of choice elements (valueQuantity) are accepted
         self._plans: dict[tuple[str, str], Plan | None] = {}
         self.element_structure = model.types.get("Element")
         self._suffixes = frozenset(t[:1].upper() + t[1:] for t in (*model.types, *PRIMITIVE_TYPES))
@@ -336,6 +341,13 @@ class Navigator:
             return
         plan = self.plan(structure, name)
         if plan is None:
+            json_key = structure.keys.get(name) if self.lenient else None
+            if json_key is not None and not json_key.extension_part:
+                code = json_key.type_code
+                element = json_key.element
+                is_resource = self.model.kinds.get(code) == "resource"
+                child = None if is_resource else (element.children or self.model.types.get(code))
+                self.walk(value, ((name, code, child, code in PRIMITIVE_TYPES, is_resource),), out)
             return
         self.walk(value, plan, out)
 
@@ -377,7 +389,7 @@ class Navigator:
         if type(value) is not dict:
             return
         model = self.model
-        for key, code, child, primitive, is_resource in plan:
+        for key, code, child, _primitive, is_resource in plan:
             raw = value.get(key)
             if raw is None:  # (a primitive with only an extension has no value to index)
                 continue
@@ -449,7 +461,7 @@ class Navigator:
             return
         keys = structure.keys
         model = self.model
-        for key, raw in value.items():
+        for key, _raw in value.items():
             if key == "resourceType":
                 continue
             if key[0] == "_":
@@ -660,7 +672,7 @@ class Compiler:
     def __init__(self, model: Model, strict: bool = True) -> None:
         self.model = model
         self.strict = strict
-        self.nav = Navigator(model)
+        self.nav = Navigator(model, lenient=not strict)
 
     # -- static types ------------------------------------------------------------------------
 
@@ -911,7 +923,7 @@ class Compiler:
         return fn, None
 
     def c_TypeOp(self, expr: ast.TypeOp, st: SType) -> tuple[Fn, SType]:
-        operand, operand_st = self.compile(expr.operand, st)
+        operand, _operand_st = self.compile(expr.operand, st)
         matcher = self.type_matcher(expr.type_name, exact=expr.op == "as", question=expr.op == "is")
         if expr.op == "is":
 
@@ -1340,17 +1352,16 @@ def arithmetic(op: str, x: Any, y: Any) -> Any:
                 return None if y == 0 else Quantity(x.value / Decimal(y), x.unit)
         except ZeroDivisionError:
             return None
-    elif op in ("div", "mod"):
-        if numbers:
-            if y == 0:
-                return None
-            if tx is int and ty is int:
-                quotient = abs(x) // abs(y) * (1 if (x >= 0) == (y > 0) else -1)
-                return quotient if op == "div" else x - y * quotient
-            quotient = (Decimal(x) / Decimal(y)).to_integral_value(rounding=ROUND_DOWN)
-            if op == "div":
-                return int(quotient)
-            return Decimal(x) - Decimal(y) * quotient
+    elif op in ("div", "mod") and numbers:
+        if y == 0:
+            return None
+        if tx is int and ty is int:
+            quotient = abs(x) // abs(y) * (1 if (x >= 0) == (y > 0) else -1)
+            return quotient if op == "div" else x - y * quotient
+        quotient = (Decimal(x) / Decimal(y)).to_integral_value(rounding=ROUND_DOWN)
+        if op == "div":
+            return int(quotient)
+        return Decimal(x) - Decimal(y) * quotient
     raise EvaluationError(f"{op} does not apply to {_describe(x)} and {_describe(y)}")
 
 
@@ -1780,10 +1791,7 @@ def _iif(c: Compiler, base: Fn, base_st: SType, args: tuple, st: SType) -> tuple
         test = to_system(result[0]) if result else None
         if result and test is not True and test is not False:
             raise EvaluationError("the criterion of iif() must be a Boolean")
-        if test is True:
-            out = then_fn(ctx)
-        else:
-            out = else_fn(ctx) if else_fn is not None else _EMPTY
+        out = then_fn(ctx) if test is True else else_fn(ctx) if else_fn is not None else _EMPTY
         ctx.this = saved_this
         return out
 

@@ -135,10 +135,8 @@ class _Parser:
 
     def operator(self, level: int) -> str | None:
         token = self.token
-        if token.kind == "op" or (token.kind == "id" and token.text in _WORD_OPERATORS):
-            if token.text in _LEVELS[level]:
-                return token.text
-        return None
+        is_operator = token.kind == "op" or (token.kind == "id" and token.text in _WORD_OPERATORS)
+        return token.text if is_operator and token.text in _LEVELS[level] else None
 
     def parse(self) -> Expr:
         if self.token.kind == "eof":

@@ -302,7 +302,7 @@ class Temporal:
         else:
             base = {1: 4, 2: 6, 3: 8, 4: 10, 5: 12, 6: 14}[self.precision]
         if self.precision == 6 and self.frac:
-            base += len(self.frac) if self.kind != "time" else len(self.frac)
+            base += len(self.frac)
         return base
 
 

@@ -131,9 +131,8 @@ def same(
         pairs_expected.sort(key=lambda p: p[1])
         pairs_got.sort(key=lambda p: p[1])
     for (etype, etext), (gtype, gtext) in zip(pairs_expected, pairs_got, strict=True):
-        if etext.strip() != gtext:
-            if not (etype == "decimal" and _same_number(etext, gtext)):
-                return False
+        if etext.strip() != gtext and not (etype == "decimal" and _same_number(etext, gtext)):
+            return False
         if etype is not None and gtype != etype and gtype not in _COMPATIBLE.get(etype, ()):
             return False
     return True

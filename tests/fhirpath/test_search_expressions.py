@@ -8,7 +8,6 @@ import json
 
 import fhirpathpy
 import pytest
-
 from fhirpathpy.models import models as fhirpathpy_models
 
 from fhir_server import fhirpath
@@ -108,7 +107,9 @@ def _cases():
             key = (rtype, example.get("id"), definition["code"])
             if own and definition["code"] not in ("_id",) and key not in seen:
                 seen.add(key)
-                yield pytest.param(own, example, id=f"{rtype}-{example.get('id')}-{definition['code']}")
+                yield pytest.param(
+                    own, example, id=f"{rtype}-{example.get('id')}-{definition['code']}"
+                )
 
 
 def _plain(value):

@@ -77,8 +77,10 @@ def test_search_and_patch_nodes_agree(case: Case) -> None:
                 resource, fhirpath.Env(**HOOKS)
             )
         return
-    nodes = fhirpath.compile_expression(case.expression, r4_model())._for(resource).nodes(
-        resource, fhirpath.Env(**HOOKS)
+    nodes = (
+        fhirpath.compile_expression(case.expression, r4_model())
+        ._for(resource)
+        .nodes(resource, fhirpath.Env(**HOOKS))
     )
     assert [n.value for n in nodes] == [v for v in expected if v is not None]
 

@@ -18,6 +18,9 @@ from fhir_server.validation.invariants import Invariant, select_invariants
 from fhir_server.validation.profiles import ProfileValidator
 from fhir_server.validation.registry import shipped_content
 
+from .conftest import example, example_names
+from .test_profile_examples import INVALID
+
 R4_MODEL = fhirpathpy_models["r4"]
 
 
@@ -31,9 +34,6 @@ USER_FUNCTIONS = {
     "htmlChecks": {"fn": lambda inputs: True, "arity": {0: []}},
     "trace": {"fn": lambda inputs, name=None: inputs, "arity": {1: ["String"]}},
 }
-
-from .conftest import example, example_names
-from .test_profile_examples import INVALID
 
 SAMPLE: dict[str, Any] = {
     "resourceType": "Patient",
@@ -218,7 +218,10 @@ def _all_constraints() -> list[tuple[str, str, str]]:
     out = []
     for origin, definitions in (
         ("r4", [*load_r4("profiles-types"), *load_r4("profiles-resources")]),
-        ("shipped", [r for r in shipped_content() if r.get("resourceType") == "StructureDefinition"]),
+        (
+            "shipped",
+            [r for r in shipped_content() if r.get("resourceType") == "StructureDefinition"],
+        ),
     ):
         for sd in definitions:
             elements = (sd.get("snapshot") or sd.get("differential") or {}).get("element", ())
@@ -226,7 +229,9 @@ def _all_constraints() -> list[tuple[str, str, str]]:
                 for constraint in element.get("constraint", ()):
                     if constraint.get("expression"):
                         path = element.get("path", "")
-                        out.append((f"{origin}:{constraint['key']}", path, constraint["expression"]))
+                        out.append(
+                            (f"{origin}:{constraint['key']}", path, constraint["expression"])
+                        )
     return out
 
 
