@@ -978,8 +978,14 @@ class Compiler:
             and (namespace or not fhir_known or name == "Quantity")
         )
 
+        # as(DateTime) / ofType(DateTime) on FHIR values: R4's own SearchParameters write the
+        # System name for the FHIR primitive (Observation code-value-date: value.as(DateTime))
+        alias = _SYSTEM_TO_FHIR_PRIMITIVE.get(name) if exact and namespace == "" else None
+
         def matches(item: Item) -> bool:
             if type(item) is tuple:
+                if alias is not None and item[1] in alias:
+                    return True
                 if not match_fhir:
                     return False
                 if exact and (primitive or item[1] in PRIMITIVE_TYPES):
@@ -1076,6 +1082,17 @@ def _fused_path(fuse: tuple, general: Fn, nav: Navigator) -> Fn:
     fused.fuse = fuse  # type: ignore[attr-defined]
     fused.direct = direct  # type: ignore[attr-defined]
     return fused
+
+
+_SYSTEM_TO_FHIR_PRIMITIVE = {
+    "Boolean": ("boolean",),
+    "String": ("string",),
+    "Integer": ("integer",),
+    "Decimal": ("decimal",),
+    "Date": ("date",),
+    "DateTime": ("dateTime",),
+    "Time": ("time",),
+}
 
 
 def _names(st: SType) -> str:
