@@ -15,6 +15,11 @@ two stages is the cost of what the later one adds. Prints the event loop's CPU p
 - ``full``: the whole create, committed to SQLite (WAL, synchronous=FULL).
 
     python bench/create_breakdown.py [--creates 20000] [--runs 3]
+    python bench/create_breakdown.py --compare-fhirpath [--creates 5000] [--runs 3]
+
+``--compare-fhirpath`` runs only the ``full`` stage, alternately with the former search-value
+evaluator (``bench/reference``: the compiled subset with fhirpathpy behind it) and with the
+FHIRPath engine, and prints both create rates.
 """
 
 from __future__ import annotations
@@ -103,6 +108,15 @@ def switch_off(stage: str, app: ServerApp) -> None:
         app.service.extractor.extract = lambda *args, **kwargs: IndexRows()
 
 
+def use_old_fhirpath() -> None:
+    """Search values through the former evaluator (a copy kept in bench/reference)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from bench.reference import old_fhirpath
+    from fhir_server.search import registry
+
+    registry.compile_expression = old_fhirpath.compile_expression
+
+
 async def run_stage(stage: str, creates: int) -> tuple[float, float]:
     with tempfile.TemporaryDirectory(prefix="bench-breakdown-") as data:
         settings = Settings(data_dir=Path(data), store=f"sqlite:///{data}/fhir.db", auth="open")
@@ -126,12 +140,39 @@ def main() -> int:
     parser.add_argument("--creates", type=int, default=20000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--stage", choices=STAGES, help="run one stage (used internally)")
+    parser.add_argument("--old-fhirpath", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--compare-fhirpath", action="store_true")
     args = parser.parse_args()
     if args.stage:  # each stage in its own process: switching parts off cannot leak
+        if args.old_fhirpath:
+            use_old_fhirpath()
         cpu, rate = uvloop.run(run_stage(args.stage, args.creates))
         print(f"{cpu:.1f} {rate:.0f}")
         return 0
     import subprocess
+
+    if args.compare_fhirpath:
+        results: dict[str, list[tuple[float, float]]] = {"old": [], "new": []}
+        for _ in range(args.runs):
+            for engine in ("old", "new"):
+                command = [
+                    sys.executable,
+                    __file__,
+                    "--stage",
+                    "full",
+                    "--creates",
+                    str(args.creates),
+                ] + (["--old-fhirpath"] if engine == "old" else [])
+                out = subprocess.run(command, capture_output=True, text=True, check=True)
+                cpu, rate = out.stdout.split()
+                results[engine].append((float(cpu), float(rate)))
+        for engine, runs in results.items():
+            print(
+                f"{engine} FHIRPath: loop CPU {min(r[0] for r in runs):.1f} µs/create, "
+                f"{max(r[1] for r in runs):.0f} creates/s (runs: "
+                f"{', '.join(f'{r[1]:.0f}' for r in runs)})"
+            )
+        return 0
 
     print(f"{'stage':<10}{'loop CPU µs/create':>20}{'creates/s':>12}{'added µs':>10}")
     previous = None

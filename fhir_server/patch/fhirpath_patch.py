@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fhir_server.errors import FhirError, bad_request
-from fhir_server.fhirpath import Node
-from fhir_server.fhirpath.compiler import Unsupported, compile_path
+from fhir_server.fhirpath import FhirPathError, Node, compile_expression
 from fhir_server.model.structure import Model
 
 
@@ -33,9 +32,9 @@ def apply_fhirpath_patch(resource: dict, parameters: dict, model: Model) -> dict
 
 def _select(resource: dict, path: str, model: Model) -> list[Node]:
     try:
-        return compile_path(path, model)(resource)
-    except Unsupported as exc:
-        raise bad_request(f"FHIRPath Patch: unsupported path {path!r}: {exc}") from exc
+        return compile_expression(path, model)(resource)
+    except FhirPathError as exc:
+        raise bad_request(f"FHIRPath Patch: invalid path {path!r}: {exc}") from exc
 
 
 def _primitive(part: dict | None) -> Any:

@@ -11,43 +11,31 @@ Which invariants run (see docs/validation.md):
   checks what matters of them on every write) nor the invariants of data types (``per-1``,
   ``ref-1``...).
 
-Expressions are evaluated with fhirpathpy, each compiled once per process. A few invariants have
-a native implementation that replaces their expression: the be-core identifier invariants
-(``be-inv-SSIN``, ``be-inv-NIHDI``, ``be-inv-CBE``) only check digit patterns, the native
-versions also check the check digits (``identifiers.py``).
+Expressions are evaluated by the server's FHIRPath engine (``fhir_server.fhirpath``), each
+compiled once per expression and context type into closures over the JSON (a few µs per
+evaluation). A few invariants have a native implementation that replaces their expression: the
+be-core identifier invariants (``be-inv-SSIN``, ``be-inv-NIHDI``, ``be-inv-CBE``) only check
+digit patterns, the native versions also check the check digits (``identifiers.py``).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-import fhirpathpy
-from fhirpathpy.engine.nodes import ResourceNode
-
 from fhir_server.definitions import load_r4
-from fhir_server.fhirpath import R4_MODEL
+from fhir_server.fhirpath import CompiledExpression, FhirPathError
+from fhir_server.fhirpath import compile as compile_fhirpath
+from fhir_server.fhirpath.engine import ENGINE_ERRORS, Ctx, Env
+from fhir_server.model.structure import r4_model
 from fhir_server.validation import identifiers
-from fhir_server.validation.fastpath import Fallback, Unsupported, compile_invariant
 
 log = logging.getLogger(__name__)
 
 GENERIC_PREFIXES = ("ele-", "dom-", "ext-", "txt-")
-
-
-def _has_value(inputs: list[Any]) -> bool:
-    return len(inputs) == 1 and inputs[0] is not None and not isinstance(inputs[0], dict)
-
-
-# Functions the R4 invariants use that fhirpathpy does not implement (or implements noisily).
-USER_FUNCTIONS = {
-    "hasValue": {"fn": _has_value, "arity": {0: []}},
-    "htmlChecks": {"fn": lambda inputs: True, "arity": {0: []}},
-    "trace": {"fn": lambda inputs, name=None: inputs, "arity": {1: ["String"]}},
-}
 
 
 @cache
@@ -62,19 +50,45 @@ def base_constraint_keys() -> frozenset[str]:
     return frozenset(keys)
 
 
-@cache
-def _fast(expression: str) -> Callable[..., list[Any]] | None:
-    try:
-        return compile_invariant(expression)
-    except Unsupported:
-        return None
+_ENV: Env | None = None
+_NONE: list = []
+
+
+def _environment() -> Env:
+    """memberOf() and subsumes() in invariants use the packaged terminology."""
+    global _ENV
+    if _ENV is None:
+        from fhir_server.fhirpath.hooks import terminology_hook
+
+        _ENV = Env(terminology=terminology_hook())
+    return _ENV
 
 
 @cache
-def _compiled(expression: str) -> Callable[..., list[Any]]:
-    return fhirpathpy.compile(
-        expression, model=R4_MODEL, options={"userInvocationTable": USER_FUNCTIONS}
-    )
+def _context_node(type_path: str) -> tuple[str, Any]:
+    """(type code, structure) of an invariant's context: a type name or an element path."""
+    model = r4_model()
+    if type_path in model.types:
+        return type_path, model.types[type_path]
+    element = model.element_at(type_path) if "." in type_path else None
+    if element is not None:
+        code = element.types[0] if element.types else ""
+        return code, element.children or model.types.get(code)
+    return type_path, None
+
+
+def _holder(resource: Any) -> list:
+    """``%resource`` / ``%rootResource`` as engine items."""
+    if not isinstance(resource, dict):
+        return []
+    resource_type = resource.get("resourceType")
+    return [(resource, resource_type, r4_model().types.get(resource_type), None, None, None)]
+
+
+def compile_invariant(expression: str, type_path: str) -> CompiledExpression:
+    """The compiled expression of an invariant on elements of ``type_path`` (cached by the
+    engine); raises ``FhirPathError``."""
+    return compile_fhirpath(expression, type_path or None)
 
 
 NativeCheck = Callable[[Any], "str | None"]
@@ -101,10 +115,8 @@ class Invariant:
     human: str
     expression: str
     native: NativeCheck | None = None
-    _fn: Callable[..., list[Any]] | None = None
     broken: str | None = None  # why the expression cannot be evaluated
-    fast: Callable[..., list[Any]] | None = None
-    use_fast: bool = True
+    _compiled: dict[str, tuple[Any, str, Any, bool]] = field(default_factory=dict, repr=False)
 
     def evaluate(
         self, value: Any, type_path: str, partner: Any, resource: Any, root: Any
@@ -112,38 +124,41 @@ class Invariant:
         """None when the invariant holds, otherwise what is wrong."""
         if self.native is not None:
             return self.native(value)
-        if self.use_fast and self.fast is not None:
-            env = {"resource": resource, "root": root, "type": type_path, "this": value}
-            try:
-                result = self.fast([] if value is None else [value], env)
-            except Fallback:
-                pass
-            else:
-                return None if result and all(item is True for item in result) else self.human
-        return self.evaluate_full(value, type_path, partner, resource, root)
-
-    def evaluate_full(
-        self, value: Any, type_path: str, partner: Any, resource: Any, root: Any
-    ) -> str | None:
-        """Evaluate with fhirpathpy (also what the fast path is tested against)."""
         if self.broken is not None:
             return None
-        if self._fn is None:
+        entry = self._compiled.get(type_path)
+        if entry is None:
             try:
-                self._fn = _compiled(self.expression)
-            except Exception as exc:  # fhirpathpy raises plain Exceptions on syntax errors
+                compiled = compile_invariant(self.expression, type_path)
+            except FhirPathError as exc:
                 self.broken = f"the expression does not compile: {exc}"
                 log.warning("invariant %s cannot be compiled: %s", self.key, exc)
                 return None
-        node = ResourceNode.create_node(value, type_path, partner)
-        context = {"resource": resource, "rootResource": root}
+            code, structure = _context_node(type_path)
+            entry = (compiled.fn, code, structure, compiled.needs_resource)
+            self._compiled[type_path] = entry
+        fn, code, structure, needs_resource = entry
+        if partner is not None:
+            item = (value, code, structure, {"_v": partner}, "v", None)
+        else:
+            item = (value, code, structure, None, None, None)
+        if needs_resource:
+            ctx = Ctx([item], _holder(resource), _holder(root), _ENV or _environment())
+        else:
+            ctx = Ctx([item], _NONE, _NONE, _ENV or _environment())
         try:
-            result = self._fn(node, context)
-        except Exception as exc:  # unsupported function, type error...
+            result = fn(ctx)
+        except ENGINE_ERRORS as exc:  # a type error, a collection where one value is needed...
             return f"could not be evaluated ({exc})"
-        if result and all(item is True for item in result):
-            return None
-        return self.human
+        if not result:
+            return self.human
+        for found in result:
+            if found is not True and (type(found) is not tuple or found[0] is not True):
+                return self.human
+        return None
+
+    # the engine is the reference now; kept for callers of the former two-engine interface
+    evaluate_full = evaluate
 
 
 def select_invariants(
@@ -175,7 +190,6 @@ def select_invariants(
                 constraint.get("severity", "error"),
                 constraint.get("human", ""),
                 expression,
-                fast=_fast(expression),
             )
         )
     return out

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from fhir_server.fhirpath.lexer import LexError, tokenize
+from bench.reference.old_lexer import LexError, tokenize
 from fhir_server.model.structure import PRIMITIVE_TYPES, r4_model
 
 

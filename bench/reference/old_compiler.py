@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from fhir_server.fhirpath.lexer import LexError, tokenize
+from bench.reference.old_lexer import LexError, tokenize
 from fhir_server.model.structure import PRIMITIVE_TYPES, ComplexType, Model
 
 
