@@ -12,6 +12,7 @@ import base64
 import json
 import os
 import random
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 
@@ -21,7 +22,7 @@ import pytest
 from fhir_server.model.structure import r4_model
 from fhir_server.search.registry import build_r4_registry
 from tests.fuzz.generators import rest_request, search_request
-from tests.security.conftest import REDIRECT, SecureServer
+from tests.security.conftest import INDICATOR, REDIRECT, SecureServer
 
 SEED = int(os.environ.get("FUZZ_SEED", "20261124"))
 REQUESTS = int(os.environ.get("FUZZ_REQUESTS", "0")) or 800
@@ -164,3 +165,216 @@ def test_odd_requests_under_every_role_never_cause_a_500(fuzzed: SecureServer) -
     log = secure.live.log.read_text(errors="replace")[log_before:]
     assert "Traceback" not in log and "Exception in ASGI application" not in log, log[-2000:]
     assert seen[200] > 100 and seen[403] > 50 and seen[400] > 100, seen
+
+
+# -- the access model's classes under fuzzing (tests/security/test_access_classes.py) -----------
+
+# type -> patient-compartment fields, as (JSON key, is a list, wrapper key)
+COMPARTMENT_FIELDS = {
+    "Observation": (("subject", False, None), ("performer", True, None)),
+    "CareTeam": (("subject", False, None), ("participant", True, "member")),
+    "ServiceRequest": (("subject", False, None), ("performer", True, None)),
+    "Task": (("for", False, None), ("focus", False, None)),
+    "Communication": (("subject", False, None), ("sender", False, None), ("recipient", True, None)),
+    "Condition": (("subject", False, None), ("asserter", False, None)),
+    "Flag": (("subject", False, None),),
+    "CarePlan": (("subject", False, None),),
+}
+BASES = {
+    "Observation": {"status": "final", "code": {"text": "fuzz"}},
+    "CareTeam": {"status": "active"},
+    "ServiceRequest": {"status": "active", "intent": "order"},
+    "Task": {"status": "requested", "intent": "order"},
+    "Communication": {"status": "completed"},
+    "Condition": {"code": {"text": "fuzz"}},
+    "Flag": {"status": "active", "code": {"text": "fuzz"}},
+    "CarePlan": {"status": "draft", "intent": "plan"},
+}
+FUZZ_ID = "https://fuzz.example/id"
+
+
+def _ref_forms(server: SecureServer, pid: str) -> tuple[str, ...]:
+    return (
+        f"Patient/{pid}",
+        f"{server.base}/Patient/{pid}",
+        f"Patient/{pid}/_history/1",
+        f"https://elsewhere.example/fhir/Patient/{pid}",  # another server's: nobody here
+    )
+
+
+def _multi_patient_write(rnd: random.Random, server: SecureServer) -> tuple[dict, set[str]]:
+    """A resource whose compartment fields point at a random mix of p1 (reachable for mw-1)
+    and p2 (not), in random reference forms; returns it and the local patients it touches."""
+    type_ = rnd.choice(list(COMPARTMENT_FIELDS))
+    resource: dict = {
+        "resourceType": type_,
+        **BASES[type_],
+        "identifier": [{"system": FUZZ_ID, "value": uuid.uuid4().hex}],
+    }
+    local: set[str] = set()
+    for key, many, wrap in COMPARTMENT_FIELDS[type_]:
+        if rnd.random() < 0.3 and key not in ("subject", "for"):
+            continue
+        pid = rnd.choice(("p1", "p1", "p2"))
+        ref = rnd.choice(_ref_forms(server, pid))
+        if "elsewhere" not in ref:
+            local.add(pid)
+        value: dict = {"reference": ref}
+        if wrap:
+            value = {wrap: value}
+        resource[key] = [value] if many else value
+    if type_ == "CareTeam":
+        resource.setdefault("participant", []).append(
+            {"member": {"reference": "Practitioner/mw-1"}}
+        )
+    return resource, local
+
+
+def test_writes_touching_several_patients_under_fuzzing(fuzzed: SecureServer) -> None:
+    """Random writes with patient references in every compartment field and every reference
+    form, alone and in transactions: one that touches p2 (not in mw-1's care) is never stored."""
+    secure = fuzzed
+    rnd = random.Random(SEED + 2)
+    role_a = secure.mint()
+    backend = secure.mint(
+        kind="system", scope="system/*.rs", client_id="backend", role="A", patient_data=True
+    )
+    stored_bad: list[str] = []
+    with httpx.Client(timeout=20) as http:
+        for _ in range(max(REQUESTS // 4, 50)):
+            resource, local = _multi_patient_write(rnd, secure)
+            marker = resource["identifier"][0]["value"]
+            if rnd.random() < 0.3:
+                body = {
+                    "resourceType": "Bundle",
+                    "type": "transaction",
+                    "entry": [
+                        {
+                            "resource": resource,
+                            "request": {"method": "POST", "url": resource["resourceType"]},
+                        }
+                    ],
+                }
+                response = http.post(
+                    secure.base, json=body, headers={"authorization": f"Bearer {role_a}"}
+                )
+            else:
+                response = http.post(
+                    f"{secure.base}/{resource['resourceType']}",
+                    json=resource,
+                    headers={"authorization": f"Bearer {role_a}"},
+                )
+            assert response.status_code < 500, response.text[:300]
+            found = http.get(
+                f"{secure.base}/{resource['resourceType']}",
+                params={"identifier": f"{FUZZ_ID}|{marker}"},
+                headers={"authorization": f"Bearer {backend}"},
+            ).json()
+            written = bool(found.get("entry"))
+            if "p2" in local and written:
+                stored_bad.append(json.dumps(resource)[:300])
+            if "p2" in local:
+                assert response.status_code in (403, 404), response.text[:300]
+    assert not stored_bad, stored_bad[:3]
+
+
+HIDDEN_CONDITIONS = (  # true only through data Role B may not see (p1's labelled o1-dep)
+    f"_id=p1&_has:Observation:subject:code={INDICATOR}|depression",
+    f"_id=p1&_has:Observation:patient:code={INDICATOR}|depression",
+)
+EMPTY_CONDITIONS = (
+    f"_id=p1&_has:Observation:subject:code={INDICATOR}|no-such-code",
+    "_id=p1&_has:Observation:subject:code=http://loinc.org|0000-0",
+)
+
+
+def test_conditional_interactions_are_no_oracle_under_fuzzing(fuzzed: SecureServer) -> None:
+    """Every conditional interaction, with conditions that match only through hidden data and
+    conditions that match nothing: the answers cannot be told apart."""
+    secure = fuzzed
+    rnd = random.Random(SEED + 3)
+    role_b = secure.mint(
+        role="B", practitioner="Practitioner/sw-1", organization="Organization/cpas-1"
+    )
+    patient = {"resourceType": "Patient", "gender": "female"}
+
+    def ask(condition: str) -> tuple[int, str]:
+        kind = rnd_kind
+        headers = {"authorization": f"Bearer {role_b}"}
+        if kind == "patch":
+            r = http.patch(
+                f"{secure.base}/Patient?{condition}",
+                content="[]",
+                headers={**headers, "content-type": "application/json-patch+json"},
+            )
+        elif kind == "delete":
+            r = http.delete(f"{secure.base}/Patient?{condition}", headers=headers)
+        elif kind == "update":
+            r = http.put(f"{secure.base}/Patient?{condition}", json=patient, headers=headers)
+        elif kind == "search":
+            r = http.get(f"{secure.base}/Patient?{condition}", headers=headers)
+        else:  # a transaction's conditional reference
+            body = {
+                "resourceType": "Bundle",
+                "type": "transaction",
+                "entry": [
+                    {
+                        "resource": {
+                            "resourceType": "Flag",
+                            "status": "active",
+                            "code": {"text": "x"},
+                            "subject": {"reference": f"Patient?{condition}"},
+                        },
+                        "request": {"method": "POST", "url": "Flag"},
+                    }
+                ],
+            }
+            r = http.post(secure.base, json=body, headers=headers)
+        assert r.status_code < 500, r.text[:300]
+        text = r.text
+        if kind == "search":
+            text = str(r.json().get("total"))
+        elif r.status_code < 300:
+            text = ""  # a created Flag / updated resource: only the status is comparable
+        for cond in (*HIDDEN_CONDITIONS, *EMPTY_CONDITIONS):
+            text = text.replace(cond, "<condition>")
+        return r.status_code, text
+
+    with httpx.Client(timeout=20) as http:
+        for _ in range(40):
+            rnd_kind = rnd.choice(("patch", "delete", "update", "search", "reference"))
+            hidden = ask(rnd.choice(HIDDEN_CONDITIONS))
+            empty = ask(rnd.choice(EMPTY_CONDITIONS))
+            if rnd_kind == "update":  # each created a Patient: compare the status only
+                assert hidden[0] == empty[0], (rnd_kind, hidden, empty)
+            else:
+                assert hidden == empty, (rnd_kind, hidden, empty)
+
+
+def test_patched_paging_cursors_under_fuzzing(fuzzed: SecureServer) -> None:
+    """Paging links with changed bytes are a 400, never another page of data, never a 500."""
+    secure = fuzzed
+    rnd = random.Random(SEED + 4)
+    token = secure.mint()
+    with httpx.Client(timeout=20) as http:
+        headers = {"authorization": f"Bearer {token}"}
+        links = []
+        for path in ("/Observation?_count=1", "/_history?_count=1", "/Patient?_count=1"):
+            page = http.get(secure.base + path, headers=headers).json()
+            links += [link["url"] for link in page["link"] if link["relation"] == "next"]
+        assert links
+        for _ in range(100):
+            link = rnd.choice(links)
+            head, _, cursor = link.partition("_cursor=")
+            cursor, sep, rest = cursor.partition("&")
+            chars = list(cursor)
+            for _ in range(rnd.randint(1, 3)):
+                i = rnd.randrange(len(chars))
+                chars[i] = rnd.choice(
+                    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_."
+                )
+            patched = "".join(chars)
+            if patched == cursor:
+                continue
+            response = http.get(f"{head}_cursor={patched}{sep}{rest}", headers=headers)
+            assert response.status_code == 400, (response.status_code, response.text[:200])
