@@ -429,18 +429,26 @@ def _nodes(event: dict[str, Any]) -> dict[str, list[tuple[Any, str]]]:
         "entity-role": [(e["role"], "Coding") for e in entities if "role" in e],
         "entity-type": [(e["type"], "Coding") for e in entities if "type" in e],
         "outcome": [(event["outcome"], "code")] if "outcome" in event else [],
-        "patient": [
+        "patient": _union(  # FHIRPath's | removes equal values
             (item[key], "Reference")
             for key, items in (("who", agents), ("what", entities))
             for item in items
             if str(item.get(key, {}).get("reference", "")).startswith("Patient/")
-        ],
+        ),
         "policy": [(p, "uri") for a in agents for p in a.get("policy", ())],
         "site": [(source["site"], "string")] if "site" in source else [],
         "source": [(source["observer"], "Reference")] if "observer" in source else [],
         "subtype": [(c, "Coding") for c in event.get("subtype", ())],
         "type": [(event["type"], "Coding")] if "type" in event else [],
     }
+
+
+def _union(values: Any) -> list[tuple[Any, str]]:
+    out: list[tuple[Any, str]] = []
+    for value in values:
+        if value not in out:
+            out.append(value)
+    return out
 
 
 KNOWN_PARAMS = frozenset({"_id", "_content", "_query", "_text", *_nodes({}).keys()})
