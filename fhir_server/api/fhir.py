@@ -61,6 +61,10 @@ class FhirApi:
             check_accept(request.header("accept"), request.param("_format"))
             ctx = await self._context(request)
             response, template = await self._dispatch(request, ctx, pretty)
+            if ctx.response_headers:  # set by output hooks (e.g. Content-Language)
+                response.headers.extend(
+                    (k.lower().encode(), v.encode()) for k, v in ctx.response_headers.items()
+                )
         except FhirError as exc:
             response = render_error(exc, pretty)
         except Exception:  # never leak a stack trace to the client
@@ -89,6 +93,7 @@ class FhirApi:
         ctx.prefer_return = prefs.return_
         ctx.prefer_handling = prefs.handling
         ctx.request_id = request.header("x-request-id") or f"{_PROCESS_TAG}-{next(_REQUEST_IDS)}"
+        ctx.accept_language = request.header("accept-language")
         return ctx
 
     # -- dispatch -------------------------------------------------------------------------------

@@ -37,6 +37,8 @@ class RequestContext:
     accesses: list[Any] = field(default_factory=list)  # what was attempted (for the audit trail)
     patients: set[str] = field(default_factory=set)  # patients whose data was touched (audit)
     break_glass: bool = False  # emergency access was claimed (audited, see docs/security.md)
+    accept_language: str | None = None  # the Accept-Language header (output hooks use it)
+    response_headers: dict[str, str] = field(default_factory=dict)  # added to the response
 
     def url(self, *parts: str) -> str:
         return "/".join((self.base_url, *parts))

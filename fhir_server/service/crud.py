@@ -46,6 +46,10 @@ async def read(svc: FhirService, ctx: RequestContext, type_: str, id_: str) -> R
         raise not_found(f"{type_}/{id_} is not known")
     if current.deleted:
         raise _deleted_error(current)
+    if svc.output_hooks and current.body is not None:
+        return Result(
+            200, raw=svc.outgoing(ctx, type_, current.body) or current.body, version=current
+        )
     return Result(200, raw=current.body, version=current)
 
 
@@ -57,6 +61,8 @@ async def vread(svc: FhirService, ctx: RequestContext, type_: str, id_: str, vid
         raise not_found(f"version {vid} of {type_}/{id_} is not known")
     if stored.deleted:
         raise _deleted_error(stored)
+    if svc.output_hooks and stored.body is not None:
+        return Result(200, raw=svc.outgoing(ctx, type_, stored.body) or stored.body, version=stored)
     return Result(200, raw=stored.body, version=stored)
 
 
