@@ -269,8 +269,7 @@ async def _write_batch(
                         "record": item.pointer or "/",
                         "pointer": item.pointer or "/",
                         "sourceId": item.source_id,
-                        "reason": f"batch {number} was not written (nothing of it): "
-                        f"{exc.diagnostics}",
+                        "reason": f"batch {number} was not written (nothing of it): {exc}",
                     }
                 )
             return
@@ -359,7 +358,7 @@ async def _mark_missing(
                         "record": "",
                         "pointer": "",
                         "sourceId": r["id"],
-                        "reason": f"could not mark stale: {exc.diagnostics}",
+                        "reason": f"could not mark stale: {exc}",
                     }
                     for r, _ in chunk  # type: ignore[misc]
                 ]

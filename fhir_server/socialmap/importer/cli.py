@@ -89,7 +89,7 @@ async def _run(settings: Any, args: argparse.Namespace) -> int:
                 progress=advance,
             )
     except FhirError as exc:
-        console.print(f"[red]import refused: {exc.diagnostics}[/red]")
+        console.print(f"[red]import refused: {exc}[/red]")
         return 1
     finally:
         await app.shutdown()
@@ -116,10 +116,8 @@ def print_report(report: Report, console: Console) -> None:
         ):
             for id_ in ids:
                 console.print(f"would {outcome}: HealthcareService/{id_}")
-    if report.rejected or report.failed:
-        rejected = Table(title="rejected records")
-        for column in ("record", "pointer", "source id", "reason"):
-            rejected.add_column(column)
-        for item in report.rejected + report.failed:
-            rejected.add_row(item["record"], item["pointer"], item["sourceId"], item["reason"])
-        console.print(rejected)
+    for item in report.rejected + report.failed:  # one line each: easy to grep and to read
+        source = f" source id {item['sourceId']}:" if item["sourceId"] else ""
+        console.print(
+            f"rejected {item['pointer']}{source} {item['reason']}", markup=False, soft_wrap=True
+        )
