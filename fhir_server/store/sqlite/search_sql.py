@@ -273,15 +273,12 @@ class Compiler:
             [fts_match(pred), *types, self.snapshot, self.snapshot],
         )
 
-    def _text_probe(self, pred: TextPred, outer: str) -> Sql:
-        """Is the version of ``outer`` valid at the snapshot a match? FTS5 seeks the version's
-        rowid in each term's list instead of reading the whole lists."""
-        return Sql(
-            "EXISTS (SELECT 1 FROM ix_text WHERE ix_text MATCH ? AND rowid = "
-            f"(SELECT tv.seq FROM versions tv WHERE tv.rid = {outer} AND tv.seq <= ? "
-            "AND tv.until_seq > ?))",
-            [fts_match(pred), self.snapshot, self.snapshot],
-        )
+    def _text_probe(self, pred: TextPred, types: tuple[str, ...], outer: str) -> Sql:
+        """``outer IN (matches)``: SQLite computes the (non-correlated) match list once per query
+        and probes it per row. A correlated FTS5 lookup per row re-runs the full-text query for
+        every candidate (seconds at 10k resources)."""
+        inner = self._TextPred(pred, types, False)
+        return Sql(f"{outer} IN ({inner.text})", inner.params)
 
     def _NearPred(self, pred: NearPred, types, with_group) -> Sql:
         condition, params = near_condition(pred, "")
@@ -327,7 +324,7 @@ class Compiler:
         EXISTS on the by-resource index, chains and _has correlated sub-queries, everything
         else ``outer IN (...)``."""
         if isinstance(pred, TextPred):
-            return self._text_probe(pred, outer)
+            return self._text_probe(pred, types, outer)
         if isinstance(pred, (*INDEX_PREDS, NearPred)):
             inner = self.rids(pred, types)
             table = inner.text.split(" FROM ", 1)[1].split(" ", 1)[0]
