@@ -268,7 +268,7 @@ class Compiler:
         marks = ",".join("?" * len(types))
         columns = "v.rid AS rid, 0 AS grp" if with_group else "v.rid AS rid"
         return Sql(
-            f"SELECT {columns} FROM ix_text t JOIN versions v ON v.seq = t.rowid "
+            f"SELECT {columns} FROM ix_text t CROSS JOIN versions v ON v.seq = t.rowid "
             f"WHERE ix_text MATCH ? AND v.type IN ({marks}) AND v.seq <= ? AND v.until_seq > ?",
             [fts_match(pred), *types, self.snapshot, self.snapshot],
         )
