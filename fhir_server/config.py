@@ -35,6 +35,9 @@ class Settings:
     required_profiles: str = ""
     reject_unknown_profiles: bool = False  # meta.profile unknown to the server: error, not warning
     log_level: str = "info"
+    # resource types whose free text is indexed for _content / _text (comma-separated; plug-ins
+    # add their own, e.g. the social map adds HealthcareService, Organization, Location)
+    text_search_types: str = ""
     # -- security (docs/security.md) --------------------------------------------------------
     auth: str = "required"  # required | open ("open" = --insecure-open: no authentication at all)
     auth_issuer: str = ""  # issuer of the built-in authorization server (default: public origin)

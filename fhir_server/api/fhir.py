@@ -62,6 +62,10 @@ class FhirApi:
             self._preferences(request, ctx)
             check_accept(request.header("accept"), request.param("_format"))
             response, template = await self._dispatch(request, ctx, pretty)
+            if ctx.response_headers:  # set by output hooks (e.g. Content-Language)
+                response.headers.extend(
+                    (k.lower().encode(), v.encode()) for k, v in ctx.response_headers.items()
+                )
         except FhirError as exc:
             response = render_error(exc, pretty)
         except Exception:  # never leak a stack trace to the client
@@ -87,6 +91,7 @@ class FhirApi:
         else:
             ctx = RequestContext(base_url=self.settings.public_url)
         ctx.request_id = request.header("x-request-id") or f"{_PROCESS_TAG}-{next(_REQUEST_IDS)}"
+        ctx.accept_language = request.header("accept-language")
         return ctx
 
     @staticmethod

@@ -39,7 +39,15 @@ def capability_statement(
     resources = []
     for resource_type in svc.model.resource_types:
         params = svc.registry.params_for(resource_type)
-        active = sorted((p for p in params.values() if _usable(p)), key=lambda p: p.code)
+        handled = svc.parser.handlers
+        active = sorted(
+            (
+                p
+                for p in params.values()
+                if _usable(p) or (p.url in handled and p.status == "active")
+            ),
+            key=lambda p: p.code,
+        )
         references = [p.code for p in active if p.type == "reference"]
         resources.append(
             {
@@ -111,4 +119,7 @@ def _search_param(param: SearchParam) -> dict[str, Any]:
     out = {"name": param.code, "type": param.type}
     if param.url:
         out["definition"] = param.url
+    description = param.definition.get("description") if param.definition else None
+    if isinstance(description, str) and param.url.startswith("https://borninbelgiumpro.be/"):
+        out["documentation"] = description
     return out

@@ -159,16 +159,47 @@ class FhirService:
 
         self.sealer = Sealer()  # paging cursors: sealed, bound to the caller
 
+        # transforms of resources on the way out (reads, search entries), by resource type:
+        # fn(ctx, resource dict) -> None (edits it). Only called when registered for the type.
+        self.output_hooks: dict[str, list[Any]] = {}
+        for resource_type in filter(
+            None, (t.strip() for t in settings.text_search_types.split(","))
+        ):
+            self.enable_text(resource_type)
+
         self.search_parameters = SearchParameterManager(self)
         self.profile_validators.append(self.search_parameters)
         self.parser.pending_message = self.search_parameters.pending_message
         store.add_listener(self.search_parameters.committed)
+
+    def enable_text(self, resource_type: str) -> None:
+        """Index free text (_content, _text) of a resource type; resources stored before are
+        indexed in the background at start-up (search_parameters.backfill_builtin)."""
+        if self.model.is_resource(resource_type) and not self.registry.text_enabled(resource_type):
+            self.registry.enable_text(resource_type)
+
+    def add_output_hook(self, resource_type: str, hook: Any) -> None:
+        self.output_hooks.setdefault(resource_type, []).append(hook)
+
+    def outgoing(self, ctx: RequestContext, resource_type: str, body: bytes) -> bytes | None:
+        """The body as the caller should get it, or None when no output hook changes it."""
+        hooks = self.output_hooks.get(resource_type)
+        if not hooks:
+            return None
+        from fhir_server.json_codec import loads_trusted
+
+        resource = loads_trusted(body)
+        changed = False
+        for hook in hooks:
+            changed = bool(hook(ctx, resource)) or changed
+        return dumps(resource) if changed else None
 
     async def start(self) -> None:
         """Called once the store is open: load stored SearchParameters, resume their jobs, write
         the shipped content, and start the maintenance loop."""
         await self.sealer.load(self.store)
         await self.search_parameters.load()
+        await self.search_parameters.backfill_builtin()
         await self.shipped.load_all()
         for hook in self.start_hooks:
             await hook()
