@@ -16,6 +16,8 @@ INSTALLERS = [
     "fhir_server.terminology.operations",
     "fhir_server.service.validate_operation",
     "fhir_server.security",
+    "fhir_server.service.everything",
+    "fhir_server.pathways",
 ]
 
 
