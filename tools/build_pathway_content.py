@@ -304,6 +304,7 @@ def act(
     every: str | None = None,
     dynamic: tuple[tuple[str, str], ...] = (),
     title: dict[str, str] | None = None,
+    length: tuple[str, float] | None = None,
 ) -> dict[str, Any]:
     """An action that becomes a request: ``code`` is its activity code, ``who`` the performer
     types, ``at`` its timing relative to ``to`` (the anchor): (unit, n) or (unit, low, high)."""
@@ -333,6 +334,8 @@ def act(
         else:
             related["offsetRange"] = {"low": duration(unit, at[1]), "high": duration(unit, at[2])}
         action["relatedAction"] = [related]
+    if length:
+        action["timingDuration"] = duration(*length)
     if every:
         action["timingTiming"] = {"repeat": {"frequency": 1, "period": 1, "periodUnit": every}}
     parts = [participant(p) for p in who]
@@ -838,7 +841,24 @@ def pd_loss_early() -> dict[str, Any]:
                 ("loss", "household-support"),
                 ("maternity-care-assistant", "staff-familiehulp"),
                 ("d", 0, 14),
-                desc="Household support (e.g. family help).",
+                desc="Household support (e.g. family help or kraamzorg).",
+            ),
+            act(
+                "f-municipal",
+                ("loss", "municipal-service-referral"),
+                ("social-worker",),
+                ("wk", 1, 4),
+                desc="Referral to municipal services, if the family needs them.",
+                required="could",
+            ),
+            act(
+                "f-long-term",
+                ("loss", "long-term-support-referral"),
+                ("midwife", "social-worker"),
+                ("wk", 4, 8),
+                desc="Referral to long-term support if the grief does not ease (29% meet PTSS "
+                "criteria one month after an early loss, S002:1567-1599).",
+                required="could",
             ),
         ],
     )
@@ -930,6 +950,7 @@ def pd_loss_mors_in_utero() -> dict[str, Any]:
                 ("loss", "sick-note"),
                 ("general-practitioner",),
                 ("d", 0, 1),
+                domain="organisational",
                 desc="Sick notes for the mother (and the partner).",
             ),
             act(
@@ -1341,6 +1362,7 @@ def pd_loss_congenital_anomaly() -> dict[str, Any]:
                 ("d", 14, 28),
                 to="s-prenatal-diagnostics",
                 rel="after-end",
+                domain="administrative",
                 desc="Sick notes for both parents.",
             ),
             act(
@@ -1912,6 +1934,7 @@ def pd_postnatal() -> dict[str, Any]:
             ("midwife", "paediatrician"),
             ("d", 0),
             to="birth",
+            length=("h", 72),
             desc="Postnatal stay of at most 72 hours after an uncomplicated birth; paediatrician "
             "contact in the first 24 hours and before discharge.",
         ),

@@ -411,7 +411,9 @@ class _Builder:
             if id(action) not in included:
                 continue
             raw = action.raw
-            own_phase = _coding(raw.get("code"), LOSS_PHASE)
+            own_phase = next(
+                (c for cc in raw.get("code") or () if (c := _coding(cc, LOSS_PHASE))), None
+            )
             current_phase = own_phase or phase
             if own_phase and self.first_phase is None:
                 self.first_phase = own_phase
