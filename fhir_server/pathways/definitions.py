@@ -63,6 +63,13 @@ VARIABLES: dict[str, str] = {
     "setting": "the setting parameter",
     "settingContext": "the settingContext parameter",
 }
+_TRIAL_PATIENT = {"resourceType": "Patient", "id": "trial"}
+_TRIAL_VARIABLES: dict[str, Any] = {
+    **{name: [] for name in VARIABLES},
+    "patient": _TRIAL_PATIENT,
+    "subject": _TRIAL_PATIENT,
+    "today": "2026-01-01",
+}
 BUILTIN_VARIABLES = frozenset({"resource", "context", "rootResource", "ucum", "sct", "loinc"})
 _VARIABLE = re.compile(r"%(`[^`]*`|'[^']*'|[A-Za-z_][A-Za-z0-9_\-]*)")
 MAX_ACTIONS = 2000
@@ -194,6 +201,14 @@ class _Checker:
                 + ", ".join("%" + n for n in unknown)
                 + "; known: "
                 + ", ".join("%" + n for n in sorted(VARIABLES)),
+                f"{location}.expression",
+            )
+            return None
+        try:  # the parser alone lets some broken expressions through (tests/pathways)
+            fhirpath.evaluate(text, _TRIAL_PATIENT, _TRIAL_VARIABLES)
+        except fhirpath.FhirPathError as exc:
+            self.error(
+                f"{exc} (the expression must evaluate on an empty record)",
                 f"{location}.expression",
             )
             return None
