@@ -385,6 +385,8 @@ class _Builder:
             for key in ("category", "priority"):
                 if goal.get(key):
                     resource[key] = copy.deepcopy(goal[key])
+            if self.pathway:  # the pathway code, so that security labels follow it
+                resource["category"] = [*resource.get("category", []), *copy.deepcopy(self.pathway)]
             targets = []
             for target in goal.get("target") or ():
                 due = target.get("due") if isinstance(target, dict) else None

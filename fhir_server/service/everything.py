@@ -121,7 +121,7 @@ async def everything(
                 raise bad_request(f"{name} must be a date, got {value!r}", name) from exc
             extra.append((*clause, MissingPred("date", "dates", True)))
             link_params.append((name, value))
-    types = tuple(dict.fromkeys(wanted)) or all_types
+    types = tuple(dict.fromkeys(wanted)) or await _searchable(svc, ctx, all_types)
     return await search.search(
         svc,
         ctx,
@@ -132,6 +132,27 @@ async def everything(
         extra_where=extra,
         link_params=link_params,
     )
+
+
+async def _searchable(
+    svc: FhirService, ctx: RequestContext, types: tuple[str, ...]
+) -> tuple[str, ...]:
+    """The types the caller may search at all (without _type, $everything leaves out e.g. the
+    audit trail for a professional instead of refusing the whole request)."""
+    out = []
+    for type_ in types:
+        try:
+            # asked as a multi-type search, the guard refuses (403) a type the caller may not
+            # search, where a single-type search would just match nothing
+            await svc.search_filter(ctx, (type_, type_))
+        except FhirError as exc:
+            if exc.status != 403:
+                raise
+            continue
+        out.append(type_)
+    if not out:
+        raise FhirError(403, "forbidden", "the granted scopes allow no type of the compartment")
+    return tuple(out)
 
 
 def install(app: Any) -> None:

@@ -28,7 +28,9 @@ async def everything(client, pid: str, **params) -> list[dict]:
     while True:
         bundle = response.json()
         assert bundle["type"] == "searchset"
-        entries += [e["resource"] for e in bundle.get("entry", ()) if e["search"]["mode"] == "match"]
+        entries += [
+            e["resource"] for e in bundle.get("entry", ()) if e["search"]["mode"] == "match"
+        ]
         nxt = [link["url"] for link in bundle.get("link", ()) if link["relation"] == "next"]
         if not nxt:
             return entries
@@ -43,10 +45,19 @@ async def test_everything_of_a_patient_and_only_hers(client):
     made = [
         await create(client, observation(pid, "2026-01-10")),
         await create(client, observation(pid, "2026-06-10")),
-        await create(client, {"resourceType": "CarePlan", "status": "active", "intent": "plan",
-                              "subject": ref(f"Patient/{pid}")}),
-        await create(client, {"resourceType": "Condition", "subject": ref(f"Patient/{pid}"),
-                              "code": {"text": "x"}}),
+        await create(
+            client,
+            {
+                "resourceType": "CarePlan",
+                "status": "active",
+                "intent": "plan",
+                "subject": ref(f"Patient/{pid}"),
+            },
+        ),
+        await create(
+            client,
+            {"resourceType": "Condition", "subject": ref(f"Patient/{pid}"), "code": {"text": "x"}},
+        ),
     ]
     await create(client, observation(other, "2026-01-10"))
     found = await everything(client, pid, _count="2")  # paged
@@ -58,8 +69,10 @@ async def test_type_since_and_care_dates(client):
     pid = await new_patient(client)
     early = await create(client, observation(pid, "2026-01-10"))
     late = await create(client, observation(pid, "2026-06-10"))
-    condition = await create(client, {"resourceType": "Condition",
-                                      "subject": ref(f"Patient/{pid}"), "code": {"text": "x"}})
+    condition = await create(
+        client,
+        {"resourceType": "Condition", "subject": ref(f"Patient/{pid}"), "code": {"text": "x"}},
+    )
     only = await everything(client, pid, _type="Observation")
     assert {r["id"] for r in only} == {early["id"], late["id"]}
     dated = await everything(client, pid, start="2026-03-01", end="2026-12-31")
@@ -76,8 +89,10 @@ async def test_post_and_errors(client):
     pid = await new_patient(client)
     response = await client.post(
         f"/Patient/{pid}/$everything",
-        json={"resourceType": "Parameters", "parameter": [{"name": "_type",
-                                                           "valueCode": "Patient"}]},
+        json={
+            "resourceType": "Parameters",
+            "parameter": [{"name": "_type", "valueCode": "Patient"}],
+        },
     )
     assert response.status_code == 200, response.text
     assert [e["resource"]["id"] for e in response.json()["entry"]] == [pid]
