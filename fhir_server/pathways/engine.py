@@ -547,7 +547,12 @@ class _Builder:
             if c.get("system") in (CARE_PATHWAY, LOSS_SCENARIO)
         ]
         resource: dict[str, Any] = {"resourceType": "CarePlan"}
-        if inputs.claim_profile and any(_coding(c, CARE_PATHWAY) for c in categories):
+        author = inputs.practitioner or inputs.organization
+        if (
+            inputs.claim_profile
+            and any(_coding(c, CARE_PATHWAY) for c in categories)
+            and (author is None or author.startswith(("PractitionerRole/", "Organization/")))
+        ):
             resource["meta"] = {"profile": [CAREPLAN_PROFILE]}
         if self.first_phase is not None:
             resource["extension"] = [
