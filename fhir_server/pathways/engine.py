@@ -18,14 +18,15 @@ The steps follow R4 PlanDefinition "Applying a PlanDefinition":
    Observations in ``supportingInfo``), and one activity for the RequestGroup plus one per
    request (with need domain and loss phase extensions).
 
-The result can be rendered as the R4 operation returns it (a CarePlan with everything contained),
-as a transaction Bundle that stores it in one go, or with server ids for the server's own writes
+The result shares read-only parts (codes, participants) with the cached definitions instead of
+copying them, and nothing in the engine changes them (dynamic values copy on write). It can be
+rendered once: as the R4 operation returns it (a CarePlan with everything contained), as a
+transaction Bundle that stores it in one go, or with server ids for the server's own writes
 (pathway suggestions).
 """
 
 from __future__ import annotations
 
-import copy
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -94,24 +95,36 @@ class Inputs:
 
 @dataclass(slots=True)
 class Applied:
+    """The result of applying a plan, before its internal references are resolved. Rendering
+    resolves them in place, so an Applied is rendered once."""
+
     careplan: dict[str, Any]
     resources: dict[str, dict[str, Any]]  # local id -> RequestGroup, Goal, requests
     order: list[str] = field(default_factory=list)
+    holders: list[dict[str, Any]] = field(default_factory=list)  # {"reference": Ref}
+    rendered: bool = False
+
+    def _resolve(self, resolve: Callable[[str], str]) -> None:
+        if self.rendered:
+            raise RuntimeError("an applied plan is rendered once")
+        self.rendered = True
+        for holder in self.holders:
+            holder["reference"] = resolve(holder["reference"].local)
+
+    def _type(self, local: str) -> str:
+        resource = self.careplan if local == CAREPLAN else self.resources[local]
+        return resource["resourceType"]
 
     # -- renderings --------------------------------------------------------------------------------
 
     def contained(self) -> dict[str, Any]:
         """R4 ``$apply``: the CarePlan, with the RequestGroup, goals and requests contained."""
-
-        def resolve(local: str) -> str:
-            return "#" if local == CAREPLAN else "#" + local
-
+        self._resolve(lambda local: "#" if local == CAREPLAN else "#" + local)
         contained = []
         for local in self.order:
-            resource = _render(self.resources[local], resolve)
-            resource["id"] = local
-            contained.append(resource)
-        plan = _render(self.careplan, resolve)
+            resource = self.resources[local]
+            contained.append({"resourceType": resource["resourceType"], "id": local, **resource})
+        plan = dict(self.careplan)
         out = {"resourceType": "CarePlan"}
         if "meta" in plan:
             out["meta"] = plan.pop("meta")
@@ -123,17 +136,14 @@ class Applied:
     def transaction(self) -> dict[str, Any]:
         """A transaction Bundle that stores the plan and everything it references at once."""
         urns = {local: f"urn:uuid:{uuid.uuid4()}" for local in [CAREPLAN, *self.order]}
-
-        def resolve(local: str) -> str:
-            return urns[local]
-
+        self._resolve(urns.__getitem__)
         entries = []
         for local in [CAREPLAN, *self.order]:
             resource = self.careplan if local == CAREPLAN else self.resources[local]
             entries.append(
                 {
                     "fullUrl": urns[local],
-                    "resource": _render(resource, resolve),
+                    "resource": resource,
                     "request": {"method": "POST", "url": resource["resourceType"]},
                 }
             )
@@ -141,19 +151,12 @@ class Applied:
 
     def with_ids(self) -> list[dict[str, Any]]:
         """The resources with server ids (CarePlan first), for the server's own writes."""
-        ids = {CAREPLAN: new_id(), **{local: new_id() for local in self.order}}
-
-        def resolve(local: str) -> str:
-            resource = self.careplan if local == CAREPLAN else self.resources[local]
-            return f"{resource['resourceType']}/{ids[local]}"
-
+        ids = {local: new_id() for local in [CAREPLAN, *self.order]}
+        self._resolve(lambda local: f"{self._type(local)}/{ids[local]}")
         out = []
         for local in [CAREPLAN, *self.order]:
-            resource = _render(
-                self.careplan if local == CAREPLAN else self.resources[local], resolve
-            )
-            resource["id"] = ids[local]
-            out.append(resource)
+            resource = self.careplan if local == CAREPLAN else self.resources[local]
+            out.append({"resourceType": resource["resourceType"], "id": ids[local], **resource})
         return out
 
     def requests(self) -> list[dict[str, Any]]:
@@ -162,20 +165,6 @@ class Applied:
             for local in self.order
             if self.resources[local]["resourceType"] not in ("RequestGroup", "Goal")
         ]
-
-
-def _render(value: Any, resolve: Callable[[str], str]) -> Any:
-    if isinstance(value, dict):
-        out = {}
-        for key, item in value.items():
-            if key == "reference" and isinstance(item, Ref):
-                out[key] = resolve(item.local)
-            else:
-                out[key] = _render(item, resolve)
-        return out
-    if isinstance(value, list):
-        return [_render(v, resolve) for v in value]
-    return value
 
 
 # -- errors
@@ -305,7 +294,7 @@ async def apply_plan(
     request_group: dict[str, Any] = {
         "resourceType": "RequestGroup",
         "instantiatesCanonical": [plan.canonical] if plan.canonical else [],
-        "basedOn": [{"reference": Ref(CAREPLAN)}],
+        "basedOn": [builder.ref(CAREPLAN)],
         "status": "draft",
         "intent": "proposal",
         "subject": {"reference": data.reference},
@@ -320,12 +309,12 @@ async def apply_plan(
     if author:
         request_group["author"] = {"reference": author}
     if builder.pathway:
-        request_group["reasonCode"] = copy.deepcopy(builder.pathway)
+        request_group["reasonCode"] = builder.pathway
     if rg_title:
         request_group["note"] = [{"text": rg_title}]
     builder.add("rg", request_group, first=True)
     builder.careplan(applicable, spans)
-    return Applied(builder.plan_resource, builder.resources, builder.order)
+    return Applied(builder.plan_resource, builder.resources, builder.order, builder.holders)
 
 
 def _plan_name(plan: Plan) -> str:
@@ -342,6 +331,7 @@ class _Builder:
         self.langs = inputs.languages
         self.resources: dict[str, dict[str, Any]] = {}
         self.order: list[str] = []
+        self.holders: list[dict[str, Any]] = []
         self.goal_ids: dict[str, str] = {}
         self.activity_entries: list[dict[str, Any]] = []
         self.plan_resource: dict[str, Any] = {}
@@ -350,11 +340,17 @@ class _Builder:
         # the pathway code rides on every generated resource (reasonCode), so that security
         # labels follow it (a depression pathway's tasks are labelled like the pathway)
         self.pathway = [
-            {"coding": [copy.deepcopy(c)]}
+            {"coding": [c]}
             for topic in plan.resource.get("topic") or ()
             for c in (topic.get("coding") or ())
             if c.get("system") == CARE_PATHWAY
         ][:1]
+
+    def ref(self, local: str) -> dict[str, Any]:
+        """A reference to a resource of the result, resolved when the result is rendered."""
+        holder: dict[str, Any] = {"reference": Ref(local)}
+        self.holders.append(holder)
+        return holder
 
     def add(self, local: str, resource: dict[str, Any], first: bool = False) -> None:
         self.resources[local] = resource
@@ -384,9 +380,9 @@ class _Builder:
             }
             for key in ("category", "priority"):
                 if goal.get(key):
-                    resource[key] = copy.deepcopy(goal[key])
+                    resource[key] = goal[key]
             if self.pathway:  # the pathway code, so that security labels follow it
-                resource["category"] = [*resource.get("category", []), *copy.deepcopy(self.pathway)]
+                resource["category"] = [*resource.get("category", []), *self.pathway]
             targets = []
             for target in goal.get("target") or ():
                 due = target.get("due") if isinstance(target, dict) else None
@@ -431,9 +427,9 @@ class _Builder:
             if raw.get("textEquivalent"):
                 item["textEquivalent"] = localized(raw, "textEquivalent", self.langs)
             if raw.get("code"):
-                item["code"] = copy.deepcopy(raw["code"])
+                item["code"] = raw["code"]
             if raw.get("documentation"):
-                item["documentation"] = copy.deepcopy(raw["documentation"])
+                item["documentation"] = raw["documentation"]
             related = []
             for r in action.related:
                 target = self.plan.by_id.get(r.get("actionId"))
@@ -452,7 +448,7 @@ class _Builder:
                 self._evidence(evidence)
             if action.definition:
                 local = self.request(action, activities[action.definition], span, current_phase)
-                item["resource"] = {"reference": Ref(local)}
+                item["resource"] = self.ref(local)
             if action.children:
                 children = self.actions(action.children, included, spans, activities, current_phase)
                 if children:
@@ -498,37 +494,31 @@ class _Builder:
             domains = [c for c in activity.resource["topic"] if _coding(c, NEED_DOMAIN)]
         kind = resource["resourceType"]
         if kind == "ServiceRequest" and domains:
-            resource["category"] = [copy.deepcopy(d) for d in domains] + resource.get(
-                "category", []
-            )
+            resource["category"] = [d for d in domains] + resource.get("category", [])
         extensions = []
         for domain in domains:
-            extensions.append(
-                {"url": EXT_NEED_DOMAIN, "valueCodeableConcept": copy.deepcopy(domain)}
-            )
+            extensions.append({"url": EXT_NEED_DOMAIN, "valueCodeableConcept": domain})
         if phase is not None:
-            extensions.append(
-                {"url": EXT_LOSS_PHASE, "valueCodeableConcept": {"coding": [copy.deepcopy(phase)]}}
-            )
+            extensions.append({"url": EXT_LOSS_PHASE, "valueCodeableConcept": {"coding": [phase]}})
         if kind in ("Task", "ServiceRequest") and extensions:
-            resource["extension"] = copy.deepcopy(extensions) + resource.get("extension", [])
+            resource["extension"] = list(extensions) + resource.get("extension", [])
         goal_refs = [self.goal_ids[g] for g in raw.get("goalId") or () if g in self.goal_ids]
         for goal in goal_refs:
             resource.setdefault("extension", []).append(
-                {"url": PERTAINS_TO_GOAL, "valueReference": {"reference": Ref(goal)}}
+                {"url": PERTAINS_TO_GOAL, "valueReference": self.ref(goal)}
             )
-        resource["basedOn"] = [{"reference": Ref(CAREPLAN)}]
+        resource["basedOn"] = [self.ref(CAREPLAN)]
         if self.pathway and kind == "ServiceRequest":
-            resource["reasonCode"] = copy.deepcopy(self.pathway)
+            resource["reasonCode"] = self.pathway
         elif self.pathway and kind == "Task":
-            resource["reasonCode"] = copy.deepcopy(self.pathway[0])
+            resource["reasonCode"] = self.pathway[0]
         for path, expr in action.dynamic:
             _set_path(resource, path, _evaluate(expr, self.data, "dynamic value"), self.model, expr)
         self.add(local, resource)
         entry: dict[str, Any] = {}
         if extensions:
             entry["extension"] = extensions
-        entry["reference"] = {"reference": Ref(local)}
+        entry["reference"] = self.ref(local)
         if title:
             entry["reference"]["display"] = title
         self.activity_entries.append(entry)
@@ -541,7 +531,7 @@ class _Builder:
         data = self.data
         inputs = self.inputs
         categories = [
-            {"coding": [copy.deepcopy(c)]}
+            {"coding": [c]}
             for topic in plan.resource.get("topic") or ()
             for c in (topic.get("coding") or ())
             if c.get("system") in (CARE_PATHWAY, LOSS_SCENARIO)
@@ -558,7 +548,7 @@ class _Builder:
             resource["extension"] = [
                 {
                     "url": EXT_LOSS_PHASE,
-                    "valueCodeableConcept": {"coding": [copy.deepcopy(self.first_phase)]},
+                    "valueCodeableConcept": {"coding": [self.first_phase]},
                 }
             ]
         if plan.canonical:
@@ -598,8 +588,8 @@ class _Builder:
             resource["supportingInfo"] = supporting
         goals = [local for local in self.order if local.startswith("goal-")]
         if goals:
-            resource["goal"] = [{"reference": Ref(g)} for g in goals]
-        resource["activity"] = [{"reference": {"reference": Ref("rg")}}, *self.activity_entries]
+            resource["goal"] = [self.ref(g) for g in goals]
+        resource["activity"] = [{"reference": self.ref("rg")}, *self.activity_entries]
         if "severity" in plan.variables and data.variables.get("severityBasis") == "scores":
             scores = ", ".join(
                 f"{s['instrument']} {s['value']}" for s in data.variables.get("scores") or ()
@@ -638,11 +628,11 @@ def apply_activity(
     raw = action.raw if action is not None else {}
     title = localized(raw, "title", langs) or localized(ad, "title", langs)
     description = localized(raw, "description", langs) or localized(ad, "description", langs)
-    code = copy.deepcopy(ad.get("code")) if isinstance(ad.get("code"), dict) else None
+    code = dict(ad["code"]) if isinstance(ad.get("code"), dict) else None
     if code is not None and title:
         code["text"] = title
     roles = [
-        copy.deepcopy(p["role"])
+        p["role"]
         for p in (raw.get("participant") or ad.get("participant") or ())
         if isinstance(p, dict)
         and isinstance(p.get("role"), dict)
@@ -780,14 +770,14 @@ def _set_path(
                 return
             target[part] = list(values) if element.repeats else values[0]
             return
+        # copy on write: parts of the result may be shared with the (cached) definitions
         child = target.get(part)
         if element.repeats:
-            if not isinstance(child, list) or not child:
-                child = [{}]
-                target[part] = child
-            target = child[0]
+            items = list(child) if isinstance(child, list) and child else [{}]
+            items[0] = dict(items[0]) if isinstance(items[0], dict) else {}
+            target[part] = items
+            target = items[0]
         else:
-            if not isinstance(child, dict):
-                child = {}
-                target[part] = child
+            child = dict(child) if isinstance(child, dict) else {}
+            target[part] = child
             target = child

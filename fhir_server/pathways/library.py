@@ -44,6 +44,7 @@ class DefinitionIndex:
     def __init__(self, store: Any) -> None:
         self.store = store
         self.by_key: dict[tuple[str, str], Entry] = {}  # (type, id) -> entry
+        self._by_url: dict[tuple[str, str], list[Entry]] | None = None  # built on first find
         self.listeners: list[Any] = []  # called with (entry or None, type, id) on a change
 
     async def load(self) -> None:
@@ -59,6 +60,7 @@ class DefinitionIndex:
             if version.type not in TYPES:
                 continue
             key = (version.type, version.id)
+            self._by_url = None
             if version.deleted or version.body is None:
                 self.by_key.pop(key, None)
                 for listener in self.listeners:
@@ -90,13 +92,20 @@ class DefinitionIndex:
             compiled,
         )
         self.by_key[key] = entry
+        self._by_url = None
         return entry
 
     def find(self, type_: str, canonical: str) -> Entry | None:
         """The definition a canonical names: ``url|version`` exactly, or the newest version of
         ``url`` (active before draft, retired last)."""
         url, _, version = canonical.partition("|")
-        candidates = [e for e in self.by_key.values() if e.type == type_ and e.url == url]
+        if self._by_url is None:
+            by_url: dict[tuple[str, str], list[Entry]] = {}
+            for e in self.by_key.values():
+                if e.url:
+                    by_url.setdefault((e.type, e.url), []).append(e)
+            self._by_url = by_url
+        candidates = self._by_url.get((type_, url), [])
         if version:
             candidates = [e for e in candidates if e.version == version]
         if not candidates:
