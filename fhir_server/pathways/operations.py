@@ -32,7 +32,7 @@ from fhir_server.pathways.definitions import (
     compile_plan,
 )
 from fhir_server.pathways.library import DefinitionIndex
-from fhir_server.pathways.timing import Span, parse_date
+from fhir_server.pathways.timing import parse_date
 from fhir_server.search.dates import format_instant
 from fhir_server.service import crud
 from fhir_server.service.context import RequestContext
@@ -291,4 +291,4 @@ async def resolve_activity(
     return entry.compiled
 
 
-__all__ = ["Span", "apply_operation", "prepare", "resolve_activity"]
+__all__ = ["apply_operation", "prepare", "resolve_activity"]

@@ -5,6 +5,7 @@ definitions, expressions that do not parse, subjects that do not exist), and /me
 from __future__ import annotations
 
 import copy
+import uuid
 
 import pytest
 
@@ -402,3 +403,38 @@ async def test_fhirpath_check_refuses_every_syntax_error(expression):
 
     plan = small_plan(expression)
     assert compile_plan(plan).issues
+
+
+async def test_a_bib_patient_gets_a_bib_careplan(client):
+    pid = await new_patient(
+        client,
+        meta={"profile": ["https://borninbelgiumpro.be/fhir/StructureDefinition/bib-patient"]},
+        identifier=[
+            {
+                "system": "https://borninbelgiumpro.be/fhir/NamingSystem/"
+                "alternative-patient-number",
+                "value": f"BIB-T-{uuid.uuid4().hex[:6]}",
+            }
+        ],
+    )
+    await create(client, loss_condition(pid, "early-pregnancy-loss"))
+    plan = await apply(client, "pd-loss-early", pid)
+    assert plan["meta"]["profile"] == [
+        "https://borninbelgiumpro.be/fhir/StructureDefinition/bib-careplan"
+    ]
+    bundle = await apply(client, "pd-loss-early", pid, output="transaction")
+    response = await client.post("/", json=bundle)
+    assert response.status_code == 200, response.text
+    # the suggestion the server made when the loss was recorded claims it too
+    found = (
+        await client.get("/CarePlan", params={"patient": f"Patient/{pid}", "status": "draft"})
+    ).json()["entry"]
+    assert all(
+        e["resource"]["meta"]["profile"]
+        == ["https://borninbelgiumpro.be/fhir/StructureDefinition/bib-careplan"]
+        for e in found
+    )
+    # a non-BiB patient's plan claims no profile
+    plain = await new_patient(client)
+    await create(client, loss_condition(plain, "early-pregnancy-loss"))
+    assert "meta" not in await apply(client, "pd-loss-early", plain)
