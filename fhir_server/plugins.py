@@ -17,6 +17,8 @@ INSTALLERS = [
     "fhir_server.service.validate_operation",
     "fhir_server.security",
     "fhir_server.socialmap",
+    "fhir_server.service.everything",
+    "fhir_server.pathways",
 ]
 
 

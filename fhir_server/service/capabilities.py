@@ -36,6 +36,7 @@ def capability_statement(
 ) -> dict[str, Any]:
     settings = svc.settings
     conditional_delete = "multiple" if settings.allow_multiple_delete else "single"
+    operations = list(getattr(svc, "capability_operations", ()))
     resources = []
     for resource_type in svc.model.resource_types:
         params = svc.registry.params_for(resource_type)
@@ -67,6 +68,13 @@ def capability_statement(
                 "searchParam": [_search_param(p) for p in active],
             }
         )
+        type_operations = [
+            {"name": o["name"], "definition": o["definition"]}
+            for o in operations
+            if resource_type in o.get("types", ())
+        ]
+        if type_operations:
+            resources[-1]["operation"] = type_operations
     rest: dict[str, Any] = {
         "mode": "server",
         "documentation": "FHIR R4 REST API of the Born in Belgium Professionals server",
@@ -83,6 +91,11 @@ def capability_statement(
             for name in RESULT_PARAMS
         ],
     }
+    system_operations = [
+        {"name": o["name"], "definition": o["definition"]} for o in operations if not o.get("types")
+    ]
+    if system_operations:
+        rest["operation"] = system_operations
     if not svc.store.supports_transactions:
         rest["interaction"] = [i for i in rest["interaction"] if i["code"] != "transaction"]
         rest["documentation"] += (

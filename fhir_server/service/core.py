@@ -149,6 +149,10 @@ class FhirService:
         self.start_hooks: list[Any] = []  # async callables run by start() (plug-ins load state)
         # extra CapabilityStatement.rest fields from plug-ins (e.g. "security": SMART)
         self.capability_extras: dict[str, Any] = {}
+        # operations plug-ins add, listed in the CapabilityStatement with their definitions:
+        # {"name": "apply", "definition": canonical, "types": ("PlanDefinition",)} (no types:
+        # a system-level operation)
+        self.capability_operations: list[dict[str, Any]] = []
         self._maintenance: asyncio.Task[None] | None = None
         from fhir_server.content.shipped import ShippedContent
         from fhir_server.service.search_parameters import SearchParameterManager

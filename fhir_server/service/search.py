@@ -56,7 +56,14 @@ async def search(
     params: list[tuple[str, str]],
     link_base: str,
     compartment: tuple[str, str] | None = None,
+    *,
+    extra_where: list[tuple] | None = None,
+    link_params: list[tuple[str, str]] | None = None,
 ) -> Result:
+    """``extra_where``: more AND clauses (operations that filter beyond URL parameters, e.g.
+    ``$everything``'s care dates); ``link_params``: the parameters the paging links repeat (and
+    the cursor is bound to) instead of the parsed ones, for operations whose own parameters are
+    not search parameters."""
     for resource_type in types:
         svc.require_type(resource_type)
     interaction = "search-system" if len(types) != 1 else "search-type"
@@ -65,7 +72,11 @@ async def search(
     await restrict(svc, ctx, parsed.query)
     if compartment is not None:
         parsed.query.where.append(_compartment_clause(svc, types, *compartment))
+    if extra_where:
+        parsed.query.where.extend(extra_where)
     query = parsed.query
+    if link_params is not None:
+        parsed.used = list(link_params)
     params_hash = _params_hash(types, parsed.used)
     first_page = True
     if parsed.cursor:
