@@ -16,8 +16,20 @@ test), but it has no async API, no sessions and no transactions. This adapter ad
 
 Reads outside the writing transaction see the committed state only (the touched documents are
 restored in a scratch copy for them), so a read that forgets its ``session`` inside a unit of work
-misses the unit's own writes here as it would on MongoDB. Not emulated: write concerns, index
-use (mongomock scans; indexes are created and unique ones are enforced), time limits.
+misses the unit's own writes here as it would on MongoDB; snapshot sessions (``snapshot=True``)
+read the committed state too. A write outside a transaction to a collection the writing
+transaction has touched waits until that transaction ends, as MongoDB makes it wait for the
+document's lock. ``db.aggregate([{"$documents": [...]}, ...])`` runs a pipeline on literal
+documents (MongoDB 5.1+).
+
+Fault injection (``MockServer.faults = Faults(seed, rate)``): each operation inside a transaction
+and each commit fails with the given probability, the way a failover, a WriteConflict, the
+transaction lifetime or a lost commit reply fail on MongoDB (error codes and labels as the
+server sends them; the transaction is then aborted, except after a lost commit reply, where the
+commit may or may not have happened and committing again is answered as MongoDB answers it).
+Not emulated: write concerns, index use (mongomock scans; indexes are created and unique ones are
+enforced; tests/unit/test_mongo_index_bounds.py checks index use on the recorded filters), time
+limits (``maxTimeMS`` is accepted and recorded).
 Several ``AsyncMockClient`` objects built with the same ``server`` share one database server,
 like several server processes on one MongoDB.
 """
@@ -27,12 +39,72 @@ from __future__ import annotations
 import asyncio
 import copy
 import functools
+import random
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import mongomock
-from pymongo.errors import InvalidOperation, OperationFailure, ServerSelectionTimeoutError
+from pymongo.errors import (
+    BulkWriteError,
+    DuplicateKeyError,
+    InvalidOperation,
+    OperationFailure,
+    ServerSelectionTimeoutError,
+)
+from pymongo.results import BulkWriteResult, InsertManyResult
 from pymongo.write_concern import WriteConcern
+
+FAULTS = ("transient", "write_conflict", "lifetime", "unknown_commit")
+
+
+@dataclass
+class Faults:
+    """Random failures of transactional operations (see the module docstring)."""
+
+    seed: int = 0
+    rate: float = 0.1
+    kinds: tuple[str, ...] = FAULTS
+    injected: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.random = random.Random(self.seed)
+
+    def draw(self, commit: bool) -> str | None:
+        if self.random.random() >= self.rate:
+            return None
+        kinds = [k for k in self.kinds if commit or k != "unknown_commit"]
+        if not kinds:
+            return None
+        kind = self.random.choice(kinds)
+        self.injected[kind] = self.injected.get(kind, 0) + 1
+        return kind
+
+
+def fault_error(kind: str) -> OperationFailure:
+    if kind == "write_conflict":
+        return OperationFailure(
+            "WriteConflict error: this operation conflicted with another operation",
+            112,
+            {"errorLabels": ["TransientTransactionError"], "code": 112},
+        )
+    if kind == "lifetime":  # transactionLifetimeLimitSeconds aborted it meanwhile
+        return OperationFailure(
+            "Transaction with { txnNumber: 1 } has been aborted.",
+            251,
+            {"errorLabels": ["TransientTransactionError"], "code": 251},
+        )
+    if kind == "unknown_commit":
+        return OperationFailure(
+            "connection reset while waiting for the commit reply",
+            6,
+            {"errorLabels": ["UnknownTransactionCommitResult"], "code": 6},
+        )
+    return OperationFailure(  # a failover: the primary stepped down
+        "not primary",
+        10107,
+        {"errorLabels": ["TransientTransactionError"], "code": 10107},
+    )
 
 
 def recorded(method: Any) -> Any:
@@ -57,6 +129,7 @@ class MockServer:
         self.writer: MockSession | None = None  # the session whose transaction has written
         self.conflicts = 0  # WriteConflicts raised (tests check the retry path ran)
         self.calls: list[tuple[str, str, tuple, dict]] = []
+        self.faults: Faults | None = None
 
     def view(self, collection: Any, session: Any) -> Any:
         """The collection as ``session`` sees it: without other transactions' writes."""
@@ -75,6 +148,31 @@ class MockServer:
 
     def client(self, uri: str = "", **options: Any) -> AsyncMockClient:
         return AsyncMockClient(uri, server=self, **options)
+
+    def check_fault(self, session: MockSession) -> None:
+        """Maybe fail an operation of ``session``'s transaction (then aborted)."""
+        if self.faults is None or not session.active:
+            return
+        kind = self.faults.draw(commit=False)
+        if kind is None:
+            return
+        _apply_undo(session.undo)
+        session.active = False
+        session.undo = []
+        if self.writer is session:
+            self.writer = None
+        raise fault_error(kind)
+
+    async def wait_for_writer(self, collection: Any, session: Any) -> None:
+        """A write outside a transaction waits while the writing transaction holds documents of
+        the collection (MongoDB makes it wait for the document's lock)."""
+        while True:
+            writer = self.writer
+            if writer is None or writer is session:
+                return
+            if not any(u[1].full_name == collection.full_name for u in writer.undo):
+                return
+            await asyncio.sleep(0.0005)
 
 
 class AsyncMockClient:
@@ -99,8 +197,8 @@ class AsyncMockClient:
         return self.get_database(name)
 
     @recorded
-    def start_session(self, **_: Any) -> MockSession:
-        return MockSession(self.server)
+    def start_session(self, *, snapshot: bool = False, **_: Any) -> MockSession:
+        return MockSession(self.server, snapshot=snapshot)
 
     @recorded
     async def drop_database(self, name: str) -> None:
@@ -127,6 +225,24 @@ class AsyncMockDatabase:
         return self[name]
 
     @recorded
+    async def aggregate(self, pipeline: list[dict], *, session: Any = None, **_: Any) -> MockCursor:
+        """Database-level aggregation: ``$documents`` as the first stage."""
+        await asyncio.sleep(0)
+        first = pipeline[0] if pipeline else {}
+        if "$documents" not in first:
+            raise NotImplementedError("only $documents pipelines run on the database")
+        scratch = mongomock.MongoClient()["documents"]["documents"]
+        if first["$documents"]:
+            scratch.insert_many(copy.deepcopy(first["$documents"]))
+        if session is not None and session.in_transaction:
+            self.mock_server.check_fault(session)
+        docs = list(scratch.aggregate(pipeline[1:])) if pipeline[1:] else list(scratch.find())
+        if not any("_id" in doc for doc in first["$documents"]):
+            for doc in docs:
+                doc.pop("_id", None)  # added by the scratch collection, not by $documents
+        return MockCursor(self.mock_server, lambda _sort, _limit: docs)
+
+    @recorded
     async def command(self, command: str | dict, **_: Any) -> dict[str, Any]:
         await asyncio.sleep(0)
         name = command if isinstance(command, str) else next(iter(command))
@@ -145,10 +261,12 @@ class AsyncMockDatabase:
 
 
 class MockSession:
-    def __init__(self, server: MockServer) -> None:
+    def __init__(self, server: MockServer, snapshot: bool = False) -> None:
         self.server = server
         self.mock_server = server
+        self.snapshot = snapshot
         self.active = False
+        self.committed = False  # the last transaction committed (a retried commit is a no-op)
         self.undo: list[tuple[str, Any, Any]] = []
         self.ended = False
 
@@ -160,17 +278,34 @@ class MockSession:
     @recorded
     async def start_transaction(self, **_: Any) -> None:
         await asyncio.sleep(0)
+        if self.snapshot:
+            raise InvalidOperation("Transactions are not supported in snapshot sessions")
         if self.active:
             raise InvalidOperation("Transaction already in progress")
         self.active = True
+        self.committed = False
         self.undo = []
 
     @recorded
     async def commit_transaction(self) -> None:
         await asyncio.sleep(0)
         if not self.active:
+            if self.committed:  # a retry after a lost reply: MongoDB answers ok
+                return
             raise InvalidOperation("No transaction started")
+        faults = self.server.faults
+        kind = faults.draw(commit=True) if faults is not None else None
+        if kind == "unknown_commit":
+            if faults is not None and faults.random.random() < 0.5:
+                self._finish()  # committed, but the reply was lost
+                self.committed = True
+            raise fault_error(kind)
+        if kind is not None:
+            _apply_undo(self.undo)  # the transaction was aborted by the failure
+            self._finish()
+            raise fault_error(kind)
         self._finish()
+        self.committed = True
 
     @recorded
     async def abort_transaction(self) -> None:
@@ -194,6 +329,7 @@ class MockSession:
 
     def writing(self) -> None:
         """Called before a write in this session's transaction: one writer at a time."""
+        self.server.check_fault(self)
         writer = self.server.writer
         if writer is not None and writer is not self:
             self.server.conflicts += 1
@@ -232,6 +368,10 @@ class MockCursor:
         return self
 
     @recorded
+    def max_time_ms(self, max_time_ms: int | None) -> MockCursor:
+        return self
+
+    @recorded
     async def to_list(self, length: int | None = None) -> list[dict[str, Any]]:
         await asyncio.sleep(0)
         docs = self._produce(self._sort, self._limit)
@@ -256,7 +396,13 @@ class AsyncMockCollection:
     # -- transactions -------------------------------------------------------------------------
 
     def _read(self, session: Any) -> Any:
+        if session is not None and session.in_transaction:
+            self.mock_server.check_fault(session)
         return self.database.client.server.view(self.sync, session)
+
+    async def _outside(self, session: MockSession | None) -> None:
+        if session is None or not session.in_transaction:
+            await self.mock_server.wait_for_writer(self.sync, session)
 
     def _write(self, session: MockSession | None, filter_: dict | None) -> MockSession | None:
         """Check the writer turn; snapshot the documents the write may change, for an abort."""
@@ -328,6 +474,7 @@ class AsyncMockCollection:
     @recorded
     async def insert_one(self, doc: dict, *, session: Any = None) -> Any:
         await asyncio.sleep(0)
+        await self._outside(session)
         active = self._write(session, None)
         result = self.sync.insert_one(doc)
         self._inserted(active, self.sync, result.inserted_id)
@@ -338,6 +485,7 @@ class AsyncMockCollection:
         self, filter_: dict, update: dict, *, upsert: bool = False, session: Any = None
     ) -> Any:
         await asyncio.sleep(0)
+        await self._outside(session)
         active = self._write(session, filter_)
         result = self.sync.update_one(filter_, update, upsert=upsert)
         self._inserted(active, self.sync, result.upserted_id)
@@ -348,6 +496,7 @@ class AsyncMockCollection:
         self, filter_: dict, update: dict, *, upsert: bool = False, session: Any = None
     ) -> Any:
         await asyncio.sleep(0)
+        await self._outside(session)
         active = self._write(session, filter_)
         result = self.sync.update_many(filter_, update, upsert=upsert)
         self._inserted(active, self.sync, result.upserted_id)
@@ -365,6 +514,7 @@ class AsyncMockCollection:
         session: Any = None,
     ) -> dict[str, Any] | None:
         await asyncio.sleep(0)
+        await self._outside(session)
         active = self._write(session, filter_)
         existed = self.sync.count_documents(filter_) > 0
         doc = self.sync.find_one_and_update(
@@ -378,6 +528,7 @@ class AsyncMockCollection:
     @recorded
     async def delete_one(self, filter_: dict, *, session: Any = None) -> Any:
         await asyncio.sleep(0)
+        await self._outside(session)
         self._write(session, filter_)
         return self.sync.delete_one(filter_)
 
@@ -386,6 +537,59 @@ class AsyncMockCollection:
         await asyncio.sleep(0)
         self._write(session, filter_)
         return self.sync.delete_many(filter_)
+
+    @recorded
+    async def insert_many(
+        self, documents: list[dict], *, ordered: bool = True, session: Any = None
+    ) -> InsertManyResult:
+        await asyncio.sleep(0)
+        await self._outside(session)
+        active = self._write(session, None)
+        ids = []
+        errors = []
+        for index, doc in enumerate(documents):
+            try:
+                result = self.sync.insert_one(doc)
+            except DuplicateKeyError as exc:
+                errors.append({"index": index, "code": 11000, "errmsg": str(exc)})
+                if ordered:
+                    break
+                continue
+            self._inserted(active, self.sync, result.inserted_id)
+            ids.append(result.inserted_id)
+        if errors:
+            raise BulkWriteError({"writeErrors": errors, "nInserted": len(ids)})
+        return InsertManyResult(ids, True)
+
+    @recorded
+    async def bulk_write(
+        self, requests: list[Any], *, ordered: bool = True, session: Any = None, **_: Any
+    ) -> BulkWriteResult:
+        """UpdateOne / UpdateMany requests (what the store sends)."""
+        await asyncio.sleep(0)
+        await self._outside(session)
+        matched = modified = 0
+        for request in requests:
+            spec = request._filter, request._doc
+            active = self._write(session, spec[0])
+            many = type(request).__name__ == "UpdateMany"
+            result = (self.sync.update_many if many else self.sync.update_one)(*spec)
+            self._inserted(active, self.sync, result.upserted_id)
+            matched += result.matched_count
+            modified += result.modified_count
+        return BulkWriteResult(
+            {
+                "nMatched": matched,
+                "nModified": modified,
+                "nInserted": 0,
+                "nUpserted": 0,
+                "nRemoved": 0,
+                "upserted": [],
+                "writeErrors": [],
+                "writeConcernErrors": [],
+            },
+            True,
+        )
 
     # -- administration -----------------------------------------------------------------------
 

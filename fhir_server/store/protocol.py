@@ -102,7 +102,10 @@ class UnitOfWork(Protocol):
         not find an existing live or deleted resource unless it is re-created after a delete):
         a mismatch raises VersionConflict. ``fresh`` says the server generated the id just now
         (a UUIDv7, never used before), so a store may skip looking for an existing resource.
-        Returns the version with its sequence number.
+        Returns the version. A store may defer the write (and the check of
+        ``expected_previous``) to the end of the unit (MongoDB: nothing is written before the
+        unit's turn), so the sequence number may be known only after the commit (0 until then)
+        and a conflict may surface when the unit ends.
         """
         ...
 

@@ -40,6 +40,8 @@ REAL = {
 }
 # documented options of aggregate() that PyMongo passes through **kwargs
 AGGREGATE_OPTIONS = {"allowDiskUse", "maxTimeMS", "batchSize", "collation", "hint"}
+# documented options that count_documents passes to its command
+OPTIONS = {"aggregate": AGGREGATE_OPTIONS, "count_documents": {"maxTimeMS", "limit", "skip"}}
 
 BUNDLE = {
     "resourceType": "Bundle",
@@ -156,7 +158,7 @@ async def test_store_calls_fit_pymongo(server: MockServer, tmp_path: Path, monke
             if parameter.kind is inspect.Parameter.VAR_KEYWORD
             for key in bound.arguments.get(parameter.name, {})
         }
-        allowed = AGGREGATE_OPTIONS if name == "aggregate" else set()
+        allowed = OPTIONS.get(name, set())
         assert extra <= allowed, f"{owner}.{name}: unknown options {extra - allowed}"
     called = {(owner, name) for owner, name, _, _ in server.calls}
     assert {("MockSession", "commit_transaction"), ("AsyncMockCollection", "aggregate")} <= called

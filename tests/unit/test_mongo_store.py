@@ -54,8 +54,10 @@ async def standalone() -> AsyncIterator[MongoStore]:
 
 
 async def write(store: MongoStore, v: StoredVersion, expected: int, index=None) -> StoredVersion:
+    """One unit of work with one write; the version as committed (with its sequence number)."""
     async with store.unit_of_work() as uow:
-        return await uow.write(v, index, expected)
+        await uow.write(v, index, expected)
+    return uow.written[-1]
 
 
 # -- standalone mongod: no transactions, compensated units ---------------------------------------
@@ -228,14 +230,26 @@ async def test_start_up_is_idempotent_and_checks_the_schema_version():
         await opened(server)
 
 
-async def test_sharded_cluster_gets_a_non_unique_version_index():
-    store = await opened(MockServer(topology="sharded"))
+async def test_a_replica_set_database_starts_unchanged_once_sharded():
+    """The indexes are the same on every topology: the unique t_i_v fits the shard key
+    {t: 1, i: "hashed"} (its fields are the prefix), so moving a database from a replica set to
+    a sharded cluster needs no index change and start-up meets no options conflict."""
+    server = MockServer()
+    store = await opened(server)
+    await write(store, version("a", 1), 0)
+    before = await store._versions.index_information()
+    await store.close()
+    server.topology = "sharded"
+    sharded = await opened(server)
     try:
-        assert store.supports_transactions
-        info = await store._versions.index_information()
-        assert not info["t_i_v"].get("unique")
+        assert sharded.topology == "sharded" and sharded.supports_transactions
+        info = await sharded._versions.index_information()
+        assert info == before and info["t_i_v"]["unique"]
+        assert [k for k, _ in info["t_i_v"]["key"]][:2] == ["t", "i"]  # the shard key's fields
+        with pytest.raises(VersionConflict):
+            await write(sharded, version("a", 1), 0)  # still unique
     finally:
-        await store.close()
+        await sharded.close()
 
 
 # -- search limits and index maintenance --------------------------------------------------------

@@ -7,6 +7,10 @@ first so the driver does not warn about unknown options:
 - ``database``: the database name (default: the URL's path, else ``fhir``);
 - ``staged_limit``: the most keys a chained search or ``_has`` may collect in one stage
   (default 20,000; above it the search is refused as too costly instead of running for minutes);
+- ``max_time_ms``: the longest a search, count or history page may run on MongoDB (``maxTimeMS``,
+  default 15,000); a search that trips it is refused with an OperationOutcome (400 too-costly);
+- ``write_deadline_ms``: how long a unit of work may wait for its turn, retries of transient
+  errors included (default 20,000); then it fails with 503 and nothing is written;
 - ``drop_on_close``: drop the database when the store closes (tests only).
 """
 
@@ -19,7 +23,11 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 DEFAULT_DATABASE = "fhir"
 DEFAULT_STAGED_LIMIT = 20_000
 DEFAULT_SERVER_SELECTION_MS = 10_000  # a clear start-up error instead of PyMongo's 30 s wait
-_OWN_OPTIONS = frozenset({"database", "staged_limit", "drop_on_close"})
+DEFAULT_MAX_TIME_MS = 15_000
+DEFAULT_WRITE_DEADLINE_MS = 20_000
+_OWN_OPTIONS = frozenset(
+    {"database", "staged_limit", "drop_on_close", "max_time_ms", "write_deadline_ms"}
+)
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _CREDENTIALS = re.compile(r"(?<=://)([^/@]*)@")
 
@@ -30,7 +38,13 @@ class MongoConfig:
     database: str
     staged_limit: int = DEFAULT_STAGED_LIMIT
     drop_on_close: bool = False
+    max_time_ms: int = DEFAULT_MAX_TIME_MS
+    write_deadline_ms: int = DEFAULT_WRITE_DEADLINE_MS
     driver_options: tuple[tuple[str, object], ...] = ()  # defaults the URL did not set
+
+    @property
+    def deadline_s(self) -> float:
+        return self.write_deadline_ms / 1000
 
     @property
     def display(self) -> str:
@@ -53,10 +67,16 @@ def parse_url(url: str) -> MongoConfig:
     database = own.get("database") or unquote(split.path.lstrip("/")) or DEFAULT_DATABASE
     if any(c in database for c in '/\\. "$') or len(database) > 63:
         raise ValueError(f"invalid MongoDB database name {database!r}")
-    try:
-        staged_limit = int(own.get("staged_limit", DEFAULT_STAGED_LIMIT))
-    except ValueError as exc:
-        raise ValueError("staged_limit must be an integer") from exc
+    numbers: dict[str, int] = {}
+    for name, default in (
+        ("staged_limit", DEFAULT_STAGED_LIMIT),
+        ("max_time_ms", DEFAULT_MAX_TIME_MS),
+        ("write_deadline_ms", DEFAULT_WRITE_DEADLINE_MS),
+    ):
+        try:
+            numbers[name] = max(1, int(own.get(name, default)))
+        except ValueError as exc:
+            raise ValueError(f"{name} must be an integer") from exc
     base = url.split("?", 1)[0].split("#", 1)[0]
     uri = base + ("?" + "&".join(kept) if kept else "")
     names = {unquote(p.split("=", 1)[0]).lower() for p in kept}
@@ -68,8 +88,10 @@ def parse_url(url: str) -> MongoConfig:
     return MongoConfig(
         uri=uri,
         database=database,
-        staged_limit=max(1, staged_limit),
+        staged_limit=numbers["staged_limit"],
         drop_on_close=own.get("drop_on_close", "").lower() in _TRUE,
+        max_time_ms=numbers["max_time_ms"],
+        write_deadline_ms=numbers["write_deadline_ms"],
         driver_options=tuple(defaults),
     )
 

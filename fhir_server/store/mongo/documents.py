@@ -59,7 +59,9 @@ OPEN_END = 9223372036854775807  # "not superseded": the largest BSON int64
 VERSIONS = "versions"
 COUNTERS = "counters"
 META = "meta"
-SEQUENCE_ID = "seq"  # counters document: n = last committed sequence number, w = writer turns
+SEQUENCE_ID = "seq"  # counters: n = last sequence number given out, f = append-only ranges in
+#                      flight, c / ce = a process's claim on the next turn (store.py)
+STATS_ID = "stats"  # counters: live resources per type (_total=estimate)
 
 
 def sort_field(key: int) -> str:
@@ -188,19 +190,18 @@ def _freeze(value: Any) -> Any:
 # -- indexes (created at start-up; create_indexes is idempotent for identical definitions) -------
 
 
-def version_indexes(unique_versions: bool = True) -> list[IndexModel]:
-    """Indexes of the versions collection.
+def version_indexes() -> list[IndexModel]:
+    """Indexes of the versions collection, the same on every topology.
 
-    ``unique_versions`` is False on a sharded cluster: a unique index there must start with the
-    shard key, and the recommended shard key hashes the id (docs/deploy.md); version numbers stay
-    unique because writers are serialised by the sequence counter (see store.py).
+    ``t_i_v`` is unique on a sharded cluster too: MongoDB allows a unique index whose prefix is
+    the shard key's fields, and the shard key ``{t: 1, i: "hashed"}`` has the fields ``t, i``
+    (docs/deploy.md, "Sharding"). Identical definitions everywhere also mean that a database
+    moved from a replica set to a sharded cluster starts without an index options conflict.
     """
     return [
         # current / vread / instance history; the unique key also stops two creates of one id
         IndexModel(
-            [("t", ASCENDING), ("i", ASCENDING), ("v", DESCENDING)],
-            name="t_i_v",
-            unique=unique_versions,
+            [("t", ASCENDING), ("i", ASCENDING), ("v", DESCENDING)], name="t_i_v", unique=True
         ),
         # search: one multikey index for every parameter type; u last so that old versions
         # are skipped inside the index instead of being fetched

@@ -257,6 +257,12 @@ def keys_filter(keys: tuple[tuple[str, str], ...] | list[tuple[str, str]], types
     return any_of([{"t": t, "i": one_or_in(ids)} for t, ids in by_type.items()])
 
 
+def any_keys_filter(keys: list[tuple[str, str]] | tuple[tuple[str, str], ...]) -> Filter:
+    """Documents of the given (type, id) keys, whatever the type."""
+    types = tuple(dict.fromkeys(t for t, _ in keys))
+    return keys_filter(keys, types)
+
+
 def clause_filter(clause: tuple[Pred, ...], types: tuple[str, ...], staged: Staged) -> Filter:
     """One AND-ed clause: an OR of predicates. References to one parameter and target type
     (a _revinclude over a whole page, a compartment) are merged into one ``$in``."""

@@ -15,7 +15,10 @@ id, so the order is total and the keyset position of the last hit is enough to c
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
+
+from pymongo.errors import ExecutionTimeout
 
 from fhir_server.errors import FhirError
 from fhir_server.search.geo import chord2, chord2_limit, unit_vector
@@ -25,6 +28,7 @@ from fhir_server.store.mongo.filters import (
     NOTHING,
     Filter,
     all_of,
+    any_keys_filter,
     any_of,
     clause_filter,
     keys_filter,
@@ -45,24 +49,55 @@ from fhir_server.store.query import (
 from fhir_server.store.sqlite.search_sql import sort_sentinel  # same "missing sorts last" rule
 
 _FIELD_OF = {"_id": "i", "_lastUpdated": "lu"}
+ESTIMATE_CAP = 1_000  # _total=estimate counts exactly up to this many matches
+
+
+def timed_out(max_time_ms: int, what: str = "the search") -> FhirError:
+    return FhirError(
+        400,
+        "too-costly",
+        f"{what} did not finish within {max_time_ms / 1000:g} s; add criteria that narrow it "
+        "(a patient, a code, a date range) and try again",
+    )
 
 
 class Searcher:
-    """Searches as of one snapshot sequence number, optionally inside a session (transaction)."""
+    """Searches as of one snapshot sequence number, optionally inside a session (a snapshot
+    session, or a transaction). ``overlay``: version documents of a unit of work not yet
+    written, which searches see in place of the stored versions of the same resources (they are
+    evaluated by the server with ``$documents``, with the very same filters)."""
 
     def __init__(
-        self, versions: Any, snapshot: int, staged_limit: int, session: Any = None
+        self,
+        versions: Any,
+        snapshot: int,
+        staged_limit: int,
+        session: Any = None,
+        *,
+        max_time_ms: int = 15_000,
+        overlay: list[dict[str, Any]] | None = None,
+        database: Any = None,
+        type_counts: Callable[[], Awaitable[dict[str, int]]] | None = None,
     ) -> None:
         self.versions = versions
         self.snapshot = snapshot
         self.staged_limit = staged_limit
         self.session = session
+        self.max_time_ms = max_time_ms
+        self.overlay = overlay or None
+        self.database = database
+        self.type_counts = type_counts
+        self.hidden: Filter | None = None
+        if self.overlay:
+            self.hidden = {"$nor": [any_keys_filter([(d["t"], d["i"]) for d in self.overlay])]}
         # exact distances (squared chords) found by near stages, per predicate and resource
         self.distances: dict[NearPred, dict[tuple[str, str], float]] = {}
 
     # -- filters ------------------------------------------------------------------------------
 
-    async def where(self, query: Query, exact_near: bool = True) -> Filter:
+    async def where(
+        self, query: Query, exact_near: bool = True, since: int | None = None
+    ) -> Filter:
         """The whole filter of a query: snapshot validity and every clause.
 
         ``near`` clauses are staged: the index finds the resources inside the searched box
@@ -85,6 +120,8 @@ class Searcher:
         ]
         if near_keys is not None:
             clauses.append(keys_filter(near_keys, query.types) if near_keys else NOTHING)
+        if since is not None:  # only versions committed after ``since`` (commit-time checks)
+            clauses.append({"s": {"$gt": since}})
         return all_of([snapshot_filter(query.types, self.snapshot), *clauses])
 
     async def _near_matches(self, query: Query) -> list[tuple[str, str]]:
@@ -175,12 +212,18 @@ class Searcher:
 
     # -- queries ------------------------------------------------------------------------------
 
-    async def keys(self, query: Query, limit: int) -> list[tuple[str, str]]:
+    async def keys(
+        self, query: Query, limit: int, since: int | None = None
+    ) -> list[tuple[str, str]]:
         """(type, id) of matching resources, in no particular order."""
-        cursor = self.versions.find(
-            await self.where(query), {"_id": 0, "t": 1, "i": 1}, session=self.session
-        ).limit(limit)
-        return [(doc["t"], doc["i"]) for doc in await cursor.to_list(None)]
+        docs = await self._aggregate(
+            [
+                {"$match": await self.where(query, since=since)},
+                {"$limit": limit},
+                {"$project": {"_id": 0, "t": 1, "i": 1}},
+            ]
+        )
+        return [(doc["t"], doc["i"]) for doc in docs]
 
     async def page(self, query: Query) -> SearchPage:
         if query.sort and query.sort[0].near is not None:
@@ -207,7 +250,7 @@ class Searcher:
         pipeline.append(
             {"$project": {"_id": 0, "t": 1, "i": 1, "b": 1, **{n: 1 for n, _ in terms}}}
         )
-        docs = await self._aggregate(pipeline)
+        docs = await self._aggregate(pipeline, terms)
         has_more = len(docs) > query.count
         docs = docs[: query.count]
         if query.reverse:
@@ -217,9 +260,23 @@ class Searcher:
             for doc in docs
         ]
         total = None
-        if query.total in ("accurate", "estimate"):
-            total = await self.versions.count_documents(match, session=self.session)
+        if query.total == "accurate":
+            total = await self._count(match)
+        elif query.total == "estimate":
+            total = await self._estimate(query, match)
         return SearchPage(hits=hits, snapshot=self.snapshot, has_more=has_more, total=total)
+
+    async def _estimate(self, query: Query, match: Filter) -> int:
+        """``_total=estimate``: without criteria, the live count of the types from the store's
+        statistics (no scan); with criteria, an exact count when it stays below
+        ESTIMATE_CAP, else the statistics again (an upper bound, which is what is cheap)."""
+        counts = await self.type_counts() if self.type_counts and not self.overlay else None
+        if counts is not None and not query.where:
+            return sum(max(0, counts.get(t, 0)) for t in query.types)
+        found = await self._count(match, limit=ESTIMATE_CAP + 1)
+        if found <= ESTIMATE_CAP or counts is None:
+            return found
+        return max(found, sum(max(0, counts.get(t, 0)) for t in query.types))
 
     async def _distance_page(self, query: Query) -> SearchPage:
         """Nearest first: the matches (at most ``staged_limit``, like a stage) are ordered by
@@ -266,21 +323,102 @@ class Searcher:
         wanted = [(type_of(r), r[-1]) for r in chosen]
         bodies: dict[tuple[str, str], bytes] = {}
         if wanted:
-            cursor = self.versions.find(
-                all_of(
-                    [snapshot_filter(query.types, self.snapshot), keys_filter(wanted, query.types)]
-                ),
-                {"_id": 0, "t": 1, "i": 1, "b": 1},
-                session=self.session,
+            found = await self._aggregate(
+                [
+                    {
+                        "$match": all_of(
+                            [
+                                snapshot_filter(query.types, self.snapshot),
+                                keys_filter(wanted, query.types),
+                            ]
+                        )
+                    },
+                    {"$project": {"_id": 0, "t": 1, "i": 1, "b": 1}},
+                ]
             )
-            bodies = {(d["t"], d["i"]): d["b"] for d in await cursor.to_list(None)}
+            bodies = {(d["t"], d["i"]): d["b"] for d in found}
         hits = [Hit(k[0], k[1], bodies[k], tuple(r)) for k, r in zip(wanted, chosen, strict=True)]
         total = len(docs) if query.total in ("accurate", "estimate") else None
         return SearchPage(hits=hits, snapshot=self.snapshot, has_more=has_more, total=total)
 
-    async def _aggregate(self, pipeline: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        cursor = await self.versions.aggregate(pipeline, session=self.session, allowDiskUse=True)
-        return await cursor.to_list(None)
+    async def _aggregate(
+        self, pipeline: list[dict[str, Any]], terms: list[tuple[str, bool]] | None = None
+    ) -> list[dict[str, Any]]:
+        """Run a pipeline that starts with ``$match`` (and ends with its own sort and limit),
+        on the stored versions and, with an overlay, on the unit's unwritten versions too."""
+        try:
+            if self.hidden is None:
+                cursor = await self.versions.aggregate(
+                    pipeline, session=self.session, allowDiskUse=True, maxTimeMS=self.max_time_ms
+                )
+                return await cursor.to_list(None)
+            first, rest = pipeline[0]["$match"], pipeline[1:]
+            stored = await self.versions.aggregate(
+                [{"$match": all_of([first, self.hidden])}, *rest],
+                session=self.session,
+                allowDiskUse=True,
+                maxTimeMS=self.max_time_ms,
+            )
+            docs = await stored.to_list(None)
+            unwritten = await self.database.aggregate(
+                [{"$documents": self.overlay}, *pipeline], session=self.session
+            )
+            docs += await unwritten.to_list(None)
+        except ExecutionTimeout as exc:
+            raise timed_out(self.max_time_ms) from exc
+        if terms:
+            docs.sort(key=lambda d: _order_key(d, terms))
+        limits = [stage["$limit"] for stage in pipeline if "$limit" in stage]
+        return docs[: limits[-1]] if limits else docs
+
+    async def _count(self, match: Filter, limit: int | None = None) -> int:
+        pipeline: list[dict[str, Any]] = [{"$match": match}]
+        if limit is not None:
+            pipeline.append({"$limit": limit})
+        pipeline.append({"$count": "n"})
+        if self.hidden is None:
+            try:
+                cursor = await self.versions.aggregate(
+                    pipeline, session=self.session, maxTimeMS=self.max_time_ms
+                )
+                docs = await cursor.to_list(None)
+            except ExecutionTimeout as exc:
+                raise timed_out(self.max_time_ms, "counting the matches") from exc
+            return docs[0]["n"] if docs else 0
+        return len(await self._aggregate([{"$match": match}, {"$project": {"_id": 0, "i": 1}}]))
+
+
+def _bson_rank(value: Any) -> tuple[int, Any]:
+    """MongoDB's order of mixed values: null, numbers, strings, then the rest."""
+    if value is None:
+        return (0, 0)
+    if isinstance(value, bool):
+        return (4, value)
+    if isinstance(value, (int, float)):
+        return (1, value)
+    if isinstance(value, str):
+        return (2, value)
+    return (3, str(value))
+
+
+class _Desc:
+    __slots__ = ("key",)
+
+    def __init__(self, key: tuple) -> None:
+        self.key = key
+
+    def __lt__(self, other: _Desc) -> bool:
+        return other.key < self.key
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Desc) and other.key == self.key
+
+
+def _order_key(doc: dict[str, Any], terms: list[tuple[str, bool]]) -> tuple:
+    return tuple(
+        _Desc(_bson_rank(doc.get(name))) if descending else _bson_rank(doc.get(name))
+        for name, descending in terms
+    )
 
 
 def _near_clauses(query: Query) -> list[tuple[NearPred, ...]]:

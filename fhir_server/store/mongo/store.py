@@ -1,24 +1,52 @@
 """The MongoDB store (PyMongo's async API): several stateless server processes, one database.
 
-Sequence numbers and units of work
-    A counters document holds ``n``, the last committed sequence number. On a replica set or a
-    sharded cluster every unit of work is one multi-document transaction whose first operation
-    writes that document (``$inc`` of a turn counter). MongoDB lets only one open transaction
-    write a document, so units of work of all server processes take turns: a unit that finds
-    the counter taken gets a WriteConflict before it has done anything and simply starts again
-    (with back-off). Inside its turn a unit numbers its versions n+1, n+2... and stores the last
-    one in ``n`` in the same commit. Hence a sequence number is visible only once every smaller
-    one is: reading ``n`` gives a snapshot that no later commit can change, which is what
-    paging "as of a snapshot" needs (tests/contract/test_search_results.py). The price is that
-    writes are serialised cluster-wide, like the embedded store's single writer; reads and
-    searches are not. Within one process units also queue on an asyncio lock, so they wait
-    in order instead of spinning on conflicts.
+Units of work: the body first, the turn last
+    A unit of work's body (reads, searches, validation, write hooks) runs *before* anything is
+    written: ``write`` only buffers the new version, and reads and searches through the unit see
+    the buffered writes through an overlay (searches evaluate the buffered documents with the same
+    filters, server-side, with ``$documents``). When the body ends, the unit's writes go to this
+    process's commit queue (FIFO). One committer task per process takes everything queued and
+    commits it as one group, in one MongoDB transaction that only does the writes:
 
-Standalone mongod (no transactions)
-    Units run one at a time in this process; every write is applied at once and undone
-    (compensated) if the unit fails. A crash in the middle of a unit can leave it half done, so
-    the store reports ``supports_transactions = False``: transaction Bundles are refused and
-    /metadata says so. Meant for development with one server process.
+    1. ``$inc`` of ``n`` in the counters document by the number of versions (this takes the
+       *turn*: MongoDB lets one open transaction write a document, so groups of all processes
+       take turns, and the transaction's snapshot starts here);
+    2. re-check what the bodies decided on (a version expected by an update must still be the
+       head: the supersede filter carries it; a conditional search must still find the same
+       resources: it is re-run on the versions committed since its snapshot);
+    3. one bulk update closing the previous versions, one ``insert_many`` for the new ones;
+    4. commit (majority). MongoDB releases the counter's lock at the local commit, so other
+       processes take the turn while this one waits for the majority acknowledgement.
+
+    Versions get sequence numbers n+1, n+2... in queue order and ``n`` is the last one, so a
+    reader that sees ``n`` sees every version up to ``n`` and none after: an exact snapshot.
+    Transient errors (failover, WriteConflict, the transaction lifetime, an unknown commit
+    result) make the committer run the whole transaction again, until the oldest unit's
+    deadline; then the units fail with 503 and nothing is written. A genuine conflict (a head
+    that moved, a conditional search that finds something new) fails only that unit (409).
+
+    Across processes a lost turn is retried after a short jittered pause; a process whose oldest
+    unit has waited longer than CLAIM_AFTER_S claims the next turn in the counters document, and
+    the others leave the turn to a live claim that is not theirs (starvation-free).
+
+Append-only records (AuditEvents, through ``create_many``)
+    A unit that only creates brand-new resources never takes the turn: it reserves a range of
+    sequence numbers with one atomic single-document update of the counters document (no
+    transaction), announcing the range as in flight, inserts the documents in bulk, and removes
+    the announcement. A search over those types takes its snapshot below any announced range,
+    so it never sees such a document appear later.
+
+Reads
+    Searches, history pages and ``latest_seq`` run in a snapshot session (readConcern
+    "snapshot", MongoDB 5.0+): majority-committed data at one point in time, consistent across
+    shards and unaffected by index keys that concurrent writes move, and never a counter value a
+    failover could roll back. Searches and counts carry ``maxTimeMS``.
+
+Standalone mongod (no transactions, no snapshots)
+    The committer applies a unit's writes one by one and undoes them (compensation) if one
+    fails; ``latest_seq`` stays below a running unit. A crash in the middle of a unit can leave
+    it half done, so the store reports ``supports_transactions = False``: transaction Bundles are
+    refused and /metadata says so. Meant for development with one server process.
 """
 
 from __future__ import annotations
@@ -28,11 +56,19 @@ import contextlib
 import logging
 import random
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
-from pymongo import AsyncMongoClient, ReturnDocument
-from pymongo.errors import DocumentTooLarge, DuplicateKeyError, PyMongoError
+from pymongo import AsyncMongoClient, ReadPreference, ReturnDocument, UpdateMany
+from pymongo.errors import (
+    BulkWriteError,
+    DocumentTooLarge,
+    DuplicateKeyError,
+    ExecutionTimeout,
+    PyMongoError,
+)
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
@@ -47,6 +83,7 @@ from fhir_server.store.mongo.documents import (
     OPEN_END,
     SCHEMA_VERSION,
     SEQUENCE_ID,
+    STATS_ID,
     VERSIONS,
     index_entries,
     sort_field,
@@ -54,8 +91,8 @@ from fhir_server.store.mongo.documents import (
     version_document,
     version_indexes,
 )
-from fhir_server.store.mongo.filters import keys_filter, one_or_in
-from fhir_server.store.mongo.search import Searcher
+from fhir_server.store.mongo.filters import any_keys_filter, keys_filter, one_or_in
+from fhir_server.store.mongo.search import Searcher, timed_out
 from fhir_server.store.protocol import (
     CommitListener,
     HistoryPage,
@@ -67,48 +104,116 @@ from fhir_server.store.query import Query, SearchPage
 
 log = logging.getLogger(__name__)
 _BODY = {"x": 0, "o": 0}  # projection: a version without its index
-TURN_TIMEOUT_S = 30.0  # longest wait for the writer turn before the unit fails
+CLAIM_AFTER_S = 0.2  # a process waiting longer than this claims the next turn
+CLAIM_S = 2.0  # how long a claim holds
+INFLIGHT_S = 60.0  # an announced append-only range older than this is ignored (a dead writer)
+GROUP_MAX_VERSIONS = 2_000  # versions per group transaction (far below the 60 s lifetime)
+RETRYABLE_LABELS = ("TransientTransactionError",)
+UNKNOWN_COMMIT = "UnknownTransactionCommitResult"
 
 
 class MongoUnavailable(RuntimeError):
     """MongoDB cannot be reached or used (start-up error with the reason)."""
 
 
+class CommitConflict(FhirError, VersionConflict):
+    """A unit's writes no longer fit the database when its turn came (409)."""
+
+    def __init__(self, message: str, current_version: int | None = None) -> None:
+        FhirError.__init__(self, 409, "conflict", message)
+        self.current_version = current_version
+
+
+def _deadline_error(seconds: float) -> FhirError:
+    return FhirError(
+        503,
+        "transient",
+        f"MongoDB did not accept the write within {seconds:g} s (a failover or heavy write "
+        "load); nothing was written, retry",
+        headers={"Retry-After": "1"},
+    )
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, PyMongoError) and any(
+        exc.has_error_label(label) for label in RETRYABLE_LABELS
+    )
+
+
+@dataclass(slots=True)
+class _Write:
+    version: StoredVersion
+    index: IndexRows | None
+    expected: int | None  # version the body based the write on (None: whatever is there)
+    chained: bool = False  # follows an earlier write of the same resource in the unit
+
+
+@dataclass(slots=True)
+class _Check:
+    """A search whose result the body acted upon (conditional interactions)."""
+
+    query: Query
+    found: frozenset[tuple[str, str]]
+    since: int  # the snapshot it ran at
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A unit waiting in the commit queue."""
+
+    unit: _Unit
+    future: asyncio.Future
+    deadline: float
+    queued: float = field(default_factory=time.monotonic)
+
+
 class _Unit:
-    """One unit of work: inside a transaction (``session``) or compensated on standalone."""
+    """One unit of work: the body's reads see its buffered writes; nothing is written until the
+    unit is committed (store.py module docstring)."""
 
-    def __init__(self, store: MongoStore, session: Any, last_seq: int) -> None:
+    def __init__(self, store: MongoStore) -> None:
         self.store = store
-        self.session = session
-        self.last_seq = last_seq  # the last sequence number allocated so far
-        self.first_seq: int | None = None
-        self.written: list[StoredVersion] = []
-        self.undo: list[tuple[str, Any, dict[str, Any]]] = []  # standalone only
+        self.writes: list[_Write] = []
+        self.heads: dict[tuple[str, str], StoredVersion] = {}  # overlay: last buffered version
+        self.appended: list[tuple[StoredVersion, IndexRows]] = []  # create_many
+        self.index_adds: list[tuple[StoredVersion, IndexRows]] = []
+        self.checks: list[_Check] = []
+        self.written: list[StoredVersion] = []  # after commit, with sequence numbers
+        self.serialized = False  # holds the store's conditional lock (search_ids)
 
-    async def _seq(self) -> int:
-        if self.session is not None:  # our turn: numbers follow the counter, committed with it
-            self.last_seq += 1
-        else:
-            doc = await self.store._counters.find_one_and_update(
-                {"_id": SEQUENCE_ID}, {"$inc": {"n": 1}}, return_document=ReturnDocument.AFTER
-            )
-            self.last_seq = doc["n"]
-        if self.first_seq is None:
-            self.first_seq = self.last_seq
-            if self.session is None:  # visible at once: keep it out of snapshots until done
-                self.store._inflight_first = self.last_seq
-        return self.last_seq
+    @property
+    def empty(self) -> bool:
+        return not (self.writes or self.appended or self.index_adds)
+
+    @property
+    def append_only(self) -> bool:
+        return bool(self.appended) and not (self.writes or self.index_adds)
 
     async def current(self, type_: str, id_: str) -> StoredVersion | None:
-        return await self.store._current(type_, id_, self.session)
+        buffered = self.heads.get((type_, id_))
+        if buffered is not None:
+            return buffered
+        return await self.store._current(type_, id_, primary=True)
+
+    def overlay(self) -> list[dict[str, Any]]:
+        """The buffered heads as version documents a search can evaluate (valid at any
+        snapshot: s 0, never superseded)."""
+        indexes = {(w.version.type, w.version.id): w.index for w in self.writes}
+        return [version_document(v, 0, indexes.get(key)) for key, v in self.heads.items()]
 
     async def search_ids(self, query: Query, limit: int) -> list[tuple[str, str]]:
-        searcher = self.store._searcher(OPEN_END - 1, self.session)  # now, with own writes
-        return await searcher.keys(query, limit)
+        if not self.serialized:  # conditional units of this process run one after the other
+            await self.store._conditional.acquire()
+            self.serialized = True
+            await self.store._barrier()  # and see every unit queued before them
+        since = await self.store.latest_seq(query.types)
+        searcher = self.store._searcher(since, overlay=self.overlay() if self.heads else None)
+        found = await searcher.keys(query, limit)
+        self.checks.append(_Check(query, frozenset(found), since))
+        return found
 
     async def create_many(self, items: list[tuple[StoredVersion, IndexRows]]) -> None:
-        for version, index in items:  # each is one insert; MongoDB batches them on the wire
-            await self.write(version, index, 0)
+        self.appended.extend(items)
 
     async def write(
         self,
@@ -116,95 +221,21 @@ class _Unit:
         index: IndexRows | None,
         expected_previous: int | None,
         *,
-        fresh: bool = False,  # the unique index guards creates anyway
+        fresh: bool = False,  # no lookup needed anyway: the commit checks heads
     ) -> StoredVersion:
-        versions = self.store._versions
-        head = await versions.find_one(
-            {"t": version.type, "i": version.id},
-            {"_id": 1, "v": 1},
-            sort=[("v", -1)],
-            session=self.session,
-        )
-        current_version = head["v"] if head else None
-        if expected_previous is not None and (current_version or 0) != expected_previous:
-            raise VersionConflict(current_version)
-        seq = await self._seq()
-        if head is not None:
-            # every open version of the resource (normally one; more only after a crash on a
-            # standalone server, which this repairs)
-            await self._update_many(
-                {"t": version.type, "i": version.id, "u": OPEN_END},
-                {"u": seq, "ut": version.last_updated},
-            )
-        doc = version_document(version, seq, index)
-        try:
-            result = await versions.insert_one(doc, session=self.session)
-        except DuplicateKeyError as exc:  # another writer created this version first
-            raise VersionConflict(current_version) from exc
-        except DocumentTooLarge as exc:
-            raise FhirError(
-                413,
-                "too-costly",
-                "the resource with its search index is larger than MongoDB's 16 MB document limit",
-            ) from exc
-        if self.session is None:
-            self.undo.append(("delete", result.inserted_id, {}))
-        stored = StoredVersion(
-            version.type,
-            version.id,
-            version.version,
-            version.last_updated,
-            version.deleted,
-            version.method,
-            version.body,
-            seq,
-        )
-        self.written.append(stored)
-        return stored
-
-    async def _update_many(self, filter_: dict[str, Any], values: dict[str, Any]) -> None:
-        versions = self.store._versions
-        if self.session is None:  # remember the old values, to undo
-            old = await versions.find(filter_, {field: 1 for field in values}).to_list(None)
-            for doc in old:
-                self.undo.append(("set", doc["_id"], {f: doc.get(f) for f in values}))
-            if not old:
-                return
-            filter_ = {"_id": one_or_in([doc["_id"] for doc in old])}
-        await versions.update_many(filter_, {"$set": values}, session=self.session)
+        key = (version.type, version.id)
+        buffered = self.heads.get(key)
+        chained = False
+        if buffered is not None:  # a second write of one resource in this unit
+            if expected_previous is not None and buffered.version != expected_previous:
+                raise VersionConflict(buffered.version)
+            chained = True
+        self.writes.append(_Write(version, index, expected_previous, chained))
+        self.heads[key] = version
+        return version
 
     async def add_index_rows(self, version: StoredVersion, index: IndexRows) -> None:
-        entries, sort_values = index_entries(version.type, index)
-        if not entries:
-            return
-        filter_ = {"t": version.type, "i": version.id, "s": version.seq, "u": OPEN_END, "d": False}
-        versions = self.store._versions
-        if self.session is None:
-            old = await versions.find_one(filter_, {"x": 1, "o": 1})
-            if old is None:
-                return
-            self.undo.append(("set", old["_id"], {"x": old.get("x"), "o": old.get("o")}))
-        update: dict[str, Any] = {"$push": {"x": {"$each": entries}}}
-        if sort_values:
-            update["$min"] = {f"o.{k}.l": v["l"] for k, v in sort_values.items()}
-            update["$max"] = {f"o.{k}.h": v["h"] for k, v in sort_values.items()}
-        await versions.update_one(filter_, update, session=self.session)
-
-    async def rollback(self) -> None:
-        """Standalone only: undo this unit's writes, newest first."""
-        versions = self.store._versions
-        for action, doc_id, values in reversed(self.undo):
-            if action == "delete":
-                await versions.delete_one({"_id": doc_id})
-            else:
-                unset = {k: "" for k, v in values.items() if v is None}
-                update: dict[str, Any] = {}
-                if unset:
-                    update["$unset"] = unset
-                kept = {k: v for k, v in values.items() if v is not None}
-                if kept:
-                    update["$set"] = kept
-                await versions.update_one({"_id": doc_id}, update)
+        self.index_adds.append((version, index))
 
 
 class MongoStore:
@@ -218,14 +249,20 @@ class MongoStore:
         self._client: Any = None
         self._db: Any = None
         self._versions: Any = None
+        self._primary: Any = None  # versions, read from the primary (the bodies of units)
         self._counters: Any = None
         self._meta: Any = None
         self.supports_transactions = False  # known after open(): needs a replica set
         self.topology = "unknown"
-        self._lock = asyncio.Lock()
+        self._queue: list[_Pending] = []
+        self._committer: asyncio.Task | None = None
+        self._wake = asyncio.Event()
+        self._conditional = asyncio.Lock()
         self._inflight_first: int | None = None  # standalone: first seq of the running unit
         self._listeners: list[CommitListener] = []
         self._write_concern = WriteConcern()
+        self._token = uuid.uuid4().hex[:16]  # this process, in turn claims
+        self.stats = {"groups": 0, "retries": 0, "conflicts": 0, "claims": 0, "units": 0}
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -255,8 +292,9 @@ class MongoStore:
         self._write_concern = durable
         self._db = self._client.get_database(config.database, write_concern=durable)
         self._versions = self._db[VERSIONS]
-        self._counters = self._db[COUNTERS]
-        self._meta = self._db[META]
+        self._primary = self._versions.with_options(read_preference=ReadPreference.PRIMARY)
+        self._counters = self._db.get_collection(COUNTERS, read_preference=ReadPreference.PRIMARY)
+        self._meta = self._db.get_collection(META, read_preference=ReadPreference.PRIMARY)
         try:
             await self._prepare()
         except MongoUnavailable:
@@ -275,13 +313,11 @@ class MongoStore:
             )
 
     async def _prepare(self) -> None:
-        """Indexes, the counter and the schema version; idempotent, so every replica runs it."""
-        await self._versions.create_indexes(
-            version_indexes(unique_versions=self.topology != "sharded")
-        )
-        await self._counters.update_one(
-            {"_id": SEQUENCE_ID}, {"$setOnInsert": {"n": 0, "w": 0}}, upsert=True
-        )
+        """Indexes, the counters and the schema version; idempotent, so every replica runs it.
+
+        The indexes are the same on every topology (the unique ``t_i_v`` fits the shard key
+        ``{t: 1, i: "hashed"}``), so a database that moves from a replica set to a sharded
+        cluster starts unchanged (docs/deploy.md, "Sharding")."""
         await self._meta.update_one(
             {"_id": "schema_version"}, {"$setOnInsert": {"value": str(SCHEMA_VERSION)}}, upsert=True
         )
@@ -289,8 +325,16 @@ class MongoStore:
         if found is None or int(found["value"]) != SCHEMA_VERSION:
             raise MongoUnavailable(
                 f"database {self.config.database} has schema version "
-                f"{found and found['value']}; this server uses {SCHEMA_VERSION}"
+                f"{found and found['value']}; this server uses {SCHEMA_VERSION} "
+                "(docs/deploy.md, 'Schema versions')"
             )
+        await self._versions.create_indexes(version_indexes())
+        await self._counters.update_one(
+            {"_id": SEQUENCE_ID}, {"$setOnInsert": {"n": 0, "f": []}}, upsert=True
+        )
+        await self._counters.update_one(
+            {"_id": STATS_ID}, {"$setOnInsert": {"types": {}}}, upsert=True
+        )
 
     async def _abandon(self) -> None:
         """A failed start-up: release the client (the server stops, close() is not called)."""
@@ -301,12 +345,18 @@ class MongoStore:
     async def close(self) -> None:
         if self._client is None:
             return
-        async with self._lock:
-            if self.config.drop_on_close:
-                with contextlib.suppress(PyMongoError):
-                    await self._client.drop_database(self.config.database)
-            await self._client.close()
-            self._client = None
+        while self._queue:  # let queued units finish
+            await asyncio.sleep(0.01)
+        if self._committer is not None:
+            self._committer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._committer
+            self._committer = None
+        if self.config.drop_on_close:
+            with contextlib.suppress(PyMongoError):
+                await self._client.drop_database(self.config.database)
+        await self._client.close()
+        self._client = None
 
     async def health(self) -> dict[str, Any]:
         status: dict[str, Any] = {
@@ -322,10 +372,27 @@ class MongoStore:
             return {**status, "status": "unavailable", "error": type(exc).__name__}
         return {**status, "status": "ok"}
 
+    # -- sessions -----------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _reading(self) -> AsyncIterator[Any]:
+        """A snapshot session (replica set / sharded), or none (standalone)."""
+        if not self.supports_transactions:
+            yield None
+            return
+        session = self._client.start_session(snapshot=True)
+        try:
+            yield session
+        finally:
+            await session.end_session()
+
     # -- reads --------------------------------------------------------------------------------
 
-    async def _current(self, type_: str, id_: str, session: Any = None) -> StoredVersion | None:
-        doc = await self._versions.find_one(
+    async def _current(
+        self, type_: str, id_: str, session: Any = None, primary: bool = False
+    ) -> StoredVersion | None:
+        collection = self._primary if primary else self._versions
+        doc = await collection.find_one(
             {"t": type_, "i": id_}, _BODY, sort=[("v", -1)], session=session
         )
         return stored_version(doc) if doc else None
@@ -342,18 +409,19 @@ class MongoStore:
     ) -> list[StoredVersion]:
         if not keys:
             return []
-        at = snapshot if snapshot is not None else OPEN_END - 1
         types = tuple(dict.fromkeys(t for t, _ in keys))
         out: list[StoredVersion] = []
-        for start in range(0, len(keys), 1000):
-            filter_ = {
-                **keys_filter(keys[start : start + 1000], types),
-                "s": {"$lte": at},
-                "u": {"$gt": at},
-                "d": False,
-            }
-            docs = await self._versions.find(filter_, _BODY).to_list(None)
-            out.extend(stored_version(doc) for doc in docs)
+        async with self._reading() as session:
+            at = snapshot if snapshot is not None else await self._safe_seq(types, session)
+            for start in range(0, len(keys), 1000):
+                filter_ = {
+                    **keys_filter(keys[start : start + 1000], types),
+                    "s": {"$lte": at},
+                    "u": {"$gt": at},
+                    "d": False,
+                }
+                docs = await self._versions.find(filter_, _BODY, session=session).to_list(None)
+                out.extend(stored_version(doc) for doc in docs)
         return out
 
     def add_listener(self, listener: CommitListener) -> None:
@@ -367,8 +435,8 @@ class MongoStore:
             position = cursors.decode(after)
             last_type, last_id = position["t"], position["i"]
             filter_["$or"] = [{"t": {"$gt": last_type}}, {"t": last_type, "i": {"$gt": last_id}}]
-        cursor = self._versions.find(filter_, _BODY).sort([("t", 1), ("i", 1)]).limit(limit)
-        versions = [stored_version(doc) for doc in await cursor.to_list(None)]
+        cursor = self._versions.find(filter_, _BODY).sort([("t", 1), ("u", 1), ("i", 1)])
+        versions = [stored_version(doc) for doc in await cursor.limit(limit).to_list(None)]
         next_after = None
         if len(versions) == limit:
             next_after = cursors.encode({"t": versions[-1].type, "i": versions[-1].id})
@@ -376,8 +444,15 @@ class MongoStore:
 
     async def count_current(self, types: tuple[str, ...]) -> int:
         return await self._versions.count_documents(
-            {"t": one_or_in(types), "u": OPEN_END, "d": False}
+            {"t": one_or_in(types), "u": OPEN_END, "d": False},
+            maxTimeMS=self.config.max_time_ms,
         )
+
+    async def type_counts(self) -> dict[str, int]:
+        """Live resources per type, kept by the commits (the statistics behind
+        ``_total=estimate``)."""
+        doc = await self._counters.find_one({"_id": STATS_ID})
+        return {t: int(n) for t, n in (doc or {}).get("types", {}).items()}
 
     async def drop_index_rows(self, params: list[tuple[str, str]]) -> None:
         keys = [param_key(t, code) for t, code in params]
@@ -396,11 +471,17 @@ class MongoStore:
         """Drop the index entries of versions superseded before the retention window: only
         snapshots older than it could still see them (their paging links then get 410)."""
         done = await self.oldest_snapshot()
-        # the newest version written before the window (walks the s index from the newest end)
+        # versions superseded before the window: their ``ut`` is older (index u_superseded)
         older = await self._versions.find_one(
-            {"lu": {"$lt": before_us}}, {"s": 1}, sort=[("s", -1)]
+            {"u": {"$lt": OPEN_END}, "x": {"$exists": True}, "ut": {"$lt": before_us}},
+            {"u": 1},
+            sort=[("u", -1)],
         )
-        upto = min(older["s"] if older else 0, await self.latest_seq())
+        upto = min(older["u"] if older else 0, await self.latest_seq())
+        now_ms = int(time.time() * 1000)
+        await self._counters.update_one(  # forget announced ranges of dead writers
+            {"_id": SEQUENCE_ID}, {"$pull": {"f": {"e": {"$lt": now_ms}}}}
+        )
         if upto <= done:
             return done
         await self._versions.update_many(
@@ -430,11 +511,23 @@ class MongoStore:
         assert stored is not None
         return stored
 
-    async def latest_seq(self) -> int:
-        doc = await self._counters.find_one({"_id": SEQUENCE_ID})
+    async def latest_seq(self, types: tuple[str, ...] | None = None) -> int:
+        async with self._reading() as session:
+            return await self._safe_seq(types, session)
+
+    async def _safe_seq(self, types: tuple[str, ...] | None, session: Any) -> int:
+        """The newest snapshot: ``n``, or below an append-only range still in flight that holds
+        documents of ``types`` (None: any type)."""
+        doc = await self._counters.find_one({"_id": SEQUENCE_ID}, session=session)
         latest = doc["n"] if doc else 0
         if self._inflight_first is not None:  # standalone: not yet complete
             latest = min(latest, self._inflight_first - 1)
+        now_ms = int(time.time() * 1000)
+        for entry in (doc or {}).get("f") or ():
+            if entry.get("e", 0) < now_ms:
+                continue
+            if types is None or set(entry.get("t", ())) & set(types):
+                latest = min(latest, entry["lo"] - 1)
         return latest
 
     async def history(
@@ -459,102 +552,526 @@ class MongoStore:
             filter_["ut"] = {"$gt": at[0]}
         if last_updated:
             filter_["lu"] = last_updated
-        if cursor is not None:
-            filter_["s"] = {"$lt": decode_history(cursor)}
-        docs = (
-            await self._versions.find(filter_, _BODY)
-            .sort([("s", -1)])
-            .limit(count + 1)
-            .to_list(None)
-        )
+        async with self._reading() as session:
+            if cursor is not None:
+                filter_["s"] = {"$lt": decode_history(cursor)}
+            elif id_ is None:  # the first page of a type or system history: a snapshot
+                top = await self._safe_seq((type_,) if type_ else None, session)
+                filter_["s"] = {"$lte": top}
+            try:
+                docs = (
+                    await self._versions.find(filter_, _BODY, session=session)
+                    .sort([("s", -1)])
+                    .limit(count + 1)
+                    .max_time_ms(self.config.max_time_ms)
+                    .to_list(None)
+                )
+            except ExecutionTimeout as exc:
+                raise timed_out(self.config.max_time_ms, "the history page") from exc
         versions = [stored_version(doc) for doc in docs[:count]]
         next_cursor = encode_history(versions[-1].seq) if len(docs) > count else None
         return HistoryPage(versions, next_cursor)
 
     # -- search -------------------------------------------------------------------------------
 
-    def _searcher(self, snapshot: int, session: Any = None) -> Searcher:
-        return Searcher(self._versions, snapshot, self.config.staged_limit, session)
+    def _searcher(
+        self, snapshot: int, session: Any = None, overlay: list[dict[str, Any]] | None = None
+    ) -> Searcher:
+        return Searcher(
+            self._versions,
+            snapshot,
+            self.config.staged_limit,
+            session,
+            max_time_ms=self.config.max_time_ms,
+            overlay=overlay,
+            database=self._db,
+            type_counts=self.type_counts,
+        )
 
     async def search(self, query: Query) -> SearchPage:
-        snapshot = query.snapshot if query.snapshot is not None else await self.latest_seq()
-        return await self._searcher(snapshot).page(query)
+        async with self._reading() as session:
+            snapshot = query.snapshot
+            if snapshot is None:
+                snapshot = await self._safe_seq(query.types, session)
+            return await self._searcher(snapshot, session).page(query)
 
     # -- units of work ------------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
     async def unit_of_work(self) -> AsyncIterator[_Unit]:
-        async with self._lock:
-            if self.supports_transactions:
-                unit = await self._begin_turn()
-                try:
-                    yield unit
-                except BaseException:
-                    with contextlib.suppress(PyMongoError):
-                        await unit.session.abort_transaction()
-                    await unit.session.end_session()
-                    raise
-                await self._commit(unit)
-            else:
-                unit = _Unit(self, None, 0)
-                try:
-                    yield unit
-                except BaseException:
-                    await unit.rollback()
-                    raise
-                finally:
-                    self._inflight_first = None
-        if unit.written:
-            for listener in self._listeners:
-                try:
-                    listener(unit.written)
-                except Exception:  # a listener must never break the write path
-                    log.exception("commit listener failed")
+        unit = _Unit(self)
+        try:
+            yield unit  # the body: nothing is written yet
+            await self._finish(unit)
+        finally:
+            if unit.serialized:
+                self._conditional.release()
 
-    async def _begin_turn(self) -> _Unit:
-        """Start a transaction and take the writer turn (see the module docstring)."""
-        deadline = time.monotonic() + TURN_TIMEOUT_S
-        delay = 0.002
-        while True:
-            session = self._client.start_session()
-            await session.start_transaction(
-                read_concern=ReadConcern("snapshot"), write_concern=self._write_concern
+    async def _barrier(self) -> None:
+        """Wait until the units queued so far are committed (or failed)."""
+        waiting = [item.future for item in self._queue]
+        if waiting:
+            await asyncio.gather(*waiting, return_exceptions=True)
+
+    async def _finish(self, unit: _Unit) -> None:
+        if unit.empty:
+            return
+        if unit.append_only:
+            await self._append(unit)
+        else:
+            loop = asyncio.get_running_loop()
+            pending = _Pending(
+                unit, loop.create_future(), time.monotonic() + self.config.deadline_s
             )
+            self._queue.append(pending)
+            self._wake.set()
+            if self._committer is None or self._committer.done():
+                self._committer = loop.create_task(self._commit_loop())
+            await pending.future  # raises the unit's error
+        self.stats["units"] += 1
+        for listener in self._listeners:
             try:
-                counter = await self._counters.find_one_and_update(
-                    {"_id": SEQUENCE_ID},
-                    {"$inc": {"w": 1}},
-                    return_document=ReturnDocument.AFTER,
+                listener(unit.written)
+            except Exception:  # a listener must never break the write path
+                log.exception("commit listener failed")
+
+    # -- the committer ------------------------------------------------------------------------
+
+    async def _commit_loop(self) -> None:
+        while True:
+            if not self._queue:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            group: list[_Pending] = []
+            size = 0
+            while self._queue and (not group or size < GROUP_MAX_VERSIONS):
+                item = self._queue.pop(0)
+                group.append(item)
+                size += len(item.unit.writes) + len(item.unit.appended)
+            try:
+                if self.supports_transactions:
+                    await self._commit_group(group)
+                else:
+                    for item in group:
+                        await self._commit_standalone(item)
+            except asyncio.CancelledError:
+                for item in group:
+                    if not item.future.done():
+                        item.future.cancel()
+                raise
+            except Exception as exc:  # every waiting unit must hear of it
+                for item in group:
+                    if not item.future.done():
+                        item.future.set_exception(exc)
+            for item in group:
+                if not item.future.done():
+                    item.future.set_result(None)
+
+    async def _commit_group(self, group: list[_Pending]) -> None:
+        """One transaction for the group, run again on transient errors until the deadline."""
+        deadline = min(item.deadline for item in group)
+        verify = False  # the first attempt trusts the supersede filters; a miss verifies
+        delay = 0.001
+        live = list(group)
+        while live:
+            if time.monotonic() > deadline:
+                error = _deadline_error(self.config.deadline_s)
+                for item in live:
+                    item.future.set_exception(error)
+                return
+            waited = time.monotonic() - min(item.queued for item in live)
+            try:
+                outcome = await self._transaction(live, verify, claim=waited > CLAIM_AFTER_S)
+            except _Refused as refused:  # a live claim of another process, or the turn taken
+                self.stats["retries"] += 1
+                if refused.claim_wanted:
+                    await self._claim()
+                await asyncio.sleep(delay * random.uniform(0.5, 1.5))
+                delay = min(delay * 2, 0.05)
+                continue
+            except _Mismatch:
+                verify = True
+                self.stats["conflicts"] += 1
+                continue
+            except PyMongoError as exc:
+                if not _retryable(exc):
+                    raise
+                self.stats["retries"] += 1
+                await asyncio.sleep(delay * random.uniform(0.5, 1.5))
+                delay = min(delay * 2, 0.05)
+                continue
+            failed, written = outcome
+            for item in live:
+                error = failed.get(id(item))
+                if error is not None:
+                    item.future.set_exception(error)
+                else:
+                    item.unit.written = written[id(item)]
+            self.stats["groups"] += 1
+            return
+
+    async def _claim(self) -> None:
+        now_ms = int(time.time() * 1000)
+        with contextlib.suppress(PyMongoError):
+            await self._counters.update_one(
+                {
+                    "_id": SEQUENCE_ID,
+                    "$or": [{"c": None}, {"c": self._token}, {"ce": {"$lt": now_ms}}],
+                },
+                {"$set": {"c": self._token, "ce": now_ms + int(CLAIM_S * 1000)}},
+            )
+            self.stats["claims"] += 1
+
+    async def _transaction(
+        self, group: list[_Pending], verify: bool, claim: bool
+    ) -> tuple[dict[int, BaseException], dict[int, list[StoredVersion]]]:
+        total = sum(len(item.unit.writes) for item in group)
+        # a create is version 1, which the unique t_i_v index guards; a "create" of another
+        # version number has nothing to collide with, so its group checks heads first
+        verify = verify or any(
+            w.expected == 0 and w.version.version != 1 for item in group for w in item.unit.writes
+        )
+        session = self._client.start_session()
+        try:
+            await session.start_transaction(
+                read_concern=ReadConcern("snapshot"),
+                write_concern=self._write_concern,
+                read_preference=ReadPreference.PRIMARY,
+            )
+            now_ms = int(time.time() * 1000)
+            # 1. the turn: the first write of the transaction, so its snapshot starts here
+            counter = await self._counters.find_one_and_update(
+                {
+                    "_id": SEQUENCE_ID,
+                    "$or": [{"c": None}, {"c": self._token}, {"ce": {"$lt": now_ms}}],
+                },
+                {"$inc": {"n": total}, "$unset": {"c": "", "ce": ""}},
+                projection={"n": 1},
+                return_document=ReturnDocument.AFTER,
+                session=session,
+            )
+            if counter is None:
+                raise _Refused(claim_wanted=claim)
+            seq = counter["n"] - total
+            heads: dict[tuple[str, str], tuple[int, bool]] = {}
+            if verify:
+                heads = await self._heads(group, session)
+            failed: dict[int, BaseException] = {}
+            written: dict[int, list[StoredVersion]] = {}
+            updates: list[Any] = []
+            inserts: list[dict[str, Any]] = []
+            expected_matches = 0
+            pending_docs: dict[tuple[str, str], dict[str, Any]] = {}
+            deltas: dict[str, int] = {}
+            for item in group:
+                unit = item.unit
+                if unit.checks and (updates or inserts):  # checks see the earlier units
+                    expected_matches -= await self._flush(updates, inserts, session)
+                    updates, inserts, pending_docs = [], [], {}
+                try:
+                    if unit.checks:
+                        await self._run_checks(unit, session)
+                    if verify:
+                        _verify(unit, heads)
+                except CommitConflict as conflict:
+                    failed[id(item)] = conflict
+                    continue
+                versions: list[StoredVersion] = []
+                for write in unit.writes:
+                    seq += 1
+                    v = write.version
+                    key = (v.type, v.id)
+                    earlier = pending_docs.get(key)
+                    if earlier is not None:  # written by this group, not yet sent: close here
+                        if (
+                            not write.chained
+                            and write.expected is not None
+                            and earlier["v"] != write.expected
+                        ):
+                            raise _Mismatch()
+                        earlier["u"], earlier["ut"] = seq, v.last_updated
+                    elif write.chained or write.expected is None:
+                        updates.append(_close({"t": v.type, "i": v.id}, seq, v))
+                    elif write.expected != 0:
+                        close = {"t": v.type, "i": v.id, "v": write.expected}
+                        updates.append(_close(close, seq, v))
+                        expected_matches += 1
+                    doc = version_document(v, seq, write.index)
+                    inserts.append(doc)
+                    pending_docs[key] = doc
+                    versions.append(_with_seq(v, seq))
+                    if verify:
+                        heads[key] = (v.version, v.deleted)
+                    _count_delta(deltas, v, write.expected)
+                for version, index in unit.index_adds:
+                    updates.append(UpdateMany(*_index_update(version, index)))
+                written[id(item)] = versions
+            # 3. the writes
+            matched = await self._flush(updates, inserts, session)
+            if matched < expected_matches:
+                raise _Mismatch()
+            if seq != counter["n"]:  # units that failed their checks leave no gap
+                await self._counters.update_one(
+                    {"_id": SEQUENCE_ID}, {"$set": {"n": seq}}, session=session
+                )
+            if deltas:
+                await self._counters.update_one(
+                    {"_id": STATS_ID},
+                    {"$inc": {f"types.{t}": n for t, n in deltas.items()}},
                     session=session,
                 )
-                return _Unit(self, session, counter["n"])
-            except PyMongoError as exc:
-                with contextlib.suppress(PyMongoError):
-                    await session.abort_transaction()
-                await session.end_session()
-                retry = exc.has_error_label("TransientTransactionError")
-                if not retry or time.monotonic() > deadline:
-                    raise
-            await asyncio.sleep(delay * random.uniform(0.5, 1.5))
-            delay = min(delay * 2, 0.1)
-
-    async def _commit(self, unit: _Unit) -> None:
-        session = unit.session
-        try:
-            if unit.first_seq is not None:
-                await self._counters.update_one(
-                    {"_id": SEQUENCE_ID}, {"$set": {"n": unit.last_seq}}, session=session
-                )
-            for attempt in range(3):
+            # 4. commit; an unknown result is retried (committing twice is a no-op)
+            while True:
                 try:
                     await session.commit_transaction()
                     break
                 except PyMongoError as exc:
-                    if attempt == 2 or not exc.has_error_label("UnknownTransactionCommitResult"):
+                    if not exc.has_error_label(UNKNOWN_COMMIT):
                         raise
+                    self.stats["retries"] += 1
+            return failed, written
+        except (DuplicateKeyError, BulkWriteError) as exc:
+            if _duplicate(exc):
+                with contextlib.suppress(PyMongoError):
+                    await session.abort_transaction()
+                raise _Mismatch() from exc
+            raise
+        except DocumentTooLarge as exc:
+            raise FhirError(
+                413,
+                "too-costly",
+                "the resource with its search index is larger than MongoDB's 16 MB document limit",
+            ) from exc
+        finally:
+            if session.in_transaction:
+                with contextlib.suppress(PyMongoError):
+                    await session.abort_transaction()
+            await session.end_session()
+
+    async def _flush(self, updates: list[Any], inserts: list[dict[str, Any]], session: Any) -> int:
+        """Write a part of the group in the transaction; return how many versions it closed
+        that the group expected to find open."""
+        matched = 0
+        if updates:
+            result = await self._versions.bulk_write(updates, ordered=True, session=session)
+            matched = result.matched_count
+        if inserts:
+            await self._versions.insert_many(inserts, ordered=True, session=session)
+        return matched
+
+    async def _heads(
+        self, group: list[_Pending], session: Any
+    ) -> dict[tuple[str, str], tuple[int, bool]]:
+        keys = list({(w.version.type, w.version.id) for item in group for w in item.unit.writes})
+        heads: dict[tuple[str, str], tuple[int, bool]] = {}
+        for start in range(0, len(keys), 1000):
+            docs = await self._versions.find(
+                any_keys_filter(keys[start : start + 1000]),
+                {"_id": 0, "t": 1, "i": 1, "v": 1, "d": 1},
+                session=session,
+            ).to_list(None)
+            for doc in docs:
+                key = (doc["t"], doc["i"])
+                if key not in heads or heads[key][0] < doc["v"]:
+                    heads[key] = (doc["v"], doc["d"])
+        return heads
+
+    async def _run_checks(self, unit: _Unit, session: Any) -> None:
+        """The unit's conditional searches, again, on what was committed since they ran: a new
+        match, or a change to a matched resource, is a conflict."""
+        for check in unit.checks:
+            searcher = self._searcher(OPEN_END - 1, session)
+            newer = await searcher.keys(check.query, 2 + len(check.found), since=check.since)
+            new = {key for key in newer if key not in check.found and key not in unit.heads}
+            kept = [key for key in check.found if key not in unit.heads]
+            changed: list[Any] = []
+            if kept:
+                changed = await self._versions.find(
+                    {**any_keys_filter(kept), "u": OPEN_END, "s": {"$gt": check.since}},
+                    {"_id": 0, "t": 1, "i": 1},
+                    session=session,
+                ).to_list(None)
+            if new or changed:
+                key = next(iter(new)) if new else (changed[0]["t"], changed[0]["i"])
+                raise CommitConflict(
+                    f"{key[0]}/{key[1]} changed while this request ran, so the search it "
+                    "depended on would now find something else; nothing was written, retry"
+                )
+
+    # -- append-only records: no turn ---------------------------------------------------------
+
+    async def _append(self, unit: _Unit) -> None:
+        """Brand-new versions (AuditEvents) without the turn: reserve a range of sequence
+        numbers, announced as in flight, insert, withdraw the announcement."""
+        items = unit.appended
+        k = len(items)
+        types = sorted({v.type for v, _ in items})
+        deadline = time.monotonic() + self.config.deadline_s
+        while True:
+            doc = await self._counters.find_one({"_id": SEQUENCE_ID}, {"n": 1})
+            n = doc["n"]
+            expires = int(time.time() * 1000 + INFLIGHT_S * 1000)
+            entry = {"lo": n + 1, "hi": n + k, "t": types, "e": expires}
+            reserved = await self._counters.update_one(
+                {"_id": SEQUENCE_ID, "n": n}, {"$set": {"n": n + k}, "$push": {"f": entry}}
+            )
+            if reserved.modified_count == 1:
+                break
+            if time.monotonic() > deadline:
+                raise _deadline_error(self.config.deadline_s)
+            await asyncio.sleep(random.uniform(0, 0.002))
+        docs = []
+        versions = []
+        for offset, (version, index) in enumerate(items, start=1):
+            docs.append(version_document(version, n + offset, index))
+            versions.append(_with_seq(version, n + offset))
+        try:
+            try:
+                await self._versions.insert_many(docs, ordered=False)
+            except BulkWriteError as exc:  # all or nothing: take back what went in
+                await self._versions.delete_many(
+                    {"s": {"$gte": n + 1, "$lte": n + k}, "t": one_or_in(types)}
+                )
+                if _duplicate(exc):
+                    raise CommitConflict("an appended resource id exists already") from exc
+                raise
+            deltas: dict[str, int] = {}
+            for v in versions:
+                _count_delta(deltas, v, 0)
+            await self._counters.update_one(
+                {"_id": STATS_ID}, {"$inc": {f"types.{t}": c for t, c in deltas.items()}}
+            )
+        finally:
+            await self._counters.update_one({"_id": SEQUENCE_ID}, {"$pull": {"f": {"lo": n + 1}}})
+        unit.written = versions
+
+    # -- standalone ---------------------------------------------------------------------------
+
+    async def _commit_standalone(self, item: _Pending) -> None:
+        unit = item.unit
+        undo: list[tuple[str, Any, dict[str, Any]]] = []
+        try:
+            heads = await self._heads([item], None)
+            _verify(unit, heads)
+            if unit.checks:
+                await self._run_checks(unit, None)
+            k = len(unit.writes)
+            doc = await self._counters.find_one_and_update(
+                {"_id": SEQUENCE_ID}, {"$inc": {"n": k}}, return_document=ReturnDocument.AFTER
+            )
+            seq = doc["n"] - k
+            self._inflight_first = seq + 1
+            versions = []
+            for write in unit.writes:
+                seq += 1
+                v = write.version
+                old = await self._versions.find(
+                    {"t": v.type, "i": v.id, "u": OPEN_END}, {"u": 1, "ut": 1}
+                ).to_list(None)
+                for found in old:
+                    undo.append(("set", found["_id"], {"u": found.get("u"), "ut": found.get("ut")}))
+                if old:
+                    await self._versions.update_many(
+                        {"_id": one_or_in([d["_id"] for d in old])},
+                        {"$set": {"u": seq, "ut": v.last_updated}},
+                    )
+                try:
+                    result = await self._versions.insert_one(version_document(v, seq, write.index))
+                except DuplicateKeyError as exc:
+                    raise CommitConflict(
+                        f"{v.type}/{v.id} was changed concurrently; retry"
+                    ) from exc
+                undo.append(("delete", result.inserted_id, {}))
+                versions.append(_with_seq(v, seq))
+            for version, index in unit.index_adds:
+                if not index_entries(version.type, index)[0]:
+                    continue
+                old_doc = await self._versions.find_one(
+                    {"t": version.type, "i": version.id, "s": version.seq}, {"x": 1, "o": 1}
+                )
+                if old_doc is None:
+                    continue
+                undo.append(("set", old_doc["_id"], {"x": old_doc.get("x"), "o": old_doc.get("o")}))
+                await self._versions.update_many(*_index_update(version, index))
+            unit.written = versions
         except BaseException:
-            with contextlib.suppress(PyMongoError):
-                await session.abort_transaction()
+            for action, doc_id, values in reversed(undo):
+                if action == "delete":
+                    await self._versions.delete_one({"_id": doc_id})
+                else:
+                    unset = {k: "" for k, v in values.items() if v is None}
+                    update: dict[str, Any] = {}
+                    if unset:
+                        update["$unset"] = unset
+                    kept = {k: v for k, v in values.items() if v is not None}
+                    if kept:
+                        update["$set"] = kept
+                    await self._versions.update_one({"_id": doc_id}, update)
             raise
         finally:
-            await session.end_session()
+            self._inflight_first = None
+
+
+class _Refused(Exception):
+    """The counters document did not give the turn (a live claim of another process)."""
+
+    def __init__(self, claim_wanted: bool) -> None:
+        super().__init__("turn refused")
+        self.claim_wanted = claim_wanted
+
+
+class _Mismatch(Exception):
+    """A supersede found fewer open versions than expected, or an insert a duplicate: some unit
+    of the group conflicts; the group runs again with the heads verified first."""
+
+
+def _duplicate(exc: BaseException) -> bool:
+    if isinstance(exc, DuplicateKeyError):
+        return True
+    if isinstance(exc, BulkWriteError):
+        return any(e.get("code") == 11000 for e in exc.details.get("writeErrors", ()))
+    return False
+
+
+def _verify(unit: _Unit, heads: dict[tuple[str, str], tuple[int, bool]]) -> None:
+    """The unit's expected versions against the heads (updated by earlier units of the
+    group); raise CommitConflict for the first that does not fit."""
+    for write in unit.writes:
+        v = write.version
+        head = heads.get((v.type, v.id))
+        current = head[0] if head else None
+        if write.expected is None:
+            continue
+        if (current or 0) != write.expected:
+            raise CommitConflict(
+                f"{v.type}/{v.id} was changed concurrently (now version {current}); retry",
+                current,
+            )
+
+
+def _with_seq(v: StoredVersion, seq: int) -> StoredVersion:
+    return StoredVersion(v.type, v.id, v.version, v.last_updated, v.deleted, v.method, v.body, seq)
+
+
+def _count_delta(deltas: dict[str, int], v: StoredVersion, expected: int | None) -> None:
+    """Live resources per type: +1 for a new or revived resource, -1 for a delete."""
+    if v.deleted:
+        deltas[v.type] = deltas.get(v.type, 0) - 1
+    elif expected == 0 or v.version == 1:
+        deltas[v.type] = deltas.get(v.type, 0) + 1
+
+
+def _close(filter_: dict[str, Any], seq: int, v: StoredVersion) -> UpdateMany:
+    """Close the open version the filter names: superseded by sequence number ``seq``."""
+    return UpdateMany({**filter_, "u": OPEN_END}, {"$set": {"u": seq, "ut": v.last_updated}})
+
+
+def _index_update(version: StoredVersion, index: IndexRows) -> tuple[dict, dict]:
+    entries, sort_values = index_entries(version.type, index)
+    filter_ = {"t": version.type, "i": version.id, "s": version.seq, "u": OPEN_END, "d": False}
+    update: dict[str, Any] = {"$push": {"x": {"$each": entries}}}
+    if sort_values:
+        update["$min"] = {f"o.{k}.l": v["l"] for k, v in sort_values.items()}
+        update["$max"] = {f"o.{k}.h": v["h"] for k, v in sort_values.items()}
+    return filter_, update
