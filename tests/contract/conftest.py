@@ -1,8 +1,12 @@
 """The store contract suite runs against every store implementation.
 
 ``sqlite`` and ``mongomock`` (the MongoDB store on mongomock through tests/mongomock_async.py: the
-same store code, its queries executed by mongomock) always run. ``mongodb`` runs when MONGODB_URI
-points at a real MongoDB (a replica set, for transactions), e.g. against docker/compose.yaml::
+same store code, its queries executed by mongomock) always run, and so does ``mongofaults``: the
+MongoDB store on mongomock with one transactional operation or commit in eight failing the way a
+failover, a WriteConflict, the transaction lifetime or a lost commit reply fail on MongoDB (the
+store must retry whole transactions and every test must still pass). ``mongodb`` runs when
+MONGODB_URI points at a real MongoDB (a replica set, for transactions), e.g. against
+docker/compose.yaml::
 
     MONGODB_URI="mongodb://localhost:27017/?directConnection=true" pytest tests/contract -k mongodb
 """
@@ -10,6 +14,7 @@ points at a real MongoDB (a replica set, for transactions), e.g. against docker/
 from __future__ import annotations
 
 import os
+import zlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,9 +24,10 @@ from fhir_server.service.core import FhirService
 from fhir_server.store import open_store
 from fhir_server.store.protocol import Store
 from tests.conftest import make_settings
-from tests.mongomock_async import AsyncMockClient
+from tests.mongomock_async import AsyncMockClient, Faults, MockServer
 
-STORES = ["sqlite", "mongomock"]
+STORES = ["sqlite", "mongomock", "mongofaults"]
+FAULT_RATE = 0.125
 if os.environ.get("MONGODB_URI"):
     STORES.append("mongodb")
 
@@ -29,7 +35,7 @@ if os.environ.get("MONGODB_URI"):
 def store_url(kind: str, tmp_path: Path) -> str:
     if kind == "sqlite":
         return f"sqlite:///{tmp_path / 'contract.db'}"
-    if kind == "mongomock":
+    if kind in ("mongomock", "mongofaults"):
         return "mongodb://mongomock.invalid/contract"
     uri = os.environ["MONGODB_URI"]
     database = f"fhir_contract_{os.getpid()}_{abs(hash(tmp_path)) % 10_000_000}"
@@ -37,9 +43,21 @@ def store_url(kind: str, tmp_path: Path) -> str:
     return f"{uri}{separator}database={database}&drop_on_close=true"
 
 
+def client_factory(kind: str, seed: str) -> object:
+    """The driver for a store kind (None: PyMongo's own)."""
+    if kind == "mongomock":
+        return AsyncMockClient
+    if kind == "mongofaults":
+        server = MockServer()
+        server.faults = Faults(seed=zlib.crc32(seed.encode()), rate=FAULT_RATE)
+        return server.client
+    return None
+
+
 @pytest.fixture(params=STORES)
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    options = {"client_factory": AsyncMockClient} if request.param == "mongomock" else {}
+    factory = client_factory(request.param, request.node.name)
+    options = {"client_factory": factory} if factory is not None else {}
     instance = open_store(store_url(request.param, tmp_path), **options)
     await instance.open()
     try:

@@ -26,8 +26,7 @@ from fhir_server import app as app_module
 from fhir_server.app import ServerApp
 from fhir_server.store.mongo import MongoStore
 from tests.conftest import make_settings
-from tests.contract.conftest import STORES, store_url
-from tests.mongomock_async import AsyncMockClient
+from tests.contract.conftest import STORES, client_factory, store_url
 
 MODULES = (
     "test_bundles",
@@ -76,10 +75,11 @@ globals().update(_collect())
 async def app(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[ServerApp]:
-    if request.param == "mongomock":
+    factory = client_factory(request.param, request.node.name)
+    if factory is not None:
 
         def mongo_store(url: str, **_: object) -> MongoStore:
-            return MongoStore(url, client_factory=AsyncMockClient)
+            return MongoStore(url, client_factory=factory)
 
         monkeypatch.setattr(app_module, "open_store", mongo_store)
     server = ServerApp(make_settings(tmp_path, store=store_url(request.param, tmp_path)))

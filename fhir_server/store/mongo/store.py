@@ -698,6 +698,8 @@ class MongoStore:
                 if not _retryable(exc):
                     raise
                 self.stats["retries"] += 1
+                if waited > CLAIM_AFTER_S:  # lost the turn for too long: claim the next one
+                    await self._claim()
                 await asyncio.sleep(delay * random.uniform(0.5, 1.5))
                 delay = min(delay * 2, 0.05)
                 continue
