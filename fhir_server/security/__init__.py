@@ -10,6 +10,7 @@ authentication existed, and says so loudly in the log and in ``/metadata``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 from typing import Any
@@ -156,9 +157,24 @@ class SecurityState:
         }
 
     async def start(self) -> None:
+        if not self.settings.signing_key_file:  # one key ring for every process on the store
+            await self.key.share(self.svc.store)
+            self._key_refresh = asyncio.get_running_loop().create_task(self._refresh_keys())
         await self.audit.start()
 
+    async def _refresh_keys(self) -> None:
+        """Pick up a rotation made by another process (signing moves to the new key)."""
+        while True:
+            await asyncio.sleep(60)
+            try:
+                await self.key.refresh(force=True)
+            except Exception:  # the next round tries again
+                log.exception("could not reload the signing keys")
+
     async def stop(self) -> None:
+        task = getattr(self, "_key_refresh", None)
+        if task is not None:
+            task.cancel()
         await self.audit.stop()
         self.store.close()
 

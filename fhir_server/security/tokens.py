@@ -10,6 +10,7 @@ expires, so the FHIR hot path pays one dict lookup per request.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -42,34 +43,126 @@ def origin_of(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
+RING_META = "signing-keys"  # the store's key ring, shared by every server process
+REFRESH_S = 5.0  # at most one reload of the ring per this many seconds on an unknown kid
+
+
 class SigningKey:
-    """The authorization server's RSA key, generated once and kept (mode 0600) in the data dir."""
+    """The authorization server's RSA signing key.
+
+    Every server process on one store signs and verifies with the same keys: the *key ring* is
+    kept in the store (``init_meta``, created once atomically: the first process's key wins,
+    seeded from ``<data dir>/auth/signing-key.pem`` when that file exists, so tokens issued
+    before keep working). Each process keeps a copy of the current key in its data folder for
+    ``fhir-server demo-token``. ``rotate_signing_key`` adds a new current key and keeps the old
+    ones for verification until the tokens they signed have expired; a process reloads the ring
+    when a token names a key it does not know and every minute (docs/deploy.md, "Keys and
+    secrets"). With ``FHIR_SIGNING_KEY_FILE`` the file is the key (a secret mounted into every
+    replica) and the store holds none."""
 
     alg = "RS256"
 
     def __init__(self, path: Path) -> None:
+        self.path = path
+        self.store: Any = None
+        self._asked = -REFRESH_S
         if path.exists():
-            self.key = RSAKey.import_key(path.read_bytes())
+            key = RSAKey.import_key(path.read_bytes())
         else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.key = RSAKey.generate_key(2048, private=True)
-            tmp = path.with_suffix(".tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(self.key.as_pem(private=True))
-            os.replace(tmp, path)
+            key = RSAKey.generate_key(2048, private=True)
+            _write_private(path, key)
             log.info("generated a new token signing key")
-        self.kid = self.key.thumbprint()
-        public = self.key.as_dict(private=False)
-        public.update({"kid": self.kid, "use": "sig", "alg": self.alg})
-        self.public_jwk = public
-        self.keyset = KeySet([RSAKey.import_key(public)])
+        self._install(key, [key])
+
+    def _install(self, current: RSAKey, ring: list[RSAKey]) -> None:
+        self.key = current
+        self.kid = current.thumbprint()
+        self.public_jwks: list[dict[str, Any]] = []
+        for key in ring:
+            public = key.as_dict(private=False)
+            public.update({"kid": key.thumbprint(), "use": "sig", "alg": self.alg})
+            self.public_jwks.append(public)
+        self.public_jwk = next(j for j in self.public_jwks if j["kid"] == self.kid)
+        self.keyset = KeySet([RSAKey.import_key(j) for j in self.public_jwks])
+
+    def knows(self, kid: Any) -> bool:
+        return any(j["kid"] == kid for j in self.public_jwks)
+
+    async def share(self, store: Any) -> None:
+        """Use the store's key ring (creating it from this key if there is none)."""
+        self.store = store
+        seed = {"current": self.kid, "keys": [_entry(self.key)]}
+        await store.init_meta(RING_META, json.dumps(seed))
+        await self.refresh(force=True)
+
+    async def refresh(self, force: bool = False) -> bool:
+        """Reload the ring from the store (rate-limited unless ``force``); True if it changed."""
+        if self.store is None:
+            return False
+        if not force:  # on demand (an unknown kid): at most once per REFRESH_S
+            if time.monotonic() - self._asked < REFRESH_S:
+                return False
+            self._asked = time.monotonic()
+        raw = await self.store.get_meta(RING_META)
+        if raw is None:
+            return False
+        current, ring = _parse_ring(raw)
+        if current.thumbprint() == self.kid and len(ring) == len(self.public_jwks):
+            return False
+        self._install(current, ring)
+        pem = current.as_pem(private=True)
+        if not self.path.exists() or self.path.read_bytes() != pem:
+            _write_private(self.path, current)
+        return True
 
     def jwks(self) -> dict[str, Any]:
-        return {"keys": [self.public_jwk]}
+        return {"keys": list(self.public_jwks)}
 
     def sign(self, claims: dict[str, Any], typ: str = "JWT") -> str:
         return jwt.encode({"alg": self.alg, "kid": self.kid, "typ": typ}, claims, self.key)
+
+
+def _entry(key: RSAKey, until: float | None = None) -> dict[str, Any]:
+    return {"kid": key.thumbprint(), "pem": key.as_pem(private=True).decode(), "until": until}
+
+
+def _parse_ring(raw: str) -> tuple[RSAKey, list[RSAKey]]:
+    data = json.loads(raw)
+    now = time.time()
+    ring = [
+        RSAKey.import_key(e["pem"].encode())
+        for e in data["keys"]
+        if e.get("until") is None or e["until"] > now
+    ]
+    current = next(k for k in ring if k.thumbprint() == data["current"])
+    return current, ring
+
+
+async def rotate_signing_key(store: Any, keep_seconds: float) -> str:
+    """Make a new key current; the previous ones verify for ``keep_seconds`` more (the longest
+    token lifetime). Returns the new key id."""
+    raw = await store.get_meta(RING_META)
+    data = json.loads(raw) if raw else {"keys": []}
+    now = time.time()
+    new = RSAKey.generate_key(2048, private=True)
+    kept = []
+    for entry in data["keys"]:
+        if entry.get("until") is None:
+            entry["until"] = now + keep_seconds
+        if entry["until"] > now:
+            kept.append(entry)
+    data = {"current": new.thumbprint(), "keys": [_entry(new), *kept]}
+    await store.set_meta(RING_META, json.dumps(data))
+    return new.thumbprint()
+
+
+def _write_private(path: Path, key: RSAKey) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(key.as_pem(private=True))
+    os.replace(tmp, path)
 
 
 def unverified(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -301,6 +394,8 @@ class TokenVerifier:
             raise TokenError(f"the access token algorithm {str(alg)[:10]!r} is not accepted")
         issuer = claims.get("iss")
         if issuer == self.issuer:
+            if not self.key.knows(header.get("kid")):  # rotated by another process?
+                await self.key.refresh()
             principal = self.verify_own(token)
         elif self.idp is not None and issuer == self.idp.issuer:
             principal = await self.idp.verify(token, header)
