@@ -130,6 +130,9 @@ class MockServer:
         self.conflicts = 0  # WriteConflicts raised (tests check the retry path ran)
         self.calls: list[tuple[str, str, tuple, dict]] = []
         self.faults: Faults | None = None
+        # every query run, for tests/contract/bounds.py: {"collection", "filter", "sort",
+        # "limit", "pipeline", "count"}
+        self.queries: list[dict[str, Any]] = []
 
     def view(self, collection: Any, session: Any) -> Any:
         """The collection as ``session`` sees it: without other transactions' writes."""
@@ -432,6 +435,14 @@ class AsyncMockCollection:
         session: Any = None,
     ) -> MockCursor:
         def produce(cursor_sort: list | None, cursor_limit: int) -> list[dict[str, Any]]:
+            self.mock_server.queries.append(
+                {
+                    "collection": self.name,
+                    "filter": filter_ or {},
+                    "sort": cursor_sort or sort,
+                    "limit": cursor_limit or limit,
+                }
+            )
             cursor = self._read(session).find(filter_ or {}, projection)
             if cursor_sort or sort:
                 cursor = cursor.sort(cursor_sort or sort)
@@ -456,6 +467,7 @@ class AsyncMockCollection:
     @recorded
     async def count_documents(self, filter_: dict, *, session: Any = None, **_: Any) -> int:
         await asyncio.sleep(0)
+        self.mock_server.queries.append({"collection": self.name, "filter": filter_, "count": True})
         return self._read(session).count_documents(filter_)
 
     @recorded
@@ -466,6 +478,7 @@ class AsyncMockCollection:
     @recorded
     async def aggregate(self, pipeline: list[dict], *, session: Any = None, **_: Any) -> MockCursor:
         await asyncio.sleep(0)
+        self.mock_server.queries.append({"collection": self.name, "pipeline": pipeline})
         docs = list(self._read(session).aggregate(pipeline))
         return MockCursor(self.mock_server, lambda _sort, _limit: docs)
 

@@ -54,16 +54,40 @@ def client_factory(kind: str, seed: str) -> object:
     return None
 
 
+# the queries the MongoDB store ran on mongomock, per test (test_zz_index_bounds.py checks them)
+RECORDED: list[tuple[str, dict]] = []
+
+
+def record(test: str, server: object) -> None:
+    for query in getattr(server, "queries", ()):
+        RECORDED.append((test, query))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """With FHIR_BOUNDS_DUMP set, write the recorded queries there (test_zz_index_bounds.py
+    runs the suite that way when it runs alone)."""
+    target = os.environ.get("FHIR_BOUNDS_DUMP")
+    if target:
+        import orjson
+
+        Path(target).write_bytes(
+            orjson.dumps(RECORDED, default=str, option=orjson.OPT_NON_STR_KEYS)
+        )
+
+
 @pytest.fixture(params=STORES)
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
     factory = client_factory(request.param, request.node.name)
     options = {"client_factory": factory} if factory is not None else {}
     instance = open_store(store_url(request.param, tmp_path), **options)
     await instance.open()
+    server = getattr(getattr(instance, "_client", None), "mock_server", None)
     try:
         yield instance
     finally:
         await instance.close()
+        if request.param == "mongomock":
+            record(request.node.nodeid, server)
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from fhir_server import app as app_module
 from fhir_server.app import ServerApp
 from fhir_server.store.mongo import MongoStore
 from tests.conftest import make_settings
-from tests.contract.conftest import STORES, client_factory, store_url
+from tests.contract.conftest import STORES, client_factory, record, store_url
 
 MODULES = (
     "test_bundles",
@@ -85,7 +85,10 @@ async def app(
     server = ServerApp(make_settings(tmp_path, store=store_url(request.param, tmp_path)))
     assert isinstance(server.store, MongoStore)
     await server.startup()
+    mock = getattr(server.store._client, "mock_server", None)
     try:
         yield server
     finally:
         await server.shutdown()
+        if request.param == "mongomock":
+            record(request.node.nodeid, mock)

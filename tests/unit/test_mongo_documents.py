@@ -66,10 +66,31 @@ def test_entries_per_value_type():
     assert by_param[key("url")] == [{"p": key("url"), "a": "http://x.org/a"}]
 
 
+def test_long_and_open_dates_are_wide_entries_with_their_end_beside():
+    year = 366 * 86_400_000_000
+    rows = IndexRows(dates=[("date", 0, year, 0), ("date", 0, 2 * year, 0)])
+    entries, sort_values = index_entries("Observation", rows)
+    wide = param_key("Observation", "date\x00wide")
+    end = param_key("Observation", "date\x00end")
+    assert {"p": key("date"), "a": 0, "b": year} in entries  # a year is a point
+    assert {"p": wide, "a": 0, "b": 2 * year} in entries
+    assert {"p": end, "a": 2 * year} in entries
+    assert sort_values[sort_field(key("date"))] == {"l": 0, "h": 2 * year}
+
+
+def test_names_and_addresses_get_trigram_entries():
+    rows = IndexRows(strings=[("family", "janssens", "Janssens", 0), ("text", "abcd", "abcd", 0)])
+    entries, _ = index_entries("Patient", rows)
+    tri = param_key("Patient", "family\x00tri")
+    assert {e["a"] for e in entries if e["p"] == tri} == {"jan", "ans", "nss", "sse", "sen", "ens"}
+    assert not [e for e in entries if e["p"] == param_key("Patient", "text\x00tri")]
+
+
 def test_composite_components_are_combined_per_repetition():
     entries, _ = index_entries("Observation", ROWS)
     combos = [e for e in entries if e["p"] == key("combo")]
-    assert {(c["c0"]["a"], c["c1"]["b"]) for c in combos} == {
+    # the first component's values are the entry's own (so the index bounds on the code)
+    assert {(c["a"], c["c1"]["a"]) for c in combos} == {
         ("8480-6", 120.0),
         ("sys", 120.0),  # every code of the first repetition with its value
         ("8462-4", 80.0),

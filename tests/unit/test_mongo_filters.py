@@ -15,6 +15,7 @@ import mongomock
 import pytest
 
 from fhir_server.store.keys import param_key
+from fhir_server.store.mongo.documents import trigram_key, trigrams
 from fhir_server.store.mongo.filters import (
     date_condition,
     number_condition,
@@ -110,6 +111,10 @@ def test_number_prefixes_match_the_embedded_store(prefix: str, searched: tuple):
 K = param_key
 
 
+def _trigrams(code: str, text: str) -> list[dict]:
+    return [{"p": trigram_key("Patient", code), "a": g} for g in sorted(trigrams(text))]
+
+
 def _doc(n: int, type_: str = "Observation", *entries: dict, s: int = 1, u: int = 2**63 - 1):
     return {"n": n, "t": type_, "i": f"id{n}", "s": s, "u": u, "d": False, "x": list(entries)}
 
@@ -118,20 +123,32 @@ DOCS = [
     _doc(0, "Observation", {"p": K("Observation", "code"), "a": "8480-6", "b": "http://loinc.org"}),
     _doc(1, "Observation", {"p": K("Observation", "code"), "a": "8480-6", "b": ""}),
     _doc(2, "Observation", {"p": K("Observation", "status"), "a": "final", "b": ""}),
-    _doc(3, "Patient", {"p": K("Patient", "family"), "a": "o'brien (jr.)", "b": "O'Brien (Jr.)"}),
-    _doc(4, "Patient", {"p": K("Patient", "family"), "a": "obrien", "b": "Obrien"}),
+    _doc(
+        3,
+        "Patient",
+        {"p": K("Patient", "family"), "a": "o'brien (jr.)", "b": "O'Brien (Jr.)"},
+        *_trigrams("family", "o'brien (jr.)"),
+    ),
+    _doc(
+        4,
+        "Patient",
+        {"p": K("Patient", "family"), "a": "obrien", "b": "Obrien"},
+        *_trigrams("family", "obrien"),
+    ),
     _doc(
         5,
         "Observation",
         {
             "p": K("Observation", "code-value-quantity"),
-            "c0": {"a": "8480-6", "b": "http://loinc.org"},
-            "c1": {"a": "mm[Hg]", "b": 120.0, "c": "http://unitsofmeasure.org"},
+            "a": "8480-6",
+            "b": "http://loinc.org",
+            "c1": {"a": 120.0, "b": "mm[Hg]", "c": "http://unitsofmeasure.org"},
         },
         {
             "p": K("Observation", "code-value-quantity"),
-            "c0": {"a": "8462-4", "b": "http://loinc.org"},
-            "c1": {"a": "mm[Hg]", "b": 80.0, "c": "http://unitsofmeasure.org"},
+            "a": "8462-4",
+            "b": "http://loinc.org",
+            "c1": {"a": 80.0, "b": "mm[Hg]", "c": "http://unitsofmeasure.org"},
         },
     ),
     _doc(6, "ValueSet", {"p": K("ValueSet", "url"), "a": "http://x.org/fhir/ValueSet/a"}),
@@ -207,7 +224,7 @@ def test_composite_components_come_from_one_repetition(code, prefix, value, expe
 def test_composite_with_two_alternatives_per_component():
     date = DatePred("x$1", "ge", Y2024, Y2024 + DAY - 1)
     pred = CompositePred("x", (DatePred("x$0", "le", Y2024, Y2024 + DAY - 1), date))
-    entry = {"p": K("Observation", "x"), "c0": {"a": 0, "b": 1}, "c1": {"a": Y2024, "b": Y2024}}
+    entry = {"p": K("Observation", "x"), "a": 0, "b": 1, "c1": {"a": Y2024, "b": Y2024}}
     collection = mongomock.MongoClient().db.versions
     collection.insert_one({"n": 1, "x": [entry]})
     query = pred_filter(pred, OBS, _no_stages)

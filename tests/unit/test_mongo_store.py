@@ -19,6 +19,7 @@ from fhir_server import app as app_module
 from fhir_server.app import ServerApp
 from fhir_server.errors import FhirError
 from fhir_server.store.mongo import MongoStore, MongoUnavailable
+from fhir_server.store.mongo.documents import SCHEMA_VERSION
 from fhir_server.store.protocol import IndexRows, StoredVersion, VersionConflict
 from fhir_server.store.query import ANY_SYSTEM, ChainPred, Query, SortKey, StringPred, TokenPred
 from tests.conftest import TEST_BASE, make_settings
@@ -223,7 +224,7 @@ async def test_start_up_is_idempotent_and_checks_the_schema_version():
     again = await opened(server)  # indexes and counter exist: nothing changes
     assert await again.latest_seq() == 1
     doc = await again._versions.find_one({"i": "a"})
-    assert doc["sv"] == 1
+    assert doc["sv"] == SCHEMA_VERSION
     await again.set_meta("schema_version", "99")
     await again.close()
     with pytest.raises(MongoUnavailable, match="schema version 99"):

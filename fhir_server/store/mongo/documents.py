@@ -27,12 +27,26 @@ tokens     code                    system ("" for none)
 references target id, or the URL   target type ("" if none)  v: version
 dates      low bound µs            high bound µs (inclusive)
 numbers    value
-quantities code or unit ("")       value                     c: system ("")
+quantities value                   code or unit ("")         c: system ("")
 uris       uri
 geo        latitude                longitude
 texts      one entry per term (search/text.py): free text as a multikey "token array"
-composite  ``c0``, ``c1``...: the component entries (without ``p``) of one repetition
+composite  the first component's a, b, c; ``c1``, ``c2``...: the other components' entries
 ========== ======================= ========================= =================
+
+Every search condition is written so that the index bounds ``x.a``, the first range field
+(tests/contract/bounds.py checks it on every query of the contract suite):
+
+- dates: a value whose range is shorter than POINT_US (any date, dateTime, instant, and periods
+  up to 400 days) is a *point* entry: its end ``b`` is below ``a + POINT_US``, so a condition on
+  the end becomes a bounded range on ``a``. A longer or open period is a *wide* entry under
+  its own key (``wide_key``), with a second entry holding its end in ``a`` (``end_key``), so
+  "ends after X" is a range on ``a`` too;
+- quantities: the value first, so a search without a unit is still a range on ``a``;
+- composites: the first component's values are the entry's own ``a``/``b`` (a code, usually);
+- ``:contains`` on names and addresses (CONTAINS_CODES): the value's trigrams are entries of
+  ``trigram_key``; a search takes one of its trigrams (or, under three characters, a prefix of
+  them) as the index bound and checks the substring on the value's own entry.
 
 Free text is deliberately not a MongoDB ``$text`` index: a collection has one text index only,
 ``$text`` cannot sit inside ``$elemMatch``, ``$or`` or ``$nor`` with other conditions as this
@@ -54,7 +68,8 @@ from pymongo import ASCENDING, DESCENDING, IndexModel
 from fhir_server.store.keys import param_key
 from fhir_server.store.protocol import IndexRows, StoredVersion
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: dates split in point / wide entries, quantities value-first,
+#                    composites with their first component inline, trigrams (docs/deploy.md)
 OPEN_END = 9223372036854775807  # "not superseded": the largest BSON int64
 VERSIONS = "versions"
 COUNTERS = "counters"
@@ -62,6 +77,43 @@ META = "meta"
 SEQUENCE_ID = "seq"  # counters: n = last sequence number given out, f = append-only ranges in
 #                      flight, c / ce = a process's claim on the next turn (store.py)
 STATS_ID = "stats"  # counters: live resources per type (_total=estimate)
+
+
+POINT_US = 400 * 86_400_000_000  # dates shorter than this are points (a year is 366 days)
+# string parameters whose :contains is index-bounded by trigram entries (names and addresses)
+CONTAINS_CODES = frozenset(
+    {
+        "name",
+        "family",
+        "given",
+        "address",
+        "address-city",
+        "address-country",
+        "address-postalcode",
+        "address-state",
+    }
+)
+
+
+def wide_key(type_: str, code: str) -> int:
+    """The key of a date parameter's entries that span POINT_US or more (open periods)."""
+    return param_key(type_, code + "\x00wide")
+
+
+def end_key(type_: str, code: str) -> int:
+    """The key of the entries that hold a wide date's end in ``a``."""
+    return param_key(type_, code + "\x00end")
+
+
+def trigram_key(type_: str, code: str) -> int:
+    return param_key(type_, code + "\x00tri")
+
+
+def trigrams(text: str) -> set[str]:
+    """The three-character substrings of a normalised string (the string itself if shorter)."""
+    if len(text) < 3:
+        return {text} if text else set()
+    return {text[i : i + 3] for i in range(len(text) - 2)}
 
 
 def sort_field(key: int) -> str:
@@ -120,11 +172,11 @@ def _entries_of(index: IndexRows) -> list[tuple[str, int, dict[str, Any], Any, A
             entry["v"] = ref_version
         out.append((code, group, entry, entry["a"], entry["a"]))
     for code, low, high, group in index.dates:
-        out.append((code, group, {"a": low, "b": high}, low, high))
+        out.append((code, group, {"a": low, "b": high}, low, high))  # split in index_entries
     for code, number, group in index.numbers:
         out.append((code, group, {"a": number}, number, number))
     for code, system, unit, number, group in index.quantities:
-        entry = {"a": unit or "", "b": number, "c": system or ""}
+        entry = {"a": number, "b": unit or "", "c": system or ""}
         out.append((code, group, entry, number, number))
     for code, uri, group in index.uris:
         out.append((code, group, {"a": uri}, uri, uri))
@@ -142,6 +194,7 @@ def index_entries(type_: str, index: IndexRows) -> tuple[list[dict[str, Any]], d
     seen: set[tuple] = set()
     sort_values: dict[str, dict[str, Any]] = {}
     groups: dict[tuple[int, str], dict[int, list[dict[str, Any]]]] = {}
+    dates = {(code, low, high) for code, low, high, _ in index.dates}
     for code, group, entry, low, high in _entries_of(index):
         name, dollar, position = code.rpartition("$")
         if group and dollar and position.isdigit():
@@ -149,7 +202,11 @@ def index_entries(type_: str, index: IndexRows) -> tuple[list[dict[str, Any]], d
             parts.setdefault(int(position), []).append(entry)
             continue
         key = param_key(type_, code)
-        _append(entries, seen, {"p": key, **entry})
+        if (code, low, high) in dates and entry["b"] - entry["a"] >= POINT_US:
+            _append(entries, seen, {"p": wide_key(type_, code), **entry})
+            _append(entries, seen, {"p": end_key(type_, code), "a": entry["b"]})
+        else:
+            _append(entries, seen, {"p": key, **entry})
         if ":" in code:  # modifier values (":text", ":identifier"...) are never sorted on
             continue
         slot = sort_values.setdefault(sort_field(key), {"l": low, "h": high})
@@ -157,6 +214,11 @@ def index_entries(type_: str, index: IndexRows) -> tuple[list[dict[str, Any]], d
             slot["l"] = low
         if high > slot["h"]:
             slot["h"] = high
+    for code, norm, _exact, _group in index.strings:
+        if code in CONTAINS_CODES:
+            tri = trigram_key(type_, code)
+            for gram in sorted(trigrams(norm)):
+                _append(entries, seen, {"p": tri, "a": gram})
     for code, terms in index.texts:
         key = param_key(type_, code)
         for term in terms.split():
@@ -169,7 +231,10 @@ def index_entries(type_: str, index: IndexRows) -> tuple[list[dict[str, Any]], d
         for combination in itertools.product(*(parts[p] for p in positions)):
             composite: dict[str, Any] = {"p": key}
             for position, entry in zip(positions, combination, strict=True):
-                composite[f"c{position}"] = entry
+                if position == 0:
+                    composite.update(entry)  # the first component bounds the index
+                else:
+                    composite[f"c{position}"] = entry
             _append(entries, seen, composite)
     return entries, sort_values
 

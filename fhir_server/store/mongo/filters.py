@@ -17,6 +17,14 @@ from typing import Any
 from fhir_server.search.geo import bounding_box
 from fhir_server.search.normalize import normalize
 from fhir_server.store.keys import param_key
+from fhir_server.store.mongo.documents import (
+    CONTAINS_CODES,
+    POINT_US,
+    end_key,
+    trigram_key,
+    trigrams,
+    wide_key,
+)
 from fhir_server.store.query import (
     ANY_SYSTEM,
     INDEX_PREDS,
@@ -133,9 +141,9 @@ def entry_condition(pred: Pred) -> Filter:
     if isinstance(pred, NumberPred):
         return number_condition("a", pred.prefix, pred.low, pred.high, pred.value)
     if isinstance(pred, QuantityPred):
-        condition = number_condition("b", pred.prefix, pred.low, pred.high, pred.value)
+        condition = number_condition("a", pred.prefix, pred.low, pred.high, pred.value)
         if pred.code is not None:
-            condition = all_of([condition, {"a": pred.code}])
+            condition = all_of([condition, {"b": pred.code}])
         if pred.system is not None:
             condition = all_of([condition, {"c": pred.system}])
         return condition
@@ -177,8 +185,8 @@ def date_condition(prefix: str, low: int, high: int) -> Filter:
 def number_condition(field: str, prefix: str, low: float, high: float, value: float) -> Filter:
     if prefix == "eq":
         return {field: {"$gte": low, "$lt": high}}
-    if prefix == "ne":
-        return {"$nor": [{field: {"$gte": low, "$lt": high}}]}
+    if prefix == "ne":  # outside the precision range: two ranges (an $or), each bounded
+        return {"$or": [{field: {"$lt": low}}, {field: {"$gte": high}}]}
     if prefix == "gt":
         return {field: {"$gt": value}}
     if prefix == "lt":
@@ -198,14 +206,88 @@ def number_condition(field: str, prefix: str, low: float, high: float, value: fl
 # -- predicates -> document filters -----------------------------------------------------------
 
 
+def _elem(keys: Any, condition: Filter) -> Filter:
+    """Entries of ``keys`` meeting ``condition``; an ``$or`` at the top of the condition becomes
+    an ``$or`` of entry conditions, so that each branch bounds the index by itself."""
+    if "$or" in condition:
+        rest = {k: v for k, v in condition.items() if k != "$or"}
+        return any_of([_elem(keys, all_of([rest, branch])) for branch in condition["$or"]])
+    return {"x": {"$elemMatch": {"p": keys, **condition}}}
+
+
+def date_filter(pred: DatePred, types: tuple[str, ...]) -> Filter:
+    """A date predicate over point and wide entries (documents.py), every branch bounded on
+    ``a``. Stored range [a, b], searched range [low, high]; points have b < a + POINT_US."""
+    point = param_keys(types, pred.param)
+    wide = one_or_in([wide_key(t, pred.param) for t in types])
+    end = one_or_in([end_key(t, pred.param) for t in types])
+    low, high, w = pred.low, pred.high, POINT_US
+    inside = {"a": {"$gte": low, "$lte": high}, "b": {"$lte": high}}
+    after = {"a": {"$gt": high - w}, "b": {"$gt": high}}  # ends after the searched range
+    branches: list[tuple[Any, Filter]]
+    prefix = pred.prefix
+    if prefix == "eq":  # a wide value never fits inside a searched range (a year at most)
+        branches = [(point, inside)]
+    elif prefix == "ne":
+        branches = [
+            (point, {"a": {"$lt": low}}),
+            (point, after),
+            (wide, {"a": {"$lt": low}}),
+            (end, {"a": {"$gt": high}}),
+        ]
+    elif prefix == "gt":
+        branches = [(point, after), (end, {"a": {"$gt": high}})]
+    elif prefix == "lt":
+        branches = [(point, {"a": {"$lt": low}}), (wide, {"a": {"$lt": low}})]
+    elif prefix == "ge":
+        branches = [(point, after), (point, inside), (end, {"a": {"$gt": high}})]
+    elif prefix == "le":
+        branches = [(point, {"a": {"$lt": low}}), (point, inside), (wide, {"a": {"$lt": low}})]
+    elif prefix == "sa":
+        branches = [(point, {"a": {"$gt": high}}), (wide, {"a": {"$gt": high}})]
+    elif prefix == "eb":
+        branches = [(point, {"a": {"$lt": low}, "b": {"$lt": low}}), (end, {"a": {"$lt": low}})]
+    else:  # ap: overlap with the value widened by 10% of its distance from now (a day at least)
+        now = int(time.time() * 1_000_000)
+        margin = max(DAY_US, abs(now - low) // 10)
+        first, last = low - margin, high + margin
+        branches = [
+            (point, {"a": {"$gt": first - w, "$lte": last}, "b": {"$gte": first}}),
+            (wide, {"a": {"$lte": last}, "b": {"$gte": first}}),
+        ]
+    return any_of([{"x": {"$elemMatch": {"p": keys, **cond}}} for keys, cond in branches])
+
+
+def contains_filter(pred: StringPred, types: tuple[str, ...]) -> Filter:
+    """``:contains``: the substring on the value's entry; for names and addresses also a
+    trigram entry (or, for one or two characters, a prefix of one), which bounds the index."""
+    check = {"x": {"$elemMatch": {"p": param_keys(types, pred.param), **entry_condition(pred)}}}
+    if pred.param not in CONTAINS_CODES or not pred.value:
+        return check
+    keys = one_or_in([trigram_key(t, pred.param) for t in types])
+    text = pred.value
+    if len(text) >= 3:
+        grams = sorted(trigrams(text))
+        picked = {grams[0], grams[len(grams) // 2], grams[-1]}
+        bounds = [{"x": {"$elemMatch": {"p": keys, "a": g}}} for g in sorted(picked)]
+    else:
+        bounds = [{"x": {"$elemMatch": {"p": keys, "a": {"$gte": text, "$lt": text + TEXT_MAX}}}}]
+    return {"$and": [*bounds, check]}
+
+
 def pred_filter(pred: Pred, types: tuple[str, ...], staged: Staged) -> Filter:
+    if isinstance(pred, DatePred):
+        return date_filter(pred, types)
+    if isinstance(pred, StringPred) and pred.op == "contains":
+        return contains_filter(pred, types)
     if isinstance(pred, INDEX_PREDS):
-        return {"x": {"$elemMatch": {"p": param_keys(types, pred.param), **entry_condition(pred)}}}
+        return _elem(param_keys(types, pred.param), entry_condition(pred))
     if isinstance(pred, CompositePred):
         parts = []
         for component in pred.components:
             position = component.param.rpartition("$")[2]
-            parts.append(_prefixed(entry_condition(component), f"c{position}."))
+            prefix = "" if position == "0" else f"c{position}."
+            parts.append(_prefixed(entry_condition(component), prefix))
         match = all_of([{"p": param_keys(types, pred.param)}, *parts])
         return {"x": {"$elemMatch": match}}
     if isinstance(pred, TextPred):
@@ -222,7 +304,10 @@ def pred_filter(pred: Pred, types: tuple[str, ...], staged: Staged) -> Filter:
             }
         }
     if isinstance(pred, MissingPred):
-        present = {"x": {"$elemMatch": {"p": param_keys(types, pred.param)}}}
+        keys = [param_key(t, pred.param) for t in types]
+        if pred.table == "dates":  # wide values have keys of their own
+            keys += [wide_key(t, pred.param) for t in types]
+        present = {"x": {"$elemMatch": {"p": one_or_in(keys)}}}
         return {"$nor": [present]} if pred.missing else present
     if isinstance(pred, IdPred):
         return {"i": one_or_in(pred.ids)} if pred.ids else NOTHING

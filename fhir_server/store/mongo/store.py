@@ -180,6 +180,7 @@ class _Unit:
         self.checks: list[_Check] = []
         self.written: list[StoredVersion] = []  # after commit, with sequence numbers
         self.serialized = False  # holds the store's conditional lock (search_ids)
+        self.revived: set[tuple[str, str]] = set()  # deleted resources the body read
 
     @property
     def empty(self) -> bool:
@@ -193,7 +194,10 @@ class _Unit:
         buffered = self.heads.get((type_, id_))
         if buffered is not None:
             return buffered
-        return await self.store._current(type_, id_, primary=True)
+        found = await self.store._current(type_, id_, primary=True)
+        if found is not None and found.deleted:
+            self.revived.add((type_, id_))  # a write now brings it back (statistics)
+        return found
 
     def overlay(self) -> list[dict[str, Any]]:
         """The buffered heads as version documents a search can evaluate (valid at any
@@ -443,10 +447,17 @@ class MongoStore:
         return versions, next_after
 
     async def count_current(self, types: tuple[str, ...]) -> int:
-        return await self._versions.count_documents(
-            {"t": one_or_in(types), "u": OPEN_END, "d": False},
-            maxTimeMS=self.config.max_time_ms,
-        )
+        """From the statistics the commits keep (no scan); when they say none, one index
+        key confirms it (the statistics never decide that a type is empty on their own)."""
+        counts = await self.type_counts()
+        total = sum(max(0, counts.get(t, 0)) for t in types)
+        if total > 0:
+            return total
+        live = {"t": one_or_in(types), "u": OPEN_END, "d": False}
+        found = await self._versions.find_one(live, {"_id": 1}, sort=[("t", 1), ("i", 1)])
+        if found is None:
+            return 0
+        return await self._versions.count_documents(live, maxTimeMS=self.config.max_time_ms)
 
     async def type_counts(self) -> dict[str, int]:
         """Live resources per type, kept by the commits (the statistics behind
@@ -805,7 +816,7 @@ class MongoStore:
                     versions.append(_with_seq(v, seq))
                     if verify:
                         heads[key] = (v.version, v.deleted)
-                    _count_delta(deltas, v, write.expected)
+                    _count_delta(deltas, v, write.expected, key in unit.revived)
                 for version, index in unit.index_adds:
                     updates.append(UpdateMany(*_index_update(version, index)))
                 written[id(item)] = versions
@@ -997,6 +1008,14 @@ class MongoStore:
                 undo.append(("set", old_doc["_id"], {"x": old_doc.get("x"), "o": old_doc.get("o")}))
                 await self._versions.update_many(*_index_update(version, index))
             unit.written = versions
+            deltas: dict[str, int] = {}
+            for write in unit.writes:
+                key = (write.version.type, write.version.id)
+                _count_delta(deltas, write.version, write.expected, key in unit.revived)
+            if deltas:
+                await self._counters.update_one(
+                    {"_id": STATS_ID}, {"$inc": {f"types.{t}": n for t, n in deltas.items()}}
+                )
         except BaseException:
             for action, doc_id, values in reversed(undo):
                 if action == "delete":
@@ -1056,11 +1075,13 @@ def _with_seq(v: StoredVersion, seq: int) -> StoredVersion:
     return StoredVersion(v.type, v.id, v.version, v.last_updated, v.deleted, v.method, v.body, seq)
 
 
-def _count_delta(deltas: dict[str, int], v: StoredVersion, expected: int | None) -> None:
+def _count_delta(
+    deltas: dict[str, int], v: StoredVersion, expected: int | None, revived: bool = False
+) -> None:
     """Live resources per type: +1 for a new or revived resource, -1 for a delete."""
     if v.deleted:
         deltas[v.type] = deltas.get(v.type, 0) - 1
-    elif expected == 0 or v.version == 1:
+    elif expected == 0 or v.version == 1 or revived:
         deltas[v.type] = deltas.get(v.type, 0) + 1
 
 
