@@ -104,6 +104,15 @@ def main(argv: list[str] | None = None) -> int:
     token.add_argument("--admin", action="store_true", help="also an administrator (audit reader)")
     token.add_argument("--hours", type=float, default=12, help="lifetime in hours (default 12)")
 
+    rotate = sub.add_parser(
+        "rotate-signing-key",
+        help="make a new token signing key current in the store (every server process follows)",
+        description="Adds a new current key to the store's key ring. Servers sign with it within "
+        "a minute and accept tokens signed with it at once; the old keys keep verifying until "
+        "the tokens they signed have expired (docs/deploy.md, 'Keys and secrets').",
+    )
+    _add_store_flags(rotate)
+
     secret = sub.add_parser(
         "hash-secret", help="hash a client secret or password for the --clients file"
     )
@@ -125,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_import(settings, args)
     if args.command == "demo-token":
         return _demo_token(settings, args)
+    if args.command == "rotate-signing-key":
+        return asyncio.run(_rotate_signing_key(settings))
     if args.command == "hash-secret":
         from fhir_server.security.authserver import hash_secret
 
@@ -142,6 +153,27 @@ DEMO_USERS = {
         "Sarah Dubois",
     ),
 }
+
+
+async def _rotate_signing_key(settings: Settings) -> int:
+    from fhir_server.security.tokens import LEEWAY, rotate_signing_key
+    from fhir_server.store import open_store
+
+    if settings.signing_key_file:
+        print(
+            "FHIR_SIGNING_KEY_FILE is set: the key is that file; replace it on every replica",
+            file=sys.stderr,
+        )
+        return 2
+    store = open_store(settings.store)
+    await store.open()
+    try:
+        keep = max(settings.access_token_seconds, settings.backend_token_seconds) + LEEWAY
+        kid = await rotate_signing_key(store, keep_seconds=keep)
+    finally:
+        await store.close()
+    print(f"new signing key {kid}; the previous keys verify for {keep} s more")
+    return 0
 
 
 def _demo_token(settings: Settings, args: argparse.Namespace) -> int:

@@ -107,3 +107,20 @@ async def test_a_token_from_a_foreign_key_is_still_refused(two_servers: list[Ser
     )
     forged = jwt.encode({"alg": "RS256", "kid": "nope"}, claims, RSAKey.generate_key(2048))
     assert (await get(first, "/Patient", forged)).status_code == 401
+
+
+async def test_the_rotation_command_sets_the_key_servers_start_with(tmp_path: Path, capsys):
+    import asyncio
+
+    from fhir_server.cli import main
+
+    code = await asyncio.to_thread(main, ["rotate-signing-key", "--data-dir", str(tmp_path)])
+    assert code == 0
+    kid = capsys.readouterr().out.split()[3].rstrip(";")
+    app = ServerApp(make_settings(tmp_path, auth="required"))
+    await app.startup()
+    try:
+        assert app.security.key.kid == kid  # the store's ring wins over a fresh local key
+        assert (await get(app, "/Patient", token(app))).status_code == 200
+    finally:
+        await app.shutdown()
