@@ -56,6 +56,30 @@ def client_factory(kind: str, seed: str) -> object:
 
 # the queries the MongoDB store ran on mongomock, per test (test_zz_index_bounds.py checks them)
 RECORDED: list[tuple[str, dict]] = []
+# with MONGODB_URI and FHIR_BOUNDS_DUMP: the commands sent to the real server (for the explain
+# pass of tools/mongo_live.py)
+SENT: list[dict] = []
+
+
+if os.environ.get("FHIR_BOUNDS_DUMP") and os.environ.get("MONGODB_URI"):
+    from pymongo import monitoring
+
+    class _Sent(monitoring.CommandListener):
+        def started(self, event: monitoring.CommandStartedEvent) -> None:
+            command = event.command
+            if event.command_name in ("find", "aggregate") and command.get(event.command_name) in (
+                "versions",
+                1,
+            ):
+                SENT.append(dict(command))
+
+        def succeeded(self, event: object) -> None:
+            pass
+
+        def failed(self, event: object) -> None:
+            pass
+
+    monitoring.register(_Sent())
 
 
 def record(test: str, server: object) -> None:
@@ -73,6 +97,10 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         Path(target).write_bytes(
             orjson.dumps(RECORDED, default=str, option=orjson.OPT_NON_STR_KEYS)
         )
+        if SENT:
+            from bson import json_util
+
+            Path(target + ".sent.json").write_text(json_util.dumps(SENT))
 
 
 @pytest.fixture(params=STORES)
