@@ -206,10 +206,15 @@ class _Unit:
         return [version_document(v, 0, indexes.get(key)) for key, v in self.heads.items()]
 
     async def search_ids(self, query: Query, limit: int) -> list[tuple[str, str]]:
-        if not self.serialized:  # conditional units of this process run one after the other
-            await self.store._conditional.acquire()
+        store = self.store
+        task = asyncio.current_task()
+        if not self.serialized and store._conditional_owner is not task:
+            # conditional units of this process run one after the other (a unit opened inside
+            # one, by the same task, does not wait for it)
+            await store._conditional.acquire()
+            store._conditional_owner = task
             self.serialized = True
-            await self.store._barrier()  # and see every unit queued before them
+            await store._barrier()  # and see every unit queued before them
         since = await self.store.latest_seq(query.types)
         searcher = self.store._searcher(since, overlay=self.overlay() if self.heads else None)
         found = await searcher.keys(query, limit)
@@ -262,6 +267,9 @@ class MongoStore:
         self._committer: asyncio.Task | None = None
         self._wake = asyncio.Event()
         self._conditional = asyncio.Lock()
+        self._conditional_owner: asyncio.Task | None = None
+        self._committing = False
+        self._inflight: list[asyncio.Future] = []
         self._inflight_first: int | None = None  # standalone: first seq of the running unit
         self._listeners: list[CommitListener] = []
         self._write_concern = WriteConcern()
@@ -349,7 +357,7 @@ class MongoStore:
     async def close(self) -> None:
         if self._client is None:
             return
-        while self._queue:  # let queued units finish
+        while self._queue or self._committing:  # let queued units finish
             await asyncio.sleep(0.01)
         if self._committer is not None:
             self._committer.cancel()
@@ -616,11 +624,12 @@ class MongoStore:
             await self._finish(unit)
         finally:
             if unit.serialized:
+                self._conditional_owner = None
                 self._conditional.release()
 
     async def _barrier(self) -> None:
         """Wait until the units queued so far are committed (or failed)."""
-        waiting = [item.future for item in self._queue]
+        waiting = [*self._inflight, *(item.future for item in self._queue)]
         if waiting:
             await asyncio.gather(*waiting, return_exceptions=True)
 
@@ -660,12 +669,17 @@ class MongoStore:
                 item = self._queue.pop(0)
                 group.append(item)
                 size += len(item.unit.writes) + len(item.unit.appended)
+            self._committing = True
+            self._inflight = [item.future for item in group]
             try:
                 if self.supports_transactions:
                     await self._commit_group(group)
                 else:
                     for item in group:
-                        await self._commit_standalone(item)
+                        try:
+                            await self._commit_standalone(item)
+                        except Exception as exc:  # this unit only
+                            item.future.set_exception(exc)
             except asyncio.CancelledError:
                 for item in group:
                     if not item.future.done():
@@ -675,6 +689,9 @@ class MongoStore:
                 for item in group:
                     if not item.future.done():
                         item.future.set_exception(exc)
+            finally:
+                self._committing = False
+                self._inflight = []
             for item in group:
                 if not item.future.done():
                     item.future.set_result(None)
