@@ -48,6 +48,7 @@ import mongomock
 from pymongo.errors import (
     BulkWriteError,
     DuplicateKeyError,
+    ExecutionTimeout,
     InvalidOperation,
     OperationFailure,
     ServerSelectionTimeoutError,
@@ -133,6 +134,8 @@ class MockServer:
         # every query run, for tests/contract/bounds.py: {"collection", "filter", "sort",
         # "limit", "pipeline", "count"}
         self.queries: list[dict[str, Any]] = []
+        # reads given a maxTimeMS fail as MongoDB fails them when the time is up
+        self.time_out_reads = False
 
     def view(self, collection: Any, session: Any) -> Any:
         """The collection as ``session`` sees it: without other transactions' writes."""
@@ -224,8 +227,8 @@ class AsyncMockDatabase:
         return AsyncMockCollection(self, name)
 
     @recorded
-    def get_collection(self, name: str, **_: Any) -> AsyncMockCollection:
-        return self[name]
+    def get_collection(self, name: str, **options: Any) -> AsyncMockCollection:
+        return AsyncMockCollection(self, name, options)
 
     @recorded
     async def aggregate(self, pipeline: list[dict], *, session: Any = None, **_: Any) -> MockCursor:
@@ -386,15 +389,18 @@ class MockCursor:
 
 
 class AsyncMockCollection:
-    def __init__(self, database: AsyncMockDatabase, name: str) -> None:
+    def __init__(
+        self, database: AsyncMockDatabase, name: str, options: dict[str, Any] | None = None
+    ) -> None:
         self.database = database
         self.name = name
+        self.options = options or {}  # read_preference... (recorded with each query)
         self.sync = database.sync[name]
         self.mock_server = database.client.server
 
     @recorded
-    def with_options(self, **_: Any) -> AsyncMockCollection:
-        return self
+    def with_options(self, **options: Any) -> AsyncMockCollection:
+        return AsyncMockCollection(self.database, self.name, {**self.options, **options})
 
     # -- transactions -------------------------------------------------------------------------
 
@@ -441,6 +447,7 @@ class AsyncMockCollection:
                     "filter": filter_ or {},
                     "sort": cursor_sort or sort,
                     "limit": cursor_limit or limit,
+                    "read_preference": str(self.options.get("read_preference", "")),
                 }
             )
             cursor = self._read(session).find(filter_ or {}, projection)
@@ -476,9 +483,13 @@ class AsyncMockCollection:
         return self.sync.estimated_document_count()
 
     @recorded
-    async def aggregate(self, pipeline: list[dict], *, session: Any = None, **_: Any) -> MockCursor:
+    async def aggregate(
+        self, pipeline: list[dict], *, session: Any = None, **options: Any
+    ) -> MockCursor:
         await asyncio.sleep(0)
         self.mock_server.queries.append({"collection": self.name, "pipeline": pipeline})
+        if self.mock_server.time_out_reads and "maxTimeMS" in options:
+            raise ExecutionTimeout("operation exceeded time limit", 50, {"code": 50})
         docs = list(self._read(session).aggregate(pipeline))
         return MockCursor(self.mock_server, lambda _sort, _limit: docs)
 

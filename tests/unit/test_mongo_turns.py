@@ -220,3 +220,89 @@ async def test_a_process_that_waits_too_long_claims_the_next_turn():
 async def _write_one(store: MongoStore, id_: str) -> None:
     async with store.unit_of_work() as uow:
         await uow.write(version(id_), None, 0)
+
+
+# -- reads: time limits, statistics, primary --------------------------------------------------
+
+
+async def test_a_search_that_runs_out_of_time_is_a_clear_operation_outcome(tmp_path, monkeypatch):
+    import httpx
+
+    from fhir_server import app as app_module
+    from fhir_server.app import ServerApp
+    from tests.conftest import TEST_BASE, make_settings
+
+    server = MockServer()
+    monkeypatch.setattr(
+        app_module, "open_store", lambda url, **_: MongoStore(url, client_factory=server.client)
+    )
+    app = ServerApp(make_settings(tmp_path, store="mongodb://mock/fhir?max_time_ms=2500"))
+    await app.startup()
+    try:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=TEST_BASE) as client:
+            server.time_out_reads = True
+            response = await client.get("/Patient?family=janssens")
+            assert response.status_code == 400
+            outcome = response.json()
+            assert outcome["resourceType"] == "OperationOutcome"
+            issue = outcome["issue"][0]
+            assert issue["code"] == "too-costly"
+            assert "did not finish within 2.5 s" in issue["diagnostics"]
+            assert "add criteria" in issue["diagnostics"]
+    finally:
+        server.time_out_reads = False
+        await app.shutdown()
+
+
+async def test_total_estimate_comes_from_the_statistics():
+    server = MockServer()
+    store = await opened(server)
+    try:
+        for i in range(5):
+            await _write_one(store, f"s{i}")
+        async with store.unit_of_work() as uow:  # a delete: one fewer live Patient
+            await uow.current("Patient", "s0")
+            await uow.write(
+                StoredVersion("Patient", "s0", 2, T0 + 9, True, "DELETE", None), None, 1
+            )
+        server.queries.clear()
+        page = await store.search(Query(types=("Patient",), total="estimate", count=2))
+        assert page.total == 4
+        counted = [q for q in server.queries if "$count" in str(q.get("pipeline"))]
+        assert not counted  # no scan for the estimate
+        accurate = await store.search(Query(types=("Patient",), total="accurate", count=2))
+        assert accurate.total == 4
+        assert await store.count_current(("Patient",)) == 4
+    finally:
+        await store.close()
+
+
+async def test_transactions_and_unit_reads_use_the_primary_whatever_the_url_says():
+    from pymongo import ReadPreference
+
+    server = MockServer()
+    store = await opened(server, "mongodb://mock/fhir?readPreference=secondary")
+    try:
+        async with store.unit_of_work() as uow:
+            assert await uow.current("Patient", "x") is None
+            await uow.write(version("x"), None, 0)
+        transactions = [c for c in server.calls if c[1] == "start_transaction"]
+        assert transactions and all(
+            c[3].get("read_preference") == ReadPreference.PRIMARY for c in transactions
+        )
+        primary_views = [
+            c
+            for c in server.calls
+            if c[1] in ("with_options", "get_collection")
+            and c[3].get("read_preference") == ReadPreference.PRIMARY
+        ]
+        assert primary_views  # the versions read by unit bodies, the counters, meta
+        body_reads = [
+            q
+            for q in server.queries
+            if q["collection"] == "versions" and q.get("filter", {}).get("i") == "x"
+        ]
+        assert body_reads and all("Primary" in q["read_preference"] for q in body_reads)
+    finally:
+        await store.close()
