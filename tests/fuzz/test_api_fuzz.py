@@ -27,7 +27,7 @@ from fhir_server import app as app_module
 from fhir_server.app import ServerApp
 from fhir_server.store.mongo import MongoStore
 from tests.conftest import TEST_BASE, make_settings
-from tests.contract.conftest import STORES, store_url
+from tests.contract.conftest import STORES, client_factory, store_url
 from tests.fuzz.generators import (
     FuzzRequest,
     bundle,
@@ -37,7 +37,6 @@ from tests.fuzz.generators import (
     rest_request,
     search_request,
 )
-from tests.mongomock_async import AsyncMockClient
 
 SEED = int(os.environ.get("FUZZ_SEED", "20261124"))
 SCALE = int(os.environ.get("FUZZ_REQUESTS", "0"))  # 0: the defaults below
@@ -69,17 +68,21 @@ def server_errors() -> Iterator[ErrorLog]:
         logger.removeHandler(handler)
 
 
-@pytest.fixture(params=STORES)
+# the MongoDB store with faults injected is fuzzed on demand (FUZZ_FAULTS=1, ~3 minutes more):
+# the contract suite runs under faults always
+FUZZ_STORES = [k for k in STORES if k != "mongofaults" or os.environ.get("FUZZ_FAULTS")]
+
+
+@pytest.fixture(params=FUZZ_STORES)
 async def fuzz_client(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[tuple[httpx.AsyncClient, ServerApp]]:
     """The app on each store of the contract suite (SQLite, the MongoDB store on mongomock, and
     a real MongoDB when MONGODB_URI is set)."""
-    if request.param == "mongomock":
+    factory = client_factory(request.param, request.node.name)
+    if factory is not None:  # mongomock, with faults injected for mongofaults
         monkeypatch.setattr(
-            app_module,
-            "open_store",
-            lambda url, **_: MongoStore(url, client_factory=AsyncMockClient),
+            app_module, "open_store", lambda url, **_: MongoStore(url, client_factory=factory)
         )
     settings = make_settings(
         tmp_path, load_terminology=True, store=store_url(request.param, tmp_path)

@@ -103,6 +103,7 @@ from fhir_server.store.protocol import (
 from fhir_server.store.query import Query, SearchPage
 
 log = logging.getLogger(__name__)
+APPEND_STATS_ID = "stats-append"  # live counts of append-only writes (outside the turn)
 _BODY = {"x": 0, "o": 0}  # projection: a version without its index
 CLAIM_AFTER_S = 0.2  # a process waiting longer than this claims the next turn
 CLAIM_S = 2.0  # how long a claim holds
@@ -470,8 +471,14 @@ class MongoStore:
     async def type_counts(self) -> dict[str, int]:
         """Live resources per type, kept by the commits (the statistics behind
         ``_total=estimate``)."""
-        doc = await self._counters.find_one({"_id": STATS_ID})
-        return {t: int(n) for t, n in (doc or {}).get("types", {}).items()}
+        counts: dict[str, int] = {}
+        docs = await self._counters.find({"_id": {"$in": [STATS_ID, APPEND_STATS_ID]}}).to_list(
+            None
+        )
+        for doc in docs:
+            for t, n in doc.get("types", {}).items():
+                counts[t] = counts.get(t, 0) + int(n)
+        return counts
 
     async def drop_index_rows(self, params: list[tuple[str, str]]) -> None:
         keys = [param_key(t, code) for t, code in params]
@@ -789,16 +796,19 @@ class MongoStore:
                 heads = await self._heads(group, session)
             failed: dict[int, BaseException] = {}
             written: dict[int, list[StoredVersion]] = {}
-            updates: list[Any] = []
+            updates: list[Any] = []  # closes of expected versions: each must match one
+            others: list[Any] = []  # other closes and index back-fills
             inserts: list[dict[str, Any]] = []
             expected_matches = 0
             pending_docs: dict[tuple[str, str], dict[str, Any]] = {}
             deltas: dict[str, int] = {}
             for item in group:
                 unit = item.unit
-                if unit.checks and (updates or inserts):  # checks see the earlier units
-                    expected_matches -= await self._flush(updates, inserts, session)
-                    updates, inserts, pending_docs = [], [], {}
+                if unit.checks and (updates or others or inserts):  # checks see earlier units
+                    if await self._flush(updates, others, inserts, session) < expected_matches:
+                        raise _Mismatch()
+                    updates, others, inserts, pending_docs = [], [], [], {}
+                    expected_matches = 0
                 try:
                     if unit.checks:
                         await self._run_checks(unit, session)
@@ -822,7 +832,7 @@ class MongoStore:
                             raise _Mismatch()
                         earlier["u"], earlier["ut"] = seq, v.last_updated
                     elif write.chained or write.expected is None:
-                        updates.append(_close({"t": v.type, "i": v.id}, seq, v))
+                        others.append(_close({"t": v.type, "i": v.id}, seq, v))
                     elif write.expected != 0:
                         close = {"t": v.type, "i": v.id, "v": write.expected}
                         updates.append(_close(close, seq, v))
@@ -835,11 +845,10 @@ class MongoStore:
                         heads[key] = (v.version, v.deleted)
                     _count_delta(deltas, v, write.expected, key in unit.revived)
                 for version, index in unit.index_adds:
-                    updates.append(UpdateMany(*_index_update(version, index)))
+                    others.append(UpdateMany(*_index_update(version, index)))
                 written[id(item)] = versions
             # 3. the writes
-            matched = await self._flush(updates, inserts, session)
-            if matched < expected_matches:
+            if await self._flush(updates, others, inserts, session) < expected_matches:
                 raise _Mismatch()
             if seq != counter["n"]:  # units that failed their checks leave no gap
                 await self._counters.update_one(
@@ -879,13 +888,17 @@ class MongoStore:
                     await session.abort_transaction()
             await session.end_session()
 
-    async def _flush(self, updates: list[Any], inserts: list[dict[str, Any]], session: Any) -> int:
-        """Write a part of the group in the transaction; return how many versions it closed
-        that the group expected to find open."""
+    async def _flush(
+        self, updates: list[Any], others: list[Any], inserts: list[dict[str, Any]], session: Any
+    ) -> int:
+        """Write a part of the group in the transaction; return how many of the expected
+        versions ``updates`` closed (each must close one)."""
         matched = 0
         if updates:
             result = await self._versions.bulk_write(updates, ordered=True, session=session)
             matched = result.matched_count
+        if others:
+            await self._versions.bulk_write(others, ordered=True, session=session)
         if inserts:
             await self._versions.insert_many(inserts, ordered=True, session=session)
         return matched
@@ -969,8 +982,10 @@ class MongoStore:
             deltas: dict[str, int] = {}
             for v in versions:
                 _count_delta(deltas, v, 0)
-            await self._counters.update_one(
-                {"_id": STATS_ID}, {"$inc": {f"types.{t}": c for t, c in deltas.items()}}
+            await self._counters.update_one(  # not the group's document: no WriteConflict
+                {"_id": APPEND_STATS_ID},
+                {"$inc": {f"types.{t}": c for t, c in deltas.items()}},
+                upsert=True,
             )
         finally:
             await self._counters.update_one({"_id": SEQUENCE_ID}, {"$pull": {"f": {"lo": n + 1}}})
