@@ -95,6 +95,29 @@ CONTAINS_CODES = frozenset(
 )
 
 
+# (type, parameter) pairs a whole type is often listed by: each gets two partial indexes on its
+# sort values (lowest for ascending, highest for descending), so a page sorted by it is an index
+# walk (search.py) instead of a sort of every live version of the type. Others sort their matches.
+SORT_INDEXES = (
+    ("Patient", "family"),
+    ("Patient", "given"),
+    ("Patient", "birthdate"),
+    ("Observation", "date"),
+    ("Encounter", "date"),
+    ("AuditEvent", "date"),
+    ("CarePlan", "date"),
+    ("QuestionnaireResponse", "authored"),
+    ("Task", "modified"),
+    ("HealthcareService", "name"),
+    ("Organization", "name"),
+    ("Practitioner", "family"),
+)
+
+
+def sort_value_field(type_: str, code: str, descending: bool) -> str:
+    return f"o.{sort_field(param_key(type_, code))}.{'h' if descending else 'l'}"
+
+
 def wide_key(type_: str, code: str) -> int:
     """The key of a date parameter's entries that span POINT_US or more (open periods)."""
     return param_key(type_, code + "\x00wide")
@@ -286,4 +309,22 @@ def version_indexes() -> list[IndexModel]:
             name="u_superseded",
             partialFilterExpression={"u": {"$lt": OPEN_END}, "x": {"$exists": True}},
         ),
+        *sort_indexes(),
     ]
+
+
+def sort_indexes() -> list[IndexModel]:
+    """Two small partial indexes per SORT_INDEXES pair: the versions of that type that have a
+    value, in value order (then id)."""
+    out = []
+    for type_, code in SORT_INDEXES:
+        for descending in (False, True):
+            field = sort_value_field(type_, code, descending)
+            out.append(
+                IndexModel(
+                    [("t", ASCENDING), (field, ASCENDING), ("i", ASCENDING)],
+                    name=f"sort_{type_}_{code}_{'h' if descending else 'l'}",
+                    partialFilterExpression={"t": type_, field: {"$exists": True}},
+                )
+            )
+    return out

@@ -23,7 +23,7 @@ from pymongo.errors import ExecutionTimeout
 from fhir_server.errors import FhirError
 from fhir_server.search.geo import chord2, chord2_limit, unit_vector
 from fhir_server.store.keys import param_key
-from fhir_server.store.mongo.documents import sort_field
+from fhir_server.store.mongo.documents import SORT_INDEXES, sort_field, sort_value_field
 from fhir_server.store.mongo.filters import (
     NOTHING,
     Filter,
@@ -228,6 +228,8 @@ class Searcher:
     async def page(self, query: Query) -> SearchPage:
         if query.sort and query.sort[0].near is not None:
             return await self._distance_page(query)
+        if _indexed_sort(query) and self.overlay is None:
+            return await self._indexed_sort_page(query)
         match = await self.where(query)
         terms, computed = _order(query)
         if query.reverse:
@@ -277,6 +279,82 @@ class Searcher:
         if found <= ESTIMATE_CAP or counts is None:
             return found
         return max(found, sum(max(0, counts.get(t, 0)) for t in query.types))
+
+    async def _indexed_sort_page(self, query: Query) -> SearchPage:
+        """A page sorted by a parameter with a sort index (documents.SORT_INDEXES): the versions
+        with a value walk the index in value order, then those without one follow in id
+        order (their sort value is the sentinel that puts them last); a previous page walks
+        both backwards. Each part is an index walk that stops after the page."""
+        key = query.sort[0]
+        field = sort_value_field(query.types[0], key.param, key.descending)
+        sentinel = sort_sentinel(key)
+        forward = not query.reverse
+        direction = (-1 if key.descending else 1) * (1 if forward else -1)
+        match = await self.where(query)
+        after = list(query.after) if query.after is not None else None
+        if after is not None and len(after) != 2:
+            raise FhirError(400, "invalid", "the paging cursor does not fit this search")
+        want = query.count + 1
+
+        def beyond(value: Any, id_: str) -> Filter:  # strictly after (value, id) in walk order
+            op = "$gt" if direction == 1 else "$lt"
+            return {"$or": [{field: {op: value}}, {field: value, "i": {op: id_}}]}
+
+        async def present(bound: Filter | None, limit: int) -> list[dict[str, Any]]:
+            parts = [match, {field: {"$exists": True}}]
+            if bound is not None:
+                parts.append(bound)
+            return await self._aggregate(
+                [
+                    {"$match": all_of(parts)},
+                    {"$sort": {field: direction, "i": direction}},
+                    {"$limit": limit},
+                    {"$project": {"_id": 0, "t": 1, "i": 1, "b": 1, "k": f"${field}"}},
+                ]
+            )
+
+        async def missing(after_id: str | None, limit: int) -> list[dict[str, Any]]:
+            parts = [match, {field: {"$exists": False}}]
+            if after_id is not None:
+                parts.append({"i": {"$gt" if direction == 1 else "$lt": after_id}})
+            docs = await self._aggregate(
+                [
+                    {"$match": all_of(parts)},
+                    {"$sort": {"i": direction}},
+                    {"$limit": limit},
+                    {"$project": {"_id": 0, "t": 1, "i": 1, "b": 1}},
+                ]
+            )
+            for doc in docs:
+                doc["k"] = sentinel
+            return docs
+
+        in_missing = after is not None and after[0] == sentinel
+        docs: list[dict[str, Any]] = []
+        if forward:  # values first, then the resources without one
+            if not in_missing:
+                bound = beyond(after[0], after[1]) if after is not None else None
+                docs = await present(bound, want)
+            if len(docs) < want:
+                docs += await missing(after[1] if in_missing else None, want - len(docs))
+        else:  # backwards: the resources without a value (from the end), then the values
+            if after is None or in_missing:
+                docs = await missing(after[1] if in_missing else None, want)
+                if len(docs) < want:
+                    docs += await present(None, want - len(docs))
+            else:
+                docs = await present(beyond(after[0], after[1]), want)
+        has_more = len(docs) > query.count
+        docs = docs[: query.count]
+        if query.reverse:
+            docs.reverse()
+        hits = [Hit(d["t"], d["i"], d["b"], (d["k"], d["i"])) for d in docs]
+        total = None
+        if query.total == "accurate":
+            total = await self._count(match)
+        elif query.total == "estimate":
+            total = await self._estimate(query, match)
+        return SearchPage(hits=hits, snapshot=self.snapshot, has_more=has_more, total=total)
 
     async def _distance_page(self, query: Query) -> SearchPage:
         """Nearest first: the matches (at most ``staged_limit``, like a stage) are ordered by
@@ -419,6 +497,14 @@ def _order_key(doc: dict[str, Any], terms: list[tuple[str, bool]]) -> tuple:
         _Desc(_bson_rank(doc.get(name))) if descending else _bson_rank(doc.get(name))
         for name, descending in terms
     )
+
+
+def _indexed_sort(query: Query) -> bool:
+    """A single-type search sorted by one parameter that has a sort index."""
+    if len(query.types) != 1 or len(query.sort) != 1:
+        return False
+    key = query.sort[0]
+    return key.near is None and (query.types[0], key.param) in SORT_INDEXES
 
 
 def _near_clauses(query: Query) -> list[tuple[NearPred, ...]]:
