@@ -105,7 +105,7 @@ class ServerApp:
         limit = self.settings.max_header_bytes
         message = TOO_LARGE_MESSAGE.format(limit=limit)
         client = scope.get("client")
-        self.service.audit.refused(
+        await self.service.audit.refused(
             scope.get("method", "?"),
             scope.get("path", "")[:200],
             "",

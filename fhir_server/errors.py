@@ -43,6 +43,9 @@ class FhirError(Exception):
         self.status = status
         self.issues = issues or [Issue("error", code, diagnostics, expression)]
         self.headers = headers or {}
+        # a refusal the audit trail is recording (before any request context existed): the
+        # answer waits for it to be durable
+        self.audited: Any = None
 
     def outcome(self) -> dict[str, Any]:
         return operation_outcome(self.issues)

@@ -34,6 +34,13 @@ error_log = logging.getLogger("fhir_server.errors")
 
 Operation = Callable[[FhirService, RequestContext, Request, dict[str, Any]], Awaitable[Result]]
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+AUDIT_UNAVAILABLE = FhirError(
+    503,
+    "transient",
+    "the server could not record this request in its audit trail, so it does not answer it; "
+    "try again later (a write that was part of it may have been stored: check before repeating "
+    "it, or repeat it conditionally)",
+)
 
 
 class FhirApi:
@@ -68,15 +75,18 @@ class FhirApi:
                 )
         except FhirError as exc:
             response = render_error(exc, pretty)
+            if ctx is None and exc.audited is not None:  # refused before a context existed
+                response = await self._audited(exc.audited, response, method, template)
         except Exception:  # never leak a stack trace to the client
             error_log.exception("unhandled error on %s %s", method, template)
             response = render_error(INTERNAL_ERROR)
-        await response.send(send, head=method == "HEAD")
         if ctx is not None and ctx.accesses:
-            try:
-                await self.svc.audit.record(ctx, response.status)
-            except Exception:  # the response is sent; an audit failure is logged loudly
-                error_log.exception("audit record failed for %s %s", method, template)
+            # no answer leaves before its AuditEvent is durable (group-committed with the
+            # other writes: docs/security.md "Audit trail")
+            response = await self._audited(
+                self.svc.audit.record(ctx, response.status), response, method, template
+            )
+        await response.send(send, head=method == "HEAD")
         log.info(
             "%s %s -> %d (%.1f ms)",
             method,
@@ -84,6 +94,18 @@ class FhirApi:
             response.status,
             (time.perf_counter() - started) * 1000,
         )
+
+    async def _audited(
+        self, recorded: Awaitable[None], response: Response, method: str, template: str
+    ) -> Response:
+        """``response``, once its audit record is durable; if the audit trail cannot be
+        written, a 503 instead (the request is not answered unaudited)."""
+        try:
+            await recorded
+        except Exception:
+            error_log.exception("audit record failed for %s %s", method, template)
+            return render_error(AUDIT_UNAVAILABLE)
+        return response
 
     async def _context(self, request: Request) -> RequestContext:
         if self.context_factory is not None:
