@@ -16,6 +16,7 @@ INSTALLERS = [
     "fhir_server.terminology.operations",
     "fhir_server.service.validate_operation",
     "fhir_server.security",
+    "fhir_server.screening",  # after security: its write hook goes first (labels see scores)
 ]
 
 
