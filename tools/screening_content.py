@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (translation tables read better unwrapped)
 """Generate the screening content: the terminology it needs (terminology/bib) and the
 Questionnaires, protocol and OperationDefinitions it ships (content/screening).
 
@@ -2037,7 +2038,7 @@ def bib_screening() -> dict[str, Any]:
                 "item": children,
             }
         )
-    flagged = " or ".join(f"linkId='{c}-flagged'" for c in HIGH_RISK)
+    high_risk = " | ".join(f"'{c}-flagged'" for c in HIGH_RISK)
     items.append(
         {
             "linkId": "summary",
@@ -2049,8 +2050,7 @@ def bib_screening() -> dict[str, Any]:
             "item": [
                 {
                     "extension": [
-                        calculated("%resource.item.item.where(linkId.endsWith('-flagged'))"
-                                   ".answer.where(valueBoolean = true).count()"),
+                        calculated("%flagged.where($this.endsWith('-flagged')).count()"),
                         HIDDEN,
                     ],
                     "linkId": "risk-factor-count",
@@ -2064,8 +2064,7 @@ def bib_screening() -> dict[str, Any]:
                 },
                 {
                     "extension": [
-                        calculated(f"%resource.item.item.where({flagged})"
-                                   ".answer.valueBoolean contains true"),
+                        calculated(f"({high_risk}).intersect(%flagged).exists()"),
                         HIDDEN,
                     ],
                     "linkId": "high-risk-factor",
@@ -2106,6 +2105,11 @@ def bib_screening() -> dict[str, Any]:
         "2021;21:1522 (CC BY 4.0)." + WORKING,
         items,
         experimental=True,
+        extensions=[
+            # the linkIds of the yes-answers at the second level: the flagged indicators (and
+            # the consent), computed once for both summary items
+            variable("flagged", "%resource.item.item.where(answer.valueBoolean = true).linkId"),
+        ],
         purpose="Psychosocial assessment at the first perinatal contact (at the latest 16 weeks "
         "of pregnancy), the first step of the stepped protocol.",
     )  # fmt: skip

@@ -268,6 +268,12 @@ class _ObservationExtractor:
 # -- definition-based -----------------------------------------------------------------------------
 
 
+STRINGY = frozenset(
+    ("string", "code", "uri", "url", "canonical", "markdown", "id", "oid", "uuid", "date",
+     "dateTime", "instant", "time")
+)  # fmt: skip
+
+
 def _convert(value: Any, from_type: str, to_type: str) -> Any:
     if from_type == to_type:
         return value
@@ -276,8 +282,8 @@ def _convert(value: Any, from_type: str, to_type: str) -> Any:
             return {"coding": [_strip_weight(value)]}
         if to_type in ("code", "string", "uri") and isinstance(value, dict):
             return value.get("code")
-    if from_type in ("string", "code", "uri") and to_type in ("string", "code", "uri", "markdown"):
-        return value
+    if from_type in STRINGY and to_type in STRINGY:
+        return str(value)
     if from_type == "string" and to_type == "CodeableConcept":
         return {"text": value}
     if from_type in ("decimal", "integer") and to_type == "Quantity":

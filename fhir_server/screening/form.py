@@ -118,6 +118,7 @@ class Form:
     extract_on_complete: bool
     issues: list[Issue]
     calculated_order: list[Item] = field(default_factory=list)
+    all_items: list[Item] = field(default_factory=list)
 
     @property
     def canonical(self) -> str:
@@ -130,6 +131,9 @@ class Form:
         return bool(self.calculated_order)
 
     def walk(self) -> list[Item]:
+        """Every item, in document order."""
+        if self.all_items:
+            return self.all_items
         out: list[Item] = []
         stack = list(reversed(self.items))
         while stack:
@@ -444,6 +448,7 @@ def compile_form(resource: dict[str, Any]) -> Form:
         extract_on_complete=extension_value(resource, C.EXTRACT_ON_COMPLETE) is True,
         issues=compiler.issues,
     )
+    form.all_items = form.walk()
     form.calculated_order = _calculation_order(form)
     return form
 

@@ -16,6 +16,7 @@ filled in. The scoring rules are all in the Questionnaire.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -139,9 +140,19 @@ def _condition_holds(condition: dict[str, Any], answers: list[dict[str, Any]]) -
     return False
 
 
+_REFERENCE = re.compile(r"%(?:`([^`]+)`|([A-Za-z_][A-Za-z0-9_]*))")
+
+
+def referenced(text: str) -> set[str]:
+    """The %names an expression uses."""
+    return {a or b for a, b in _REFERENCE.findall(text)}
+
+
 class Evaluator:
-    """FHIRPath for one response: the environment (%resource, %questionnaire, variables) and a
-    cache of variable values, dropped for the variables that name a changed item."""
+    """FHIRPath for one response: the environment (%resource, %questionnaire, %context, %qitem
+    and the SDC variables in scope). Variables are evaluated only when an expression uses them
+    (directly or through another variable), once per response item, and forgotten when an item
+    they name (or, for root variables, any calculated item) changes."""
 
     def __init__(self, form: Form, response: dict[str, Any], extra: dict[str, Any] | None) -> None:
         self.form = form
@@ -160,46 +171,60 @@ class Evaluator:
             env["qitem"] = qitem.raw
         return env
 
-    def _variable(self, expr: Expr, context: Any, qitem: Item | None, env: dict) -> Any:
-        key = (id(qitem), id(context), expr.name or "")
-        if key not in self._cache:
-            if not expr.is_fhirpath:
-                self._cache[key] = list(self.extra.get(expr.name or "", []))
-            else:
-                self._cache[key] = fhirpath.evaluate(expr.expression, context, env)
-        return self._cache[key]
-
-    def env_for(self, node_qr: Any, item: Item | None, chain: list[tuple[Item, Any]]) -> dict:
-        """The environment of an expression on ``item``: variables of the root and of every
-        ancestor (each evaluated on its own response item), then the item's own."""
+    def env_for(
+        self, node_qr: Any, item: Item | None, chain: list[tuple[Item, Any]], text: str
+    ) -> dict:
+        """The environment of an expression ``text`` on ``item``: the variables it needs, from
+        the root and from every ancestor (each evaluated on its own response item)."""
         env = self.base_env(node_qr, item)
-        for expr in self.form.variables:
-            env[expr.name or ""] = self._variable(expr, self.response, None, dict(env))
-        for ancestor, ancestor_qr in chain:
-            if ancestor.variables:
-                local = self.base_env(ancestor_qr, ancestor)
-                local.update({k: v for k, v in env.items() if k not in local})
-                for expr in ancestor.variables:
-                    value = self._variable(expr, ancestor_qr, ancestor, local)
-                    env[expr.name or ""] = value
-                    local[expr.name or ""] = value
+        scopes: list[tuple[Item | None, Any, list[Expr]]] = [
+            (None, self.response, self.form.variables)
+        ]
+        scopes += [(a, a_qr, a.variables) for a, a_qr in chain if a.variables]
+        wanted = referenced(text)
+        if not wanted or not any(v.name in wanted for _a, _q, vs in scopes for v in vs):
+            return env
+        grew = True
+        while grew:  # variables that the wanted variables use
+            grew = False
+            for _owner, _qr, variables in scopes:
+                for expr in variables:
+                    if expr.name in wanted:
+                        more = referenced(expr.expression) - wanted
+                        if more:
+                            wanted |= more
+                            grew = True
+        for owner, owner_qr, variables in scopes:
+            for expr in variables:
+                if expr.name not in wanted:
+                    continue
+                key = (id(owner) if owner is not None else 0, id(owner_qr), expr.name or "")
+                if key not in self._cache:
+                    if expr.is_fhirpath:
+                        local = {**env, **self.base_env(owner_qr, owner)}
+                        self._cache[key] = fhirpath.evaluate(expr.expression, owner_qr, local)
+                    else:  # x-fhir-query: given by the caller ($populate), else empty
+                        self._cache[key] = list(self.extra.get(expr.name or "", []))
+                env[expr.name or ""] = self._cache[key]
         return env
 
     def evaluate(self, expr: Expr, node_qr: Any, item: Item, chain: list) -> list[Any]:
         if item.variables:
             chain = [*chain, (item, node_qr)]
-        env = self.env_for(node_qr, item, chain)
+        env = self.env_for(node_qr, item, chain, expr.expression)
         return fhirpath.evaluate(expr.expression, node_qr, env)
 
-    def changed(self, link_id: str) -> None:
-        mark = f"'{link_id}'"
-        names = {v.name for v in self._all_variables() if mark in v.expression}
-        stale = [key for key in self._cache if key[2] in names]
-        for key in stale:
+    def changed(self, item: Item) -> None:
+        """``item`` got a computed answer: forget the variables that may have read it (those
+        naming it, and the root variables), except those its own calculation used (they
+        cannot depend on it)."""
+        mark = f"'{item.link_id}'"
+        names = {v.name for v in self._item_variables() if mark in v.expression}
+        used = referenced(item.calculated.expression) if item.calculated else set()
+        for key in [k for k in self._cache if (k[0] == 0 or k[2] in names) and k[2] not in used]:
             self._cache.pop(key, None)
 
-    def _all_variables(self) -> Iterator[Expr]:
-        yield from self.form.variables
+    def _item_variables(self) -> Iterator[Expr]:
         for item in self.form.walk():
             yield from item.variables
 
@@ -886,7 +911,7 @@ def score(
                 if item.text and item.raw.get("text"):
                     instance["text"] = item.raw["text"]
             instance["answer"] = computed
-            evaluator.changed(item.link_id)
+            evaluator.changed(item)
     return issues
 
 

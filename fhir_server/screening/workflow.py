@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fhir_server.errors import FhirError, Issue
 from fhir_server.json_codec import loads_trusted
 from fhir_server.search.dates import format_instant
 from fhir_server.service.context import RequestContext
@@ -53,13 +54,22 @@ async def search_unit(
     params: list[tuple[str, str]],
     limit: int = 50,
 ) -> list[dict[str, Any]]:
-    """A search inside the unit of work (it sees the unit's own writes), narrowed to what the
-    caller may see."""
+    """A search of what is committed, narrowed to what the caller may see; each hit is read
+    again through the unit of work (which sees the unit's own changes to it).
+
+    Committed data, not the unit's own writes: a query through the unit of work would make the
+    SQLite store apply its open batch first (and wait for the batch in flight), which costs a
+    screening more than all its other writes. What this misses (resources written earlier in
+    the same unit) the callers track themselves."""
+    from fhir_server.service.search import restrict
+
     parsed = svc.parser.parse((type_,), params, strict=True)
-    parsed.query.where.extend(await svc.search_filter(ctx, (type_,)))
+    parsed.query.count = limit
+    await restrict(svc, ctx, parsed.query)
+    page = await svc.store.search(parsed.query)
     out = []
-    for key in await uow.search_ids(parsed.query, limit=limit):
-        version = await uow.current(*key)
+    for hit in page.hits:
+        version = await uow.current(hit.type, hit.id)
         if version is not None and version.body is not None and not version.deleted:
             out.append(loads_trusted(version.body))
     return out
@@ -116,7 +126,7 @@ class Writer:
     async def create(self, resource: dict[str, Any]) -> StoredVersion:
         type_ = resource["resourceType"]
         resource.setdefault("id", new_id())  # a fresh UUIDv7, or one assigned just before
-        self.svc.validate(resource, type_)
+        self._validate(resource)
         await self.svc.authorize(
             self.ctx, Access("create", type_, resource["id"], resource=resource)
         )
@@ -128,13 +138,32 @@ class Writer:
 
     async def update(self, resource: dict[str, Any], current: StoredVersion) -> StoredVersion:
         type_ = resource["resourceType"]
-        self.svc.validate(resource, type_)
+        self._validate(resource)
         await self.svc.authorize(
             self.ctx, Access("update", type_, resource["id"], resource=resource, current=current)
         )
         stored = await self.svc.store_version(self.quiet, self.uow, resource, current, "PUT")
         self.written.append(stored)
         return stored
+
+    def _validate(self, resource: dict[str, Any]) -> None:
+        """A generated resource that does not validate is a fault of the Questionnaire or the
+        protocol (their data made it): 422, naming what was generated."""
+        try:
+            self.svc.validate(resource, resource["resourceType"])
+        except FhirError as exc:
+            issues = [
+                Issue(
+                    i.severity,
+                    i.code,
+                    f"the {resource['resourceType']} the server derives from this response "
+                    f"would not be valid (check the Questionnaire's extraction or the "
+                    f"protocol): {i.diagnostics}",
+                    i.expression,
+                )
+                for i in exc.issues
+            ]
+            raise FhirError(422, "processing", issues[0].diagnostics, issues=issues) from exc
 
     async def provenance(self, source: StoredVersion) -> None:
         principal = self.ctx.principal
