@@ -27,6 +27,7 @@ from typing import Any
 
 from fhir_server.errors import FhirError, Issue
 from fhir_server.json_codec import loads_trusted
+from fhir_server.screening import constants as C
 from fhir_server.screening import responses as R
 from fhir_server.screening.extraction import extract
 from fhir_server.screening.followup import alert_resources, protocol_task, triggered_alerts
@@ -323,8 +324,9 @@ class ScreeningHook:
         if amended and pid is not None:
             active = await search_unit(
                 self.svc, writer.ctx, writer.uow, "Flag",
-                [("patient", f"Patient/{pid}"), ("status", "active")], 200,
+                [("patient", f"Patient/{pid}")], 500,
             )  # fmt: skip
+            active = [f for f in active if f.get("status") == "active"]
         for item in alerts:
             flag, task, communication = alert_resources(
                 form, item, response, response_ref, owner, why, requester
@@ -398,10 +400,22 @@ def _same_flag(old: dict[str, Any], new: dict[str, Any]) -> bool:
     return _code_key(old) == _code_key(new) and old_detail == new_detail
 
 
+def _step_codes(task: dict[str, Any]) -> set[str]:
+    codings = (task.get("code") or {}).get("coding", ()) or ()
+    return {
+        c.get("code") for c in codings if isinstance(c, dict) and c.get("system") == C.STEP_SYSTEM
+    }
+
+
 def _same_task(old: dict[str, Any], new: dict[str, Any]) -> bool:
-    return old.get("instantiatesUri") == new.get("instantiatesUri") and (
-        old.get("focus") or {}
-    ).get("reference") == (new.get("focus") or {}).get("reference")
+    """An open Task already plans this: the same kind of step on the same Questionnaire (from
+    whichever action), or the same action when the step has no Questionnaire."""
+    focus = (new.get("focus") or {}).get("reference")
+    if focus:
+        return (old.get("focus") or {}).get("reference") == focus and _step_codes(
+            old
+        ) == _step_codes(new)
+    return old.get("instantiatesUri") == new.get("instantiatesUri")
 
 
 def _rewrite_urns(value: Any, ids: dict[str, str]) -> None:

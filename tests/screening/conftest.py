@@ -42,4 +42,6 @@ async def fhir(client: httpx.AsyncClient) -> httpx.AsyncClient:
 async def search(client: httpx.AsyncClient, path: str) -> list[dict]:
     response = await client.get(path)
     assert response.status_code == 200, response.text
-    return [e["resource"] for e in response.json().get("entry", []) if e["search"]["mode"] == "match"]
+    return [
+        e["resource"] for e in response.json().get("entry", []) if e["search"]["mode"] == "match"
+    ]

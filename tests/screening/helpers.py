@@ -92,7 +92,9 @@ def scored(id_: str, points: list[float], **kw: Any) -> dict[str, Any]:
     """A completed response to a frequency instrument (GAD, PHQ) or the EPDS, with the given
     points per item (in item order)."""
     q = questionnaire(id_)
-    items = [coded(f"{id_}-{i}", option_with_weight(q, f"{id_}-{i}", p)) for i, p in enumerate(points, 1)]
+    items = [
+        coded(f"{id_}-{i}", option_with_weight(q, f"{id_}-{i}", p)) for i, p in enumerate(points, 1)
+    ]
     return response(id_, items, **kw)
 
 

@@ -116,7 +116,9 @@ async def test_a_forged_total_is_refused_with_the_expected_value(fhir: httpx.Asy
 
 async def test_a_forged_safety_item_is_refused(fhir: httpx.AsyncClient) -> None:
     resource = H.scored("phq-9", [0] * 8 + [2])
-    resource["item"].append({"linkId": "phq-9-self-harm-alert", "answer": [{"valueBoolean": False}]})
+    resource["item"].append(
+        {"linkId": "phq-9-self-harm-alert", "answer": [{"valueBoolean": False}]}
+    )
     response = await fhir.post("/QuestionnaireResponse", json=resource)
     assert response.status_code == 422
     assert "computes true" in response.text
@@ -150,7 +152,9 @@ async def test_completing_later_scores_then(fhir: httpx.AsyncClient) -> None:
     draft = await create(fhir, H.scored("gad-2", [3], status="in-progress"))
     complete = copy.deepcopy(draft)
     complete["status"] = "completed"
-    complete["item"].append(H.coded("gad-2-2", H.option_with_weight(H.questionnaire("gad-2"), "gad-2-2", 2)))
+    complete["item"].append(
+        H.coded("gad-2-2", H.option_with_weight(H.questionnaire("gad-2"), "gad-2-2", 2))
+    )
     response = await fhir.put(f"/QuestionnaireResponse/{draft['id']}", json=complete)
     assert response.status_code == 200, response.text
     assert H.answer_of(response.json(), "gad-2-total") == 5
