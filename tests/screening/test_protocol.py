@@ -272,10 +272,10 @@ async def test_a_transaction_writes_the_response_and_everything_it_yields(
         "resourceType": "Bundle",
         "type": "transaction",
         "entry": [
-            {"resource": H.scored("phq-9", [3] * 9), "request": {"method": "POST", "url": "QuestionnaireResponse"}},
-            {"resource": H.whooley(True, False), "request": {"method": "POST", "url": "QuestionnaireResponse"}},
+            {"resource": r, "request": {"method": "POST", "url": "QuestionnaireResponse"}}
+            for r in (H.scored("phq-9", [3] * 9), H.whooley(True, False))
         ],
-    }  # fmt: skip
+    }
     response = await fhir.post("", json=bundle)
     assert response.status_code == 200, response.text
     assert len(await search(fhir, "/Flag")) == 1
