@@ -87,9 +87,36 @@ class FhirPathError(ValueError):
 _FULL_CACHE: dict[str, Any] = {}
 
 
+def _syntax_check(expression: str) -> None:
+    """Parse with the FHIRPath grammar and fail on the first syntax error: fhirpathpy's own
+    parse() reports nothing (ANTLR's default error listener), so ``(((`` or an unclosed
+    ``where(`` used to pass ``check``."""
+    from antlr4 import CommonTokenStream, InputStream
+    from antlr4.error.ErrorListener import ErrorListener
+    from fhirpathpy.parser.generated.FHIRPathLexer import FHIRPathLexer
+    from fhirpathpy.parser.generated.FHIRPathParser import FHIRPathParser
+
+    class Strict(ErrorListener):
+        def syntaxError(self, recognizer, offendingSymbol, line, column, msg, e):  # noqa: N802
+            raise FhirPathError(
+                f"FHIRPath expression {expression!r} is not valid: at character {column + 1}: "
+                f"{msg}"
+            )
+
+    listener = Strict()
+    lexer = FHIRPathLexer(InputStream(expression))
+    lexer.removeErrorListeners()
+    lexer.addErrorListener(listener)
+    parser = FHIRPathParser(CommonTokenStream(lexer))
+    parser.removeErrorListeners()
+    parser.addErrorListener(listener)
+    parser.entireExpression()  # the whole text, up to EOF
+
+
 def _compiled(expression: str) -> Any:
     fn = _FULL_CACHE.get(expression)
     if fn is None:
+        _syntax_check(expression)
         try:
             fn = fhirpathpy.compile(expression, model=R4_MODEL)
         except Exception as exc:  # fhirpathpy raises assorted errors for bad syntax
