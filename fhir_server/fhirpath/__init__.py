@@ -97,7 +97,7 @@ def _syntax_check(expression: str) -> None:
     from fhirpathpy.parser.generated.FHIRPathParser import FHIRPathParser
 
     class Strict(ErrorListener):
-        def syntaxError(self, recognizer, offendingSymbol, line, column, msg, e):  # noqa: N802
+        def syntaxError(self, recognizer, offendingSymbol, line, column, msg, e):
             raise FhirPathError(
                 f"FHIRPath expression {expression!r} is not valid: at character {column + 1}: "
                 f"{msg}"

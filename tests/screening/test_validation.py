@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (test tables read better on one line)
 """Wrong and hostile input: every check on responses and Questionnaires, on every write path.
 Each refusal is a 422 OperationOutcome whose issue names the item's location; nothing is
 written."""
