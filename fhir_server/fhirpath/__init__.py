@@ -99,8 +99,7 @@ def _syntax_check(expression: str) -> None:
     class Strict(ErrorListener):
         def syntaxError(self, recognizer, offendingSymbol, line, column, msg, e):
             raise FhirPathError(
-                f"FHIRPath expression {expression!r} is not valid: at character {column + 1}: "
-                f"{msg}"
+                f"FHIRPath expression {expression!r} is not valid: at character {column + 1}: {msg}"
             )
 
     listener = Strict()
