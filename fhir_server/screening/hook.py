@@ -254,18 +254,10 @@ class ScreeningHook:
         errors = [i for i in outcome.issues if i.severity in ("error", "fatal")]
         if errors:
             raise refuse(errors)
-        previous: dict[str, list[dict[str, Any]]] = {}
+        previous: dict[tuple[str, str], list[dict[str, Any]]] = {}
         if amended:
-            for old in await search_unit(
-                self.svc,
-                writer.ctx,
-                writer.uow,
-                "Observation",
-                [("derived-from", response_ref["reference"])],
-                200,
-            ):
-                if old.get("status") in ("final", "amended"):
-                    previous.setdefault(_code_key(old), []).append(old)
+            for old in await self._derived_before(response_ref, writer):
+                previous.setdefault(_key(old), []).append(old)
         # ids first, so that references between extracted resources (hasMember, derivedFrom,
         # fullUrl variables) become plain references before anything is written
         plan: list[tuple[dict[str, Any], StoredVersion | None]] = []
@@ -273,34 +265,62 @@ class ScreeningHook:
         for entry in outcome.entries:
             resource = entry.resource
             current = None
-            olds = (
-                previous.get(_code_key(resource))
-                if resource["resourceType"] == "Observation"
-                else None
-            )
+            olds = previous.get(_key(resource))
             if olds:
                 old = olds.pop(0)
-                current = await writer.uow.current("Observation", old["id"])
+                current = await writer.uow.current(resource["resourceType"], old["id"])
             if current is not None:
                 resource["id"] = current.id
-                resource["status"] = "amended"
+                if resource["resourceType"] == "Observation":
+                    resource["status"] = "amended"
             else:
                 resource["id"] = new_id()
             ids[entry.full_url] = f"{resource['resourceType']}/{resource['id']}"
             plan.append((resource, current))
         for resource, current in plan:
             _rewrite_urns(resource, ids)
-            if current is not None:
-                await writer.update(resource, current)
-            else:
+            if current is None:
                 await writer.create(resource)
+            elif not _same_content(current, resource):
+                await writer.update(resource, current)
         for olds in previous.values():
             for old in olds:  # no longer in the amended response: withdrawn, never deleted
+                if old["resourceType"] != "Observation":
+                    continue
                 current = await writer.uow.current("Observation", old["id"])
                 if current is not None:
                     old["status"] = "cancelled"
                     old.pop("meta", None)
                     await writer.update(old, current)
+
+    async def _derived_before(
+        self, response_ref: dict[str, Any], writer: Writer
+    ) -> list[dict[str, Any]]:
+        """What earlier versions of the response yielded and is still current: the targets of
+        the Provenances that name the response as their source, and the Observations derived
+        from it (also without security, when no Provenance is written)."""
+        found: dict[tuple[str, str], dict[str, Any]] = {}
+        for old in await search_unit(
+            self.svc, writer.ctx, writer.uow, "Observation",
+            [("derived-from", response_ref["reference"])], 500,
+        ):  # fmt: skip
+            found[("Observation", old["id"])] = old
+        for provenance in await search_unit(
+            self.svc, writer.ctx, writer.uow, "Provenance",
+            [("entity", response_ref["reference"])], 100,
+        ):  # fmt: skip
+            for target in provenance.get("target", ()) or ():
+                parts = str((target or {}).get("reference", "")).split("/")
+                if len(parts) < 2 or (parts[0], parts[1]) in found:
+                    continue
+                current = await writer.uow.current(parts[0], parts[1])
+                if current is not None and current.body is not None and not current.deleted:
+                    found[(parts[0], parts[1])] = loads_trusted(current.body)
+        return [
+            r
+            for r in found.values()
+            if r.get("resourceType") != "Observation" or r.get("status") in ("final", "amended")
+        ]
 
     def _profile_type(self, url: str) -> str | None:
         validator = getattr(self.svc, "profile_validator", None)
@@ -385,6 +405,29 @@ def _was_completed(version: StoredVersion) -> bool:
     if version.body is None:
         return False
     return loads_trusted(version.body).get("status") in R.COMPLETED
+
+
+def _key(resource: dict[str, Any]) -> tuple[str, str]:
+    """What makes an extracted resource "the same one" across versions of a response: its type
+    and its codes (Observation.code; other types: code or category)."""
+    type_ = str(resource.get("resourceType"))
+    if isinstance(resource.get("code"), dict):
+        return type_, _code_key(resource)
+    categories = resource.get("category")
+    if isinstance(categories, list) and categories and isinstance(categories[0], dict):
+        return type_, _code_key({"code": categories[0]})
+    return type_, ""
+
+
+def _same_content(current: StoredVersion, resource: dict[str, Any]) -> bool:
+    """Whether an update would change nothing but the status (amended) and meta."""
+    if current.body is None:
+        return False
+    old = loads_trusted(current.body)
+    ignore = ("meta", "status", "issued")
+    return {k: v for k, v in old.items() if k not in ignore} == {
+        k: v for k, v in resource.items() if k not in ignore
+    }
 
 
 def _code_key(resource: dict[str, Any]) -> str:

@@ -166,17 +166,35 @@ class Writer:
             raise FhirError(422, "processing", issues[0].diagnostics, issues=issues) from exc
 
     async def provenance(self, source: StoredVersion) -> None:
+        """One Provenance for everything generated from ``source``. Written also without
+        security (``--insecure-open``, which writes no per-write Provenance): it is the
+        lineage of derived data (SDC), and it is how an amended response finds what its
+        earlier versions yielded."""
+        if not self.written:
+            return
         principal = self.ctx.principal
-        if principal is None or not self.written:
-            return  # --insecure-open writes no Provenance at all (docs/security.md)
-        author: dict[str, Any] = {
-            "type": _participant("author"),
-            "who": {"reference": principal.practitioner}
-            if principal.practitioner
-            else {"identifier": {"system": "urn:bib:token-subject", "value": principal.subject}},
-        }
-        if principal.organization:
-            author["onBehalfOf"] = {"reference": principal.organization}
+        agents: list[dict[str, Any]] = []
+        if principal is not None:
+            author: dict[str, Any] = {
+                "type": _participant("author"),
+                "who": {"reference": principal.practitioner}
+                if principal.practitioner
+                else {
+                    "identifier": {"system": "urn:bib:token-subject", "value": principal.subject}
+                },
+            }
+            if principal.organization:
+                author["onBehalfOf"] = {"reference": principal.organization}
+            agents.append(author)
+        agents.append(
+            {
+                "type": _participant("assembler"),
+                "who": {
+                    "identifier": {"system": "urn:ietf:rfc:3986", "value": SERVER_AGENT},
+                    "display": "BiB FHIR server (screening)",
+                },
+            }
+        )
         provenance: dict[str, Any] = {
             "resourceType": "Provenance",
             "id": new_id(),
@@ -194,16 +212,7 @@ class Writer:
                 "text": "derived by the server from a screening response (SDC extraction, "
                 "stepped protocol, safety alert)",
             },
-            "agent": [
-                author,
-                {
-                    "type": _participant("assembler"),
-                    "who": {
-                        "identifier": {"system": "urn:ietf:rfc:3986", "value": SERVER_AGENT},
-                        "display": "BiB FHIR server (screening)",
-                    },
-                },
-            ],
+            "agent": agents,
             "entity": [
                 {
                     "role": "source",

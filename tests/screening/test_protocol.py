@@ -345,3 +345,16 @@ async def test_changing_the_protocol_needs_no_code(fhir: httpx.AsyncClient) -> N
     await create(fhir, H.scored("epds", epds_total(9)))
     (task,) = await tasks(fhir)
     assert "rescreening" in codes(task)
+
+
+async def test_resubmitting_the_same_answers_derives_nothing_new(fhir: httpx.AsyncClient) -> None:
+    original = H.bib({"income": [3, 2]})
+    created = await create(fhir, original)
+    before = {t: await search(fhir, f"/{t}?_count=100") for t in ("Observation", "Consent", "Task")}
+    again = dict(original, id=created["id"], status="amended")
+    response = await fhir.put(f"/QuestionnaireResponse/{created['id']}", json=again)
+    assert response.status_code == 200, response.text
+    for type_, found in before.items():
+        now = await search(fhir, f"/{type_}?_count=100")
+        assert [r["id"] for r in now] == [r["id"] for r in found], type_
+        assert [r["meta"]["versionId"] for r in now] == [r["meta"]["versionId"] for r in found], type_
