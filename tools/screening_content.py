@@ -2267,9 +2267,11 @@ def protocol() -> dict[str, Any]:
               "Plus de 2 facteurs de risque ou 1 facteur à haut risque : questions de Whooley et GAD-2",
               "Mehr als 2 Risikofaktoren oder 1 Hochrisikofaktor: Whooley-Fragen und GAD-2"),
             trigger=_trigger("bib-psychosocial-screening"),
+            description="The summary group holds two computed answers: the number of flagged "
+            "indicators (integer) and whether a high-risk one is flagged (boolean); the "
+            "condition reads both in one pass.",
             condition=_condition(
-                f"{summary}.where(linkId='risk-factor-count').answer.valueInteger > 2 or "
-                f"{summary}.where(linkId='high-risk-factor').answer.valueBoolean contains true"
+                f"{summary}.answer.where(valueInteger > 2 or valueBoolean = true).exists()"
             ),
             reason=_reason("depression"),
             priority="routine",
