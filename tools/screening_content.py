@@ -211,6 +211,17 @@ ELEMENTS = [
         "The woman agrees to answer the screening questions.",
     ),
     (
+        "pregnancy",
+        T(
+            "Pregnancy at the time of screening",
+            "Zwangerschap bij de screening",
+            "Grossesse au moment du dépistage",
+            "Schwangerschaft beim Screening",
+        ),
+        "The section of the BiB screening with what is known of the pregnancy when it is done "
+        "(gestational age), pre-filled by $populate.",
+    ),
+    (
         "summary",
         T(
             "Screening summary",
@@ -1983,7 +1994,32 @@ def bib_screening() -> dict[str, Any]:
             },
         ],
     }  # fmt: skip
-    items: list[dict[str, Any]] = [consent]
+    pregnancy = {
+        "linkId": "pregnancy",
+        "code": [coding(ELEMENT, "pregnancy", "Pregnancy at the time of screening")],
+        **text(T("Pregnancy", "Zwangerschap", "Grossesse", "Schwangerschaft")),
+        "type": "group",
+        "enableWhen": [{"question": consent_given, "operator": "=", "answerBoolean": True}],
+        "item": [
+            {
+                "extension": [
+                    expression_ext(
+                        SDC + "sdc-questionnaire-initialExpression",
+                        "%gestation.entry.resource.valueQuantity.value",
+                    ),
+                    {"url": CORE + "questionnaire-unit", "valueCoding": coding(UCUM, "wk", "weeks")},
+                ],
+                "linkId": "gestational-age",
+                "code": [coding(LOINC, "11884-4", "Gestational age Estimated")],
+                **text(T("Gestational age (weeks), from the latest record; correct it if needed",
+                         "Zwangerschapsduur (weken), uit de laatste registratie; pas aan indien nodig",
+                         "Âge gestationnel (semaines), d'après le dernier enregistrement ; à corriger si nécessaire",
+                         "Schwangerschaftsalter (Wochen), aus der letzten Erfassung; bei Bedarf korrigieren")),
+                "type": "decimal",
+            }
+        ],
+    }  # fmt: skip
+    items: list[dict[str, Any]] = [consent, pregnancy]
     for code, threshold, questions in BIB_INDICATORS:
         names = INDICATOR_NAMES[code]
         children: list[dict[str, Any]] = []
@@ -2109,6 +2145,15 @@ def bib_screening() -> dict[str, Any]:
             # the linkIds of the yes-answers at the second level: the flagged indicators (and
             # the consent), computed once for both summary items
             variable("flagged", "%resource.item.item.where(answer.valueBoolean = true).linkId"),
+            # $populate: the latest gestational age recorded for the woman, searched with the
+            # caller's rights (the first contact is due at the latest at 16 weeks)
+            expression_ext(
+                CORE + "variable",
+                "Observation?subject={{%patient.id}}&code=http://loinc.org|11884-4"
+                "&_sort=-date&_count=1",
+                name="gestation",
+                language="application/x-fhir-query",
+            ),
         ],
         purpose="Psychosocial assessment at the first perinatal contact (at the latest 16 weeks "
         "of pregnancy), the first step of the stepped protocol.",

@@ -60,7 +60,21 @@ def by_patient(fhir: SyncFHIRClient, type_: str, patient: str) -> list[dict]:
 
 def test_role_a_screens_from_populate_to_alert(secure: SecureServer) -> None:
     fhir = role_a(secure)
-    # 1. populate: an in-progress response with subject and author (the signed-in midwife)
+    fhir.resource(
+        "Observation",
+        status="final",
+        code={"coding": [{"system": H.LOINC, "code": "11884-4"}]},
+        subject={"reference": "Patient/p1"},
+        effectiveDateTime="2026-11-18",
+        valueQuantity={
+            "value": 14,
+            "unit": "wk",
+            "system": "http://unitsofmeasure.org",
+            "code": "wk",
+        },
+    ).save()
+    # 1. populate: an in-progress response with subject, author (the signed-in midwife) and
+    #    the gestational age found by the Questionnaire's x-fhir-query, with her rights
     populated = fhir.execute(
         "Questionnaire/bib-psychosocial-screening/$populate",
         method="post",
@@ -72,8 +86,11 @@ def test_role_a_screens_from_populate_to_alert(secure: SecureServer) -> None:
     response = {p["name"]: p["resource"] for p in populated["parameter"]}["response"]
     assert response["status"] == "in-progress"
     assert response["author"] == {"reference": "Practitioner/mw-1"}
+    assert H.answer_of(response, "gestational-age") == 14
     # 2. answer and submit: three risk factors, depression among them
     answers = H.bib({"income": [3, 2], "housing": [4, 0], "depression": [2.5, 1]})
+    pregnancy = next(i for i in response["item"] if i["linkId"] == "pregnancy")
+    answers["item"].insert(1, pregnancy)  # the populated answer is kept
     response.update(status="completed", item=answers["item"], authored="2026-11-20T10:00:00+01:00")
     saved = fhir.resource("QuestionnaireResponse", **response)
     saved.save()

@@ -357,4 +357,6 @@ async def test_resubmitting_the_same_answers_derives_nothing_new(fhir: httpx.Asy
     for type_, found in before.items():
         now = await search(fhir, f"/{type_}?_count=100")
         assert [r["id"] for r in now] == [r["id"] for r in found], type_
-        assert [r["meta"]["versionId"] for r in now] == [r["meta"]["versionId"] for r in found], type_
+        assert [r["meta"]["versionId"] for r in now] == [r["meta"]["versionId"] for r in found], (
+            type_
+        )
