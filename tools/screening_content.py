@@ -2589,9 +2589,86 @@ def main() -> None:
     ]  # fmt: skip
     for resource in questionnaires:
         write(CONTENT / f"Questionnaire-{resource['id']}.json", resource)
+    write(ROOT / "fhir_server" / "demo" / "30-screening.json", demo(questionnaires[0], questionnaires[1]))
     write(CONTENT / "PlanDefinition-bib-stepped-screening.json", protocol())
     for resource in operation_definitions():
         write(CONTENT / f"OperationDefinition-{resource['id']}.json", resource)
+
+
+
+# -- demo ---------------------------------------------------------------------------------------
+
+
+def _answer(questionnaire: dict[str, Any], link_id: str, points: float) -> dict[str, Any]:
+    for item in _walk(questionnaire["item"]):
+        if item["linkId"] == link_id:
+            for opt in item["answerOption"]:
+                weight = next(e["valueDecimal"] for e in opt["extension"] if e["url"] == ITEM_WEIGHT)
+                if weight == points:
+                    coded = opt["valueCoding"]
+                    return {"linkId": link_id, "answer": [{"valueCoding": {"system": coded["system"], "code": coded["code"]}}]}
+    raise KeyError((link_id, points))
+
+
+def _walk(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for item in items:
+        out.append(item)
+        out.extend(_walk(item.get("item", [])))
+    return out
+
+
+def demo(bib: dict[str, Any], whooley_: dict[str, Any]) -> dict[str, Any]:
+    """fhir_server/demo/30-screening.json: a completed BiB screening and a Whooley for the demo
+    patient, by the demo midwife. The two Questionnaires come along as conditional creates, so
+    the demo also loads when the shipped content is not loaded (the shipped ones win)."""
+    points = {"income": [1.5, 2], "housing": [2, 0], "social-support": [1.5, 0.5], "depression": [1, 1]}
+    items: list[dict[str, Any]] = [
+        {"linkId": "consent", "item": [
+            {"linkId": "consent-informed", "answer": [{"valueBoolean": True}]},
+            {"linkId": "consent-given", "answer": [{"valueBoolean": True}]},
+        ]},
+        {"linkId": "pregnancy", "item": [{"linkId": "gestational-age", "answer": [{"valueDecimal": 12}]}]},
+    ]  # fmt: skip
+    for code, _threshold, questions in BIB_INDICATORS:
+        wanted = points.get(code, [0] * len(questions))
+        items.append(
+            {"linkId": code, "item": [_answer(bib, f"{code}-{i}", p) for i, p in enumerate(wanted, start=1)]}
+        )
+
+    def response(questionnaire: dict[str, Any], authored: str, answers: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "resourceType": "QuestionnaireResponse",
+            "questionnaire": f"{questionnaire['url']}|{questionnaire['version']}",
+            "status": "completed",
+            "subject": {"reference": "Patient/demo-patient-1"},
+            "authored": authored,
+            "author": {"reference": "Practitioner/demo-midwife"},
+            "item": answers,
+        }
+
+    whooley_answers = [
+        {"linkId": "whooley-1", "answer": [{"valueBoolean": True}]},
+        {"linkId": "whooley-2", "answer": [{"valueBoolean": False}]},
+    ]
+    entries = []
+    for questionnaire in (bib, whooley_):
+        body = {k: v for k, v in questionnaire.items() if k != "id"}
+        entries.append({
+            "fullUrl": f"urn:uuid:6a1f4e2c-0b6d-4f4e-9c51-2f0c9d1a7a{len(entries):02d}",
+            "resource": body,
+            "request": {"method": "POST", "url": "Questionnaire",
+                        "ifNoneExist": f"url={questionnaire['url']}&version={questionnaire['version']}"},
+        })  # fmt: skip
+    for index, resource in enumerate(
+        (response(bib, "2026-10-02T10:30:00+02:00", items), response(whooley_, "2026-10-09T11:00:00+02:00", whooley_answers))
+    ):
+        entries.append({
+            "fullUrl": f"urn:uuid:6a1f4e2c-0b6d-4f4e-9c51-2f0c9d1a7b{index:02d}",
+            "resource": resource,
+            "request": {"method": "POST", "url": "QuestionnaireResponse"},
+        })  # fmt: skip
+    return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
 
 
 if __name__ == "__main__":
