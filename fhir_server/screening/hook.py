@@ -76,6 +76,8 @@ class ScreeningState:
         self.checked: dict[int, _Checked] = {}
         # Questionnaires written in a unit of work not committed yet, per request context
         self.in_flight: dict[int, tuple[RequestContext, float, dict[str, Form]]] = {}
+        # Tasks planned in a unit of work not committed yet (a transaction with two responses)
+        self.planned: dict[int, tuple[RequestContext, float, list[dict[str, Any]]]] = {}
         # responses between ``before`` and ``after`` of their write
         self.pending: dict[tuple[str, str], tuple[Form, Any, Any, dict]] = {}
 
@@ -96,6 +98,19 @@ class ScreeningState:
             entry[2][key] = form
         if form.url and form.version:
             entry[2][f"{form.url}|{form.version}"] = form
+
+    def planned_tasks(self, ctx: RequestContext) -> list[dict[str, Any]]:
+        """The Tasks planned so far in this request (its unit of work), to add to the
+        committed ones when looking for duplicates."""
+        now = time.monotonic()
+        for key, (_ctx, when, _tasks) in list(self.planned.items()):
+            if now - when > 300:
+                self.planned.pop(key, None)
+        entry = self.planned.get(id(ctx))
+        if entry is None or entry[0] is not ctx:
+            entry = (ctx, now, [])
+            self.planned[id(ctx)] = entry
+        return entry[2]
 
     def in_flight_form(self, ctx: RequestContext, canonical: str) -> Form | None:
         entry = self.in_flight.get(id(ctx))
@@ -381,6 +396,8 @@ class ScreeningHook:
                 self.svc, ctx, uow, "Task",
                 [("patient", f"Patient/{pid}"), ("status", OPEN_TASK_STATUSES)], 500,
             )  # fmt: skip
+        planned = self.state.planned_tasks(ctx)
+        open_tasks.extend(t for t in planned if t.get("for") == response.get("subject"))
         for step in steps:
             for index, target in enumerate(step.targets):
                 focus = None
@@ -399,6 +416,7 @@ class ScreeningHook:
                     continue
                 await writer.create(task)
                 open_tasks.append(task)
+                planned.append(task)
 
 
 def _was_completed(version: StoredVersion) -> bool:

@@ -112,6 +112,19 @@ async def test_the_same_step_is_not_planned_twice(fhir: httpx.AsyncClient) -> No
     assert focus_ids(found) == ["Questionnaire/epds", "Questionnaire/gad-7"]
 
 
+async def test_nor_twice_in_one_transaction(fhir: httpx.AsyncClient) -> None:
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"resource": r, "request": {"method": "POST", "url": "QuestionnaireResponse"}}
+            for r in (H.whooley(True, True), H.scored("gad-2", [3, 3]))
+        ],
+    }
+    assert (await fhir.post("", json=bundle)).status_code == 200
+    assert focus_ids(await tasks(fhir)) == ["Questionnaire/epds", "Questionnaire/gad-7"]
+
+
 # -- EPDS and GAD-7 cut-offs --------------------------------------------------------------------
 
 
