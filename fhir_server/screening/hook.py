@@ -390,14 +390,7 @@ class ScreeningHook:
         writer: Writer,
     ) -> None:
         pid = patient_id(response)
-        open_tasks: list[dict[str, Any]] = []
-        if pid is not None:
-            open_tasks = await search_unit(
-                self.svc, ctx, uow, "Task",
-                [("patient", f"Patient/{pid}"), ("status", OPEN_TASK_STATUSES)], 500,
-            )  # fmt: skip
         planned = self.state.planned_tasks(ctx)
-        open_tasks.extend(t for t in planned if t.get("for") == response.get("subject"))
         for step in steps:
             for index, target in enumerate(step.targets):
                 focus = None
@@ -412,10 +405,20 @@ class ScreeningHook:
                 task = protocol_task(
                     step, index, response, response_ref, focus, owner, why, requester
                 )
-                if any(_same_task(old, task) for old in open_tasks):
+                candidates = [t for t in planned if t.get("for") == response.get("subject")]
+                if pid is not None:
+                    # the open Tasks of this patient about the same Questionnaire (or, without
+                    # one, of the same kind): a narrow search, whatever her record holds
+                    params = [("patient", f"Patient/{pid}"), ("status", OPEN_TASK_STATUSES)]
+                    codes = sorted(_step_codes(task))
+                    if focus is not None:
+                        params.append(("focus", focus["reference"]))
+                    elif codes:
+                        params.append(("code", ",".join(f"{C.STEP_SYSTEM}|{c}" for c in codes)))
+                    candidates += await search_unit(self.svc, ctx, uow, "Task", params, 200)
+                if any(_same_task(old, task) for old in candidates):
                     continue
                 await writer.create(task)
-                open_tasks.append(task)
                 planned.append(task)
 
 
