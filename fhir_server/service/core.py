@@ -161,6 +161,9 @@ class FhirService:
         # {"name": "apply", "definition": canonical, "types": ("PlanDefinition",)} (no types:
         # a system-level operation)
         self.capability_operations: list[dict[str, Any]] = []
+        # plug-ins that add to the CapabilityStatement (e.g. the SDC capabilities it instantiates):
+        # each is called with the statement being built and changes it in place
+        self.capability_hooks: list[Any] = []
         self._maintenance: asyncio.Task[None] | None = None
         from fhir_server.content.shipped import ShippedContent
         from fhir_server.service.search_parameters import SearchParameterManager
