@@ -176,7 +176,7 @@ def unprocessable(text: str, code: str = "business-rule", where: str | None = No
 
 def _evaluate(expr: Expr, data: SubjectData, what: str) -> list[Any]:
     try:
-        return fhirpath.evaluate(expr.expression, data.patient, data.variables)
+        return fhirpath.evaluate(expr.expression, data.patient, data.variables, strict=False)
     except fhirpath.FhirPathError as exc:
         raise unprocessable(f"the {what} at {expr.location} failed: {exc}", "processing") from exc
 

@@ -482,7 +482,10 @@ class _DefinitionExtractor:
                     expr = entry["expression"]
                     try:
                         found = fhirpath.evaluate(
-                            expr.expression, holder_context, {**env, "context": holder_context}
+                            expr.expression,
+                            holder_context,
+                            {**env, "context": holder_context},
+                            strict=False,
                         )
                     except fhirpath.FhirPathError as exc:
                         self._problem(f"extraction expression failed: {exc}", expr.location)
@@ -509,7 +512,9 @@ class _DefinitionExtractor:
         if not isinstance(expression, str):
             return None
         try:
-            found = fhirpath.evaluate(expression, context, {**env, "context": context})
+            found = fhirpath.evaluate(
+                expression, context, {**env, "context": context}, strict=False
+            )
         except fhirpath.FhirPathError as exc:
             self._problem(f"extraction expression failed: {exc}", None)
             return None

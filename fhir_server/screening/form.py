@@ -207,7 +207,7 @@ class _Compiler:
             return None
         if language == C.FHIRPATH:
             try:
-                fhirpath.check(text)
+                fhirpath.check(text, strict=False)
             except fhirpath.FhirPathError as exc:
                 self.error(f"invalid FHIRPath: {exc}", where)
                 return None
@@ -304,7 +304,7 @@ class _Compiler:
 
     def _check(self, text: str, where: str) -> None:
         try:
-            fhirpath.check(text)
+            fhirpath.check(text, strict=False)
         except fhirpath.FhirPathError as exc:
             self.error(f"invalid FHIRPath: {exc}", where)
 

@@ -119,7 +119,7 @@ class Populator:
             return given[0] if len(given) == 1 else given
         if expr.is_fhirpath:
             try:
-                return fhirpath.evaluate(expr.expression, context, self._env(context))
+                return fhirpath.evaluate(expr.expression, context, self._env(context), strict=False)
             except fhirpath.FhirPathError as exc:
                 self.warn(f"variable {expr.name!r}: {exc}", expr.location)
                 return []
@@ -139,7 +139,9 @@ class Populator:
 
         def substitute(match: re.Match[str]) -> str:
             try:
-                values = fhirpath.evaluate(match.group(1), context, self._env(context))
+                values = fhirpath.evaluate(
+                    match.group(1), context, self._env(context), strict=False
+                )
             except fhirpath.FhirPathError as exc:
                 failed.append(str(exc))
                 return ""
@@ -241,7 +243,7 @@ class Populator:
         if item.initial_expression is not None and key is not None:
             try:
                 values = fhirpath.evaluate(
-                    item.initial_expression.expression, context, self._env(context)
+                    item.initial_expression.expression, context, self._env(context), strict=False
                 )
             except fhirpath.FhirPathError as exc:
                 self.warn(

@@ -119,7 +119,7 @@ def steps_of(plan: dict[str, Any]) -> tuple[list[Step], list[Issue]]:
                         )
                         continue
                     try:
-                        fhirpath.check(text)
+                        fhirpath.check(text, strict=False)
                     except fhirpath.FhirPathError as exc:
                         issues.append(
                             Issue("error", "invalid", f"invalid FHIRPath: {exc}", c_where)
@@ -203,7 +203,7 @@ def applies(step: Step, response: dict[str, Any], questionnaire: dict[str, Any])
     env = {"resource": response, "questionnaire": questionnaire}
     for expression, _location in step.conditions:
         try:
-            result = fhirpath.evaluate(expression, response, env)
+            result = fhirpath.evaluate(expression, response, env, strict=False)
         except fhirpath.FhirPathError:
             return False
         if result != [True]:

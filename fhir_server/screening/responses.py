@@ -202,7 +202,9 @@ class Evaluator:
                 if key not in self._cache:
                     if expr.is_fhirpath:
                         local = {**env, **self.base_env(owner_qr, owner)}
-                        self._cache[key] = fhirpath.evaluate(expr.expression, owner_qr, local)
+                        self._cache[key] = fhirpath.evaluate(
+                            expr.expression, owner_qr, local, strict=False
+                        )
                     else:  # x-fhir-query: given by the caller ($populate), else empty
                         self._cache[key] = list(self.extra.get(expr.name or "", []))
                 env[expr.name or ""] = self._cache[key]
@@ -212,7 +214,7 @@ class Evaluator:
         if item.variables:
             chain = [*chain, (item, node_qr)]
         env = self.env_for(node_qr, item, chain, expr.expression)
-        return fhirpath.evaluate(expr.expression, node_qr, env)
+        return fhirpath.evaluate(expr.expression, node_qr, env, strict=False)
 
     def changed(self, item: Item) -> None:
         """``item`` got a computed answer: forget the variables that may have read it (those
