@@ -45,7 +45,7 @@ JURISDICTION = [
 ]
 
 
-def T(en: str, nl: str, fr: str, de: str) -> dict[str, str]:  # noqa: N802 - a table helper
+def T(en: str, nl: str, fr: str, de: str) -> dict[str, str]:
     return {"en": en, "nl-BE": nl, "fr-BE": fr, "de": de}
 
 
@@ -2339,7 +2339,10 @@ def protocol() -> dict[str, Any]:
             reason=_reason("depression"),
             priority="routine",
             timingDuration=_days(7),
-            action=[_screen("epds", "epds", EPDS_T), _screen("gad-7", "gad-7", GAD7_T)],
+            action=[
+                _screen("whooley-positive-epds", "epds", EPDS_T),
+                _screen("whooley-positive-gad-7", "gad-7", GAD7_T),
+            ],
         ),
         _action(
             "gad-2-positive",
@@ -2352,7 +2355,10 @@ def protocol() -> dict[str, Any]:
             reason=_reason("anxiety"),
             priority="routine",
             timingDuration=_days(7),
-            action=[_screen("epds", "epds", EPDS_T), _screen("gad-7", "gad-7", GAD7_T)],
+            action=[
+                _screen("gad-2-positive-epds", "epds", EPDS_T),
+                _screen("gad-2-positive-gad-7", "gad-7", GAD7_T),
+            ],
         ),
         _action(
             "epds-rescreen",
@@ -2589,11 +2595,13 @@ def main() -> None:
     ]  # fmt: skip
     for resource in questionnaires:
         write(CONTENT / f"Questionnaire-{resource['id']}.json", resource)
-    write(ROOT / "fhir_server" / "demo" / "30-screening.json", demo(questionnaires[0], questionnaires[1]))
+    write(
+        ROOT / "fhir_server" / "demo" / "30-screening.json",
+        demo(questionnaires[0], questionnaires[1]),
+    )
     write(CONTENT / "PlanDefinition-bib-stepped-screening.json", protocol())
     for resource in operation_definitions():
         write(CONTENT / f"OperationDefinition-{resource['id']}.json", resource)
-
 
 
 # -- demo ---------------------------------------------------------------------------------------
@@ -2603,10 +2611,17 @@ def _answer(questionnaire: dict[str, Any], link_id: str, points: float) -> dict[
     for item in _walk(questionnaire["item"]):
         if item["linkId"] == link_id:
             for opt in item["answerOption"]:
-                weight = next(e["valueDecimal"] for e in opt["extension"] if e["url"] == ITEM_WEIGHT)
+                weight = next(
+                    e["valueDecimal"] for e in opt["extension"] if e["url"] == ITEM_WEIGHT
+                )
                 if weight == points:
                     coded = opt["valueCoding"]
-                    return {"linkId": link_id, "answer": [{"valueCoding": {"system": coded["system"], "code": coded["code"]}}]}
+                    return {
+                        "linkId": link_id,
+                        "answer": [
+                            {"valueCoding": {"system": coded["system"], "code": coded["code"]}}
+                        ],
+                    }
     raise KeyError((link_id, points))
 
 
@@ -2622,7 +2637,12 @@ def demo(bib: dict[str, Any], whooley_: dict[str, Any]) -> dict[str, Any]:
     """fhir_server/demo/30-screening.json: a completed BiB screening and a Whooley for the demo
     patient, by the demo midwife. The two Questionnaires come along as conditional creates, so
     the demo also loads when the shipped content is not loaded (the shipped ones win)."""
-    points = {"income": [1.5, 2], "housing": [2, 0], "social-support": [1.5, 0.5], "depression": [1, 1]}
+    points = {
+        "income": [1.5, 2],
+        "housing": [2, 0],
+        "social-support": [1.5, 0.5],
+        "depression": [1, 1],
+    }
     items: list[dict[str, Any]] = [
         {"linkId": "consent", "item": [
             {"linkId": "consent-informed", "answer": [{"valueBoolean": True}]},
@@ -2633,10 +2653,15 @@ def demo(bib: dict[str, Any], whooley_: dict[str, Any]) -> dict[str, Any]:
     for code, _threshold, questions in BIB_INDICATORS:
         wanted = points.get(code, [0] * len(questions))
         items.append(
-            {"linkId": code, "item": [_answer(bib, f"{code}-{i}", p) for i, p in enumerate(wanted, start=1)]}
+            {
+                "linkId": code,
+                "item": [_answer(bib, f"{code}-{i}", p) for i, p in enumerate(wanted, start=1)],
+            }
         )
 
-    def response(questionnaire: dict[str, Any], authored: str, answers: list[dict[str, Any]]) -> dict[str, Any]:
+    def response(
+        questionnaire: dict[str, Any], authored: str, answers: list[dict[str, Any]]
+    ) -> dict[str, Any]:
         return {
             "resourceType": "QuestionnaireResponse",
             "questionnaire": f"{questionnaire['url']}|{questionnaire['version']}",
@@ -2661,7 +2686,10 @@ def demo(bib: dict[str, Any], whooley_: dict[str, Any]) -> dict[str, Any]:
                         "ifNoneExist": f"url={questionnaire['url']}&version={questionnaire['version']}"},
         })  # fmt: skip
     for index, resource in enumerate(
-        (response(bib, "2026-10-02T10:30:00+02:00", items), response(whooley_, "2026-10-09T11:00:00+02:00", whooley_answers))
+        (
+            response(bib, "2026-10-02T10:30:00+02:00", items),
+            response(whooley_, "2026-10-09T11:00:00+02:00", whooley_answers),
+        )
     ):
         entries.append({
             "fullUrl": f"urn:uuid:6a1f4e2c-0b6d-4f4e-9c51-2f0c9d1a7b{index:02d}",

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
+from fhir_server.api.access_log import AccessLog
 from fhir_server.api.http import Request
 from fhir_server.api.negotiation import FORM, body_type, check_accept, parse_prefer
 from fhir_server.api.render import INTERNAL_ERROR, Response, render, render_error
@@ -27,7 +28,6 @@ from fhir_server.service.core import FhirService
 from fhir_server.service.result import Result
 from fhir_server.service.versioning import parse_etag, parse_http_date
 
-log = logging.getLogger("fhir_server.access")
 _PROCESS_TAG = uuid.uuid4().hex[:8]
 _REQUEST_IDS = itertools.count(1)
 error_log = logging.getLogger("fhir_server.errors")
@@ -51,6 +51,7 @@ class FhirApi:
         self.operations: dict[str, Operation] = {}
         self._capabilities: bytes | None = None
         self.context_factory: Callable[[Request], Awaitable[RequestContext]] | None = None
+        self.access_log = AccessLog()  # made at start-up, when logging is configured
 
     def capabilities_changed(self) -> None:
         self._capabilities = None
@@ -87,13 +88,7 @@ class FhirApi:
                 self.svc.audit.record(ctx, response.status), response, method, template
             )
         await response.send(send, head=method == "HEAD")
-        log.info(
-            "%s %s -> %d (%.1f ms)",
-            method,
-            template,
-            response.status,
-            (time.perf_counter() - started) * 1000,
-        )
+        self.access_log.request(method, template, response.status, started)
 
     async def _audited(
         self, recorded: Awaitable[None], response: Response, method: str, template: str
