@@ -1,9 +1,10 @@
 """JSON in and out: fast (orjson), hostile-input safe, and faithful to FHIR decimals.
 
-FHIR decimals carry their precision ("1.50" is not "1.5"), which a binary float loses. orjson parses
-floats to binary, so a body that holds a number with a fraction is parsed by the standard library
-into ``Decimal`` instead; the check is a literal byte scan, so most resources (no decimals at all)
-stay on orjson. Decimals are written back verbatim through ``orjson.Fragment``.
+FHIR decimals carry their precision ("1.50" is not "1.5") and have no size limit, which a binary
+float loses. orjson parses fractions, exponents and integers beyond 64 bits to binary floats, so a
+body that holds such a number is parsed by the standard library into exact ``Decimal`` values
+instead; the check is a literal byte scan, so most resources (no decimals at all) stay on orjson.
+Decimals are written back verbatim through ``orjson.Fragment``.
 """
 
 from __future__ import annotations
@@ -17,20 +18,18 @@ import orjson
 
 from fhir_server.errors import bad_request
 
-MAX_SIGNIFICANT_DIGITS = 36
-MAX_EXPONENT = 308
-
-# A number token whose float round-trip could differ from its text.
-_FRACTION = re.compile(rb"\.\d")
+# Where a number token might not survive orjson exactly: a fraction (".5"), an exponent ("1e5",
+# "2E-3") or an integer of 19 digits or more (orjson turns those into binary floats).
+_INEXACT = re.compile(rb"\.\d|[eE][+-]?\d|\d{19}")
+_NUMBER_PART = frozenset(b"0123456789.-+eE")
 
 
 def _has_decimal_number(body: bytes) -> bool:
-    """True if a JSON number with a fraction occurs (cheap literal scan, context checked)."""
-    for match in _FRACTION.finditer(body):
+    """True if a JSON number orjson could not keep exactly occurs (cheap literal scan, context
+    checked: the candidate must be part of a number token, not of a string)."""
+    for match in _INEXACT.finditer(body):
         i = match.start() - 1
-        while i >= 0 and 48 <= body[i] <= 57:
-            i -= 1
-        if i >= 0 and body[i] == 45:  # minus sign
+        while i >= 0 and body[i] in _NUMBER_PART:
             i -= 1
         while i >= 0 and body[i] in b" \t\r\n":
             i -= 1
@@ -49,24 +48,32 @@ def _has_decimal_number(body: bytes) -> bool:
 
 
 def _decimal(text: str) -> Decimal:
-    value = Decimal(text)
-    digits = value.as_tuple()
-    if len(digits.digits) > MAX_SIGNIFICANT_DIGITS or abs(value.adjusted()) > MAX_EXPONENT:
-        raise ValueError("number out of range")
-    return value
+    """FHIR decimals have no size limit (R4 decimal regex): kept exactly, digit for digit."""
+    return Decimal(text)
 
 
 def _int(text: str) -> int | Decimal:
-    if len(text.lstrip("-")) > 18:
-        raise ValueError("integer out of range")
+    """Integers beyond 18 digits stay exact as Decimal (orjson cannot write Python ints beyond
+    64 bits; the validator reports them as out of range where an integer type is expected)."""
+    if len(text) > 18:
+        return Decimal(text)
     return int(text)
+
+
+def _no_constant(text: str) -> Any:
+    raise ValueError(f"{text} is not a JSON number")
 
 
 def parse(body: bytes) -> Any:
     """Parse a request body; any malformed or hostile input becomes a 400 FhirError."""
     try:
         if _has_decimal_number(body):
-            value = json.loads(body.decode("utf-8"), parse_float=_decimal, parse_int=_int)
+            value = json.loads(
+                body.decode("utf-8"),
+                parse_float=_decimal,
+                parse_int=_int,
+                parse_constant=_no_constant,
+            )
         else:
             value = orjson.loads(body)
     except (ValueError, RecursionError, InvalidOperation, UnicodeDecodeError) as exc:
@@ -97,5 +104,5 @@ def loads_trusted(raw: bytes | str) -> Any:
     if isinstance(raw, str):
         raw = raw.encode()
     if _has_decimal_number(raw):
-        return json.loads(raw, parse_float=Decimal)
+        return json.loads(raw, parse_float=Decimal, parse_int=_int)
     return orjson.loads(raw)

@@ -1,4 +1,12 @@
-"""Checks for the R4 primitive types; the regular expressions come from the R4 definitions."""
+"""Checks for the R4 primitive types; the regular expressions come from the R4 definitions.
+
+The R4 regexes are written for XML Schema / Java semantics, where ``\\s`` is ASCII whitespace,
+``\\S`` any other character and ``\\d`` an ASCII digit. Python's default (Unicode) classes mean
+something else: ``\\S`` does not match U+00A0 (no-break space) or U+2003, so a string holding one
+was rejected as "not a valid string". Every regex is therefore compiled with ``re.ASCII``: ``\\s``
+is then ``[ \\t\\n\\r\\f\\v]`` (form feed and vertical tab are control characters, which strings
+may not hold anyway), ``\\S`` every other character including all of Unicode, ``\\d`` ``[0-9]``.
+"""
 
 from __future__ import annotations
 
@@ -28,7 +36,7 @@ def _regexes() -> dict[str, re.Pattern[str]]:
                 continue
             for ext in element["type"][0].get("extension", ()):
                 if ext["url"].endswith("/regex"):
-                    out[sd["type"]] = re.compile(ext["valueString"])
+                    out[sd["type"]] = re.compile(ext["valueString"], re.ASCII)
     return out
 
 
@@ -76,6 +84,8 @@ def _string_check(type_code: str, pattern: re.Pattern[str] | None) -> Check:
 
 def _integer_check(type_code: str, minimum: int) -> Check:
     def check(value: object) -> str | None:
+        if type(value) is Decimal and value == value.to_integral_value():  # type: ignore[union-attr]
+            return f"{value} is out of range for {type_code}"  # a JSON integer beyond 64 bits
         if type(value) is not int:
             return f"expected a JSON integer for {type_code}, got {_json_type(value)}"
         if not minimum <= value <= INT32_MAX:
@@ -89,10 +99,13 @@ def _decimal_check(value: object) -> str | None:
     kind = type(value)
     if kind not in (int, float, Decimal):
         return f"expected a JSON number for decimal, got {_json_type(value)}"
-    # a float here came from an exponent or an integer too long for 64 bits: beyond 1e18 it
-    # cannot be kept digit for digit, and FHIR decimals must not change silently
+    # The JSON codec parses every number with a fraction, an exponent or more than 18 digits into
+    # an exact Decimal, so a float only comes from code that computed one: beyond 1e18 it cannot
+    # be kept digit for digit, and FHIR decimals must not change silently.
     if kind is float and abs(value) >= 1e18:  # type: ignore[arg-type]
         return "the number is too large to be stored exactly (more than 18 digits)"
+    if kind is Decimal and not value.is_finite():  # type: ignore[union-attr]
+        return "a decimal must be a finite number"
     return None
 
 
