@@ -69,6 +69,16 @@ ERRATA: dict[str, tuple[str, str]] = {
         "`start <= end` on date-times of different precision or time zones is 'unknown' in "
         "FHIRPath and failed; only a start that is certainly after the end fails",
     ),
+    "inv-1": (
+        "native (Task only)",
+        "Task's `lastModified >= authoredOn` compared date-times wrongly across time zones and "
+        "fractional seconds in the full engine (a Task modified at 09:00Z after being authored "
+        "at 10:00+02:00 failed); only an authoredOn certainly after lastModified fails",
+    ),
+    "mdd-1": (
+        "native",
+        "`whenHandedOver >= whenPrepared`: the same date-time comparison as Task inv-1",
+    ),
     "rng-2": (
         "native",
         "`low <= high` compares Quantities, which needs unit conversion; compared when both "
@@ -226,10 +236,10 @@ class CorePlans:
         key = constraint.get("key", "")
         if key in _STRUCTURAL:
             return None
-        native = _NATIVE.get(key)
+        native = _NATIVE.get((source, key)) or _NATIVE.get(key)
         expression = constraint.get("expression") or ""
         fix = ERRATA.get(key)
-        if fix is not None and fix[0] not in ("native", "skipped"):
+        if fix is not None and not fix[0].startswith(("native", "skipped")):
             expression = fix[0]
         if native is None and not expression:
             return None
@@ -246,7 +256,7 @@ class CorePlans:
             best_practice=key in BEST_PRACTICE,
         )
         if native is not None:
-            invariant.keys = _NATIVE_KEYS.get(key)
+            invariant.keys = _NATIVE_KEYS.get((source, key), _NATIVE_KEYS.get(key))
             return invariant
         selected = select_invariants(
             [{**constraint, "expression": expression}], source, frozenset()
@@ -481,6 +491,30 @@ def _per_1(value: Any, walk: Walk) -> str | None:
     return None
 
 
+def _date_order(earlier: str, later: str) -> Native:
+    """``later >= earlier`` on two date-time elements (Task inv-1, MedicationDispense mdd-1): fails
+    only when ``earlier`` is certainly after ``later`` (time zones and precision respected)."""
+
+    def check(value: Any, walk: Walk) -> str | None:
+        if type(value) is not dict:
+            return None
+        first, second = _bounds(value.get(earlier)), _bounds(value.get(later))
+        if first is None or second is None:
+            return None
+        low, _, first_zone = first
+        _, high, second_zone = second
+        if first_zone != second_zone:
+            if not first_zone:
+                low -= timedelta(hours=14)
+            if not second_zone:
+                high += timedelta(hours=14)
+        if low >= high:
+            return f"{earlier} {value[earlier]} is after {later} {value[later]}"
+        return None
+
+    return check
+
+
 def _number(value: Any) -> Decimal | None:
     if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
         return None
@@ -565,14 +599,19 @@ def _dom_6(value: Any, walk: Walk) -> str | None:
     return "A resource should have narrative for robust management"
 
 
-_NATIVE: dict[str, Native] = {
+# by key, or by (declaring type, key) where a key is not unique (inv-1 is Task's, Parameters'...)
+_NATIVE: dict[str | tuple[str, str], Native] = {
+    ("Task", "inv-1"): _date_order("authoredOn", "lastModified"),
+    ("MedicationDispense", "mdd-1"): _date_order("whenPrepared", "whenHandedOver"),
     "ref-1": _ref_1,
     "per-1": _per_1,
     "rng-2": _rng_2,
     "dom-3": _dom_3,
     "dom-6": _dom_6,
 }
-_NATIVE_KEYS: dict[str, frozenset[str] | None] = {
+_NATIVE_KEYS: dict[str | tuple[str, str], frozenset[str] | None] = {
+    ("Task", "inv-1"): frozenset({"authoredOn", "lastModified"}),
+    ("MedicationDispense", "mdd-1"): frozenset({"whenPrepared", "whenHandedOver"}),
     "ref-1": frozenset({"reference"}),
     "per-1": frozenset({"start", "end"}),
     "rng-2": frozenset({"low", "high"}),

@@ -122,6 +122,7 @@ class Node:
         "slice_rules",
         "slices",
         "slicing",
+        "source",
         "target_types",
         "type_codes",
         "types",
@@ -178,6 +179,7 @@ class Node:
         self.ref_target: Node | None = None
         self.fp_type: str | None = None
         self.active = False
+        self.source: str | None = None  # URL of the profile (OperationOutcome details.coding)
 
     def type_profiles(self, code: str) -> tuple[str, ...]:
         return tuple(p for t in self.types if t.code == code for p in t.profiles)
@@ -695,16 +697,16 @@ class ProfileValidator:
             problem = invariant.evaluate(val.value, fp_type, val.partner, ctx.resource, ctx.root)
             if problem is None:
                 continue
+            source = node.source
             if problem.startswith("could not be evaluated"):
-                ctx.add(
-                    "warning",
-                    "invariant",
-                    f"{invariant.key} {problem}: {invariant.expression}",
-                    val.path,
+                text = f"{invariant.key} {problem}: {invariant.expression}"
+                ctx.issues.append(
+                    Issue("warning", "invariant", text, val.path, invariant.key, source)
                 )
                 continue
             severity = "error" if invariant.severity == "error" else "warning"
-            ctx.add(severity, "invariant", f"{invariant.key}: {problem}", val.path)
+            text = f"{invariant.key}: {problem}"
+            ctx.issues.append(Issue(severity, "invariant", text, val.path, invariant.key, source))
 
     # -- extensions by URL -------------------------------------------------------------------
 
@@ -888,11 +890,10 @@ class ProfileValidator:
                 parent.children[node.name] = node
             nodes[node.id] = node
             self._prepare(node, element, profiled_type)
-        root.invariants = select_invariants(
-            elements[0].get("constraint", []), profiled_type, self._base_keys
-        )
+        root.invariants = self._select(elements[0].get("constraint", []), profiled_type)
         root.fp_type = profiled_type if sd.get("kind") == "resource" else None
         for node in nodes.values():
+            node.source = sd.get("url")
             self._slice_rules(node)
             if node.content_reference:
                 node.ref_target = nodes.get(node.content_reference)
@@ -908,10 +909,17 @@ class ProfileValidator:
             sd["url"], profiled_type, sd.get("kind", ""), root, sd.get("name", ""), target_profiles
         )
 
+    def _select(self, constraints: list[dict[str, Any]], profiled_type: str) -> list[Invariant]:
+        """The invariants a profile adds: the R4 base ones run for every resource in the
+        structural validator (core_invariants.py), so they are not repeated here."""
+        return [
+            invariant
+            for invariant in select_invariants(constraints, profiled_type, self._base_keys)
+            if invariant.native is not None or invariant.key not in self._base_keys
+        ]
+
     def _prepare(self, node: Node, element: dict[str, Any], profiled_type: str) -> None:
-        node.invariants = select_invariants(
-            element.get("constraint", []), profiled_type, self._base_keys
-        )
+        node.invariants = self._select(element.get("constraint", []), profiled_type)
         base_path = (element.get("base") or {}).get("path") or node.path
         base_element = self.model.element_at(base_path)
         if base_element is not None:

@@ -201,7 +201,7 @@ class StructuralValidator:
         for key, value in obj.items():
             if resource_root and key == "resourceType":
                 continue
-            if key[0] == "_" and run is not None and key[1:] not in obj:
+            if key[:1] == "_" and run is not None and key[1:] not in obj:
                 run.partial = True  # a primitive with extensions and no value
             spec = keys.get(key)
             if spec is None:

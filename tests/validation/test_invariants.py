@@ -12,6 +12,7 @@ from fhir_server.fhirpath import R4_MODEL
 from fhir_server.validation.fastpath import Fallback, Unsupported, compile_invariant
 from fhir_server.validation.invariants import USER_FUNCTIONS, Invariant, select_invariants
 from fhir_server.validation.profiles import ProfileValidator
+from fhir_server.validation.structure import StructuralValidator
 
 from .conftest import example, example_names
 from .test_profile_examples import INVALID
@@ -125,8 +126,10 @@ def test_dates_of_different_precision_fall_back() -> None:
 def test_every_invariant_agrees_with_fhirpathpy_on_the_examples(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Run all examples and invalid cases with both engines on every invariant evaluation."""
+    """Run all examples and invalid cases with both engines on every invariant evaluation (the
+    profile invariants and the R4 core invariants the structural validator runs)."""
     validator = ProfileValidator()
+    structural = StructuralValidator()
     original = Invariant.evaluate
     checked: list[str] = []
     disagreements: list[str] = []
@@ -152,6 +155,7 @@ def test_every_invariant_agrees_with_fhirpathpy_on_the_examples(
         resources.append(resource)
     for resource in resources:
         validator.validate(resource, resource["resourceType"])
+        structural.validate(resource, resource["resourceType"], best_practice=True)
     assert not disagreements, disagreements
     assert {"bib-pat-1", "bib-pat-2", "bib-prr-1", "bib-cp-1", "bib-task-2", "que-2", "pat-1"} <= (
         set(checked)
