@@ -36,7 +36,7 @@ from functools import cache
 from typing import Any
 
 from fhir_server.definitions import load_r4
-from fhir_server.model.structure import PRIMITIVE_TYPES, ComplexType, Model, r4_model
+from fhir_server.model.structure import ComplexType, Model, r4_model
 from fhir_server.validation.invariants import Invariant, select_invariants
 
 R4_SD = "http://hl7.org/fhir/StructureDefinition/"
@@ -400,10 +400,7 @@ def should_run(invariant: CoreInvariant, obj: Any, best_practice: bool) -> bool:
     keys = invariant.keys
     if keys is None or type(obj) is not dict:
         return True
-    for key in keys:
-        if key in obj:
-            return True
-    return False
+    return not keys.isdisjoint(obj)
 
 
 # -- native invariants ---------------------------------------------------------------------
@@ -623,4 +620,3 @@ _NATIVE_KEYS: dict[str | tuple[str, str], frozenset[str] | None] = {
 @cache
 def plans_for(model: Model) -> CorePlans:
     return CorePlans(model)
-
