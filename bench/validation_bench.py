@@ -10,6 +10,12 @@ For each resource (the BiB examples in tests/validation/examples/, a BiB Patient
 Each number is the best of ``--rounds`` timed rounds of ``--n`` validations on one CPU, in process.
 
     python bench/validation_bench.py [--n 5000] [--rounds 5] [--all]
+    python bench/validation_bench.py --baseline REV [--n 2000] [--rounds 5]
+
+``--baseline REV``: the structural validator (which runs the R4 core invariants on every write)
+of this code next to that of git revision REV, on every BiB example and on R4 resources where
+core invariants apply (an Observation with a Period and reference range, a Questionnaire with
+enableWhen, a Task, a transaction Bundle), each side in its own process, in the same run.
 """
 
 from __future__ import annotations
@@ -23,6 +29,58 @@ from typing import Any
 
 from fhir_server.validation.profiles import ProfileValidator
 from fhir_server.validation.structure import StructuralValidator
+
+CORE_CASES: dict[str, dict[str, Any]] = {
+    "R4 Observation (Period, Quantity, range)": {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+        "subject": {"reference": "Patient/p"},
+        "effectivePeriod": {"start": "2024-03-01T10:00:00+01:00", "end": "2024-03-01T10:05:00Z"},
+        "valueQuantity": {
+            "value": 72,
+            "unit": "/min",
+            "system": "http://unitsofmeasure.org",
+            "code": "/min",
+        },
+        "referenceRange": [{"low": {"value": 60}, "high": {"value": 100}, "text": "normal"}],
+    },
+    "R4 Questionnaire (enableWhen)": {
+        "resourceType": "Questionnaire",
+        "status": "active",
+        "item": [
+            {"linkId": "a", "type": "boolean", "text": "A?"},
+            {"linkId": "b", "type": "boolean", "text": "B?"},
+            {
+                "linkId": "c",
+                "type": "string",
+                "text": "C?",
+                "enableWhen": [
+                    {"question": "a", "operator": "=", "answerBoolean": True},
+                    {"question": "b", "operator": "exists", "answerBoolean": True},
+                ],
+                "enableBehavior": "any",
+            },
+        ],
+    },
+    "R4 Task (dates, references)": {
+        "resourceType": "Task",
+        "status": "requested",
+        "intent": "order",
+        "for": {"reference": "Patient/p"},
+        "authoredOn": "2024-03-01T10:00:00+01:00",
+        "lastModified": "2024-03-01T10:00:00Z",
+        "restriction": {"period": {"start": "2024-03-01", "end": "2024-04-01"}},
+    },
+}
+CORE_CASES["R4 transaction Bundle (3 entries)"] = {
+    "resourceType": "Bundle",
+    "type": "transaction",
+    "entry": [
+        {"resource": case, "request": {"method": "POST", "url": case["resourceType"]}}
+        for case in CORE_CASES.values()
+    ],
+}
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "tests" / "validation" / "examples"
 FIRST = "Patient-bib-example-patient-rrn"
@@ -44,7 +102,15 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=5000, help="validations per round")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--all", action="store_true", help="every BiB example, not only Patient")
+    parser.add_argument("--baseline", help="git revision to compare the structural validator with")
+    parser.add_argument("--structural-json", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.structural_json:
+        print(json.dumps(structural_rates(args.n, args.rounds)))
+        return
+    if args.baseline:
+        compare(args.baseline, args.n, args.rounds)
+        return
 
     structural = StructuralValidator()
     profiles = ProfileValidator()
@@ -73,6 +139,44 @@ def main() -> None:
         f"\nBiB Patient: {patient_rate:,.0f} profile validations/s "
         f"({verdict} the target of {TARGET:,}/s)"
     )
+
+
+def cases() -> dict[str, dict[str, Any]]:
+    out = {
+        p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted(EXAMPLES.glob("*.json"))
+    }
+    out.update(CORE_CASES)
+    return out
+
+
+def structural_rates(n: int, rounds: int) -> dict[str, float]:
+    validator = StructuralValidator()
+    out = {}
+    for name, resource in cases().items():
+        kind = resource["resourceType"]
+        errors = [i for i in validator.validate(resource, kind) if i.severity == "error"]
+        assert not errors, (name, errors)
+        out[name] = rate(lambda r=resource, k=kind: validator.validate(r, k), n, rounds)
+    return out
+
+
+def compare(revision: str, n: int, rounds: int) -> None:
+    """Structural validation (with the core invariants) of this code next to ``revision``."""
+    from baseline import extract, run
+
+    tree = extract(revision)
+    args = ["--structural-json", "--n", str(n), "--rounds", str(rounds)]
+    before: dict[str, float] = {}
+    after: dict[str, float] = {}
+    for _ in range(2):  # alternate, keep the best of each side (the machine's speed drifts)
+        for side, where in ((before, tree), (after, None)):
+            for name, value in json.loads(run(where, "validation_bench.py", args)).items():
+                side[name] = max(side.get(name, 0.0), value)
+    print(f"structural validation (+ R4 core invariants after): {revision} vs this tree")
+    print(f"{'resource':52} {'before/s':>10} {'after/s':>10} {'change':>8} {'+µs':>7}")
+    for name in before:
+        b, a = before[name], after[name]
+        print(f"{name:52} {b:10,.0f} {a:10,.0f} {(a / b - 1) * 100:7.1f}% {1e6 / a - 1e6 / b:7.1f}")
 
 
 if __name__ == "__main__":

@@ -19,31 +19,48 @@ import orjson
 from fhir_server.errors import bad_request
 
 # Where a number token might not survive orjson exactly: a fraction (".5"), an exponent ("1e5",
-# "2E-3") or an integer of 19 digits or more (orjson turns those into binary floats).
-_INEXACT = re.compile(rb"\.\d|[eE][+-]?\d|\d{19}")
+# "2E-3") or an integer of 19 digits or more (orjson turns those into binary floats). Python's re
+# only scans fast for a literal first character, so fractions are found by a regex starting with
+# "." and the others in a copy of the body whose digits are all "0" (literal searches).
+_FRACTION = re.compile(rb"\.\d")
+_ZEROS = bytes.maketrans(b"123456789", b"000000000")
 _NUMBER_PART = frozenset(b"0123456789.-+eE")
+_LONG = b"0" * 19
+
+
+def _in_number(body: bytes, start: int) -> bool:
+    """Whether position ``start`` is inside a JSON number token (not inside a string)."""
+    i = start - 1
+    while i >= 0 and body[i] in _NUMBER_PART:
+        i -= 1
+    while i >= 0 and body[i] in b" \t\r\n":
+        i -= 1
+    if i < 0:
+        return True
+    before = body[i]
+    if before in b",[":
+        return True
+    if before == 58:  # ':' ends a key only if a quote precedes it
+        i -= 1
+        while i >= 0 and body[i] in b" \t\r\n":
+            i -= 1
+        return i >= 0 and body[i] == 34
+    return False
 
 
 def _has_decimal_number(body: bytes) -> bool:
-    """True if a JSON number orjson could not keep exactly occurs (cheap literal scan, context
+    """True if a JSON number orjson could not keep exactly occurs (cheap literal scans, context
     checked: the candidate must be part of a number token, not of a string)."""
-    for match in _INEXACT.finditer(body):
-        i = match.start() - 1
-        while i >= 0 and body[i] in _NUMBER_PART:
-            i -= 1
-        while i >= 0 and body[i] in b" \t\r\n":
-            i -= 1
-        if i < 0:
+    for match in _FRACTION.finditer(body):
+        if _in_number(body, match.start()):
             return True
-        before = body[i]
-        if before in b",[":
-            return True
-        if before == 58:  # ':' ends a key only if a quote precedes it
-            i -= 1
-            while i >= 0 and body[i] in b" \t\r\n":
-                i -= 1
-            if i >= 0 and body[i] == 34:
+    flat = body.translate(_ZEROS)
+    for needle, offset in ((b"0e", 1), (b"0E", 1), (_LONG, 0)):
+        i = flat.find(needle)
+        while i != -1:
+            if _in_number(body, i + offset):
                 return True
+            i = flat.find(needle, i + 1)
     return False
 
 

@@ -53,6 +53,8 @@ class StructuralValidator:
         self.catalog = catalog if catalog is not None else default_catalog()
         self._bindings: dict[str, object] = {}
         self.plans = plans_for(self.model)
+        # structure name -> (its invariants, its elements' invariants by JSON key or None)
+        self._plan_cache: dict[str, tuple[tuple, dict | None]] = {}
 
     def validate(
         self, resource: object, expected_type: str | None = None, best_practice: bool = False
@@ -63,9 +65,11 @@ class StructuralValidator:
             return [Issue("error", "structure", "a resource must be a JSON object")]
         issues = _Run(best_practice)
         self._resource(resource, expected_type or "", "", issues, 0, contained=False)
-        if issues.queue and not any(i.severity == "error" for i in issues):
-            self._invariants(issues)
-        return list(issues)
+        if issues.queue:
+            if not any(i.severity == "error" for i in issues):
+                self._invariants(issues)
+            issues.queue = []
+        return issues
 
     def _invariants(self, run: _Run) -> None:
         for invariant, problem, path in evaluate_queue(run.queue, run.partial):
@@ -194,15 +198,17 @@ class StructuralValidator:
         run = issues if type(issues) is _Run else None
         element_plan = None
         if run is not None:
-            for invariant in self.plans.type_plan(structure):
-                if should_run(invariant, obj, run.best_practice):
-                    run.queue.append(Queued(invariant, obj, None, path, run.walk))
-            element_plan = self.plans.element_plan(structure) or None
+            plan = self._plan_cache.get(structure.name)
+            if plan is None:
+                plan = self._plan(structure)
+            type_plan, element_plan = plan
+            if type_plan:
+                for invariant in type_plan:
+                    if should_run(invariant, obj, run.best_practice):
+                        run.queue.append(Queued(invariant, obj, None, path, run.walk))
         for key, value in obj.items():
             if resource_root and key == "resourceType":
                 continue
-            if key[:1] == "_" and run is not None and key[1:] not in obj:
-                run.partial = True  # a primitive with extensions and no value
             spec = keys.get(key)
             if spec is None:
                 issues.append(
@@ -229,6 +235,8 @@ class StructuralValidator:
                 if not element.choice
                 else (f"{path}.{element.name}.ofType({spec.type_code})")
             )
+            if spec.extension_part and run is not None and key[1:] not in obj:
+                run.partial = True  # a primitive with extensions and no value
             if element_plan is not None:
                 own = element_plan.get(key[1:] if spec.extension_part else key)
                 if own is not None and (not spec.extension_part or key[1:] not in obj):
@@ -297,6 +305,11 @@ class StructuralValidator:
                 )
         if structure.name == "Extension":
             self._extension_rules(obj, path, issues)
+
+    def _plan(self, structure: ComplexType) -> tuple[tuple, dict | None]:
+        plan = (self.plans.type_plan(structure), self.plans.element_plan(structure) or None)
+        self._plan_cache[structure.name] = plan
+        return plan
 
     def _queue_element(
         self, run: _Run, invariants, obj: dict, key: str, extension_only: bool, where: str
