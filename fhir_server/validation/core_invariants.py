@@ -213,7 +213,7 @@ class CorePlans:
             if element.children is not None or spec.extension_part:
                 continue  # backbone elements: their type plan; "_x": looked up as "x"
             constraints = list(self._constraints.get(element.path, ()))
-            constraints += _type_profile_constraints(element.path)
+            constraints += _type_profile_constraints(element.path, spec.type_code)
             if not constraints:
                 continue
             context = self.model.types.get(spec.type_code)
@@ -342,24 +342,24 @@ def _profile_roots() -> dict[str, tuple[tuple[dict[str, Any], str], ...]]:
 
 
 @cache
-def _type_profile_paths() -> dict[str, tuple[str, ...]]:
-    """Element path -> R4 type profiles its type names (e.g. Range.low -> SimpleQuantity)."""
-    out: dict[str, tuple[str, ...]] = {}
+def _type_profile_paths() -> dict[tuple[str, str], tuple[str, ...]]:
+    """(element path, type) -> R4 type profiles it names (Range.low, Quantity -> SimpleQuantity)."""
+    out: dict[tuple[str, str], tuple[str, ...]] = {}
     for name in ("profiles-types", "profiles-resources"):
         for sd in load_r4(name):
             if sd.get("derivation") == "constraint":
                 continue
             for element in sd["snapshot"]["element"]:
-                profiles = tuple(p for t in element.get("type", ()) for p in t.get("profile", ()))
-                if profiles:
-                    out[element["path"]] = profiles
+                for type_ in element.get("type", ()):
+                    if type_.get("profile"):
+                        out[(element["path"], type_.get("code", ""))] = tuple(type_["profile"])
     return out
 
 
-def _type_profile_constraints(path: str) -> list[tuple[dict[str, Any], str]]:
+def _type_profile_constraints(path: str, type_code: str) -> list[tuple[dict[str, Any], str]]:
     roots = _profile_roots()
     out: list[tuple[dict[str, Any], str]] = []
-    for url in _type_profile_paths().get(path, ()):
+    for url in _type_profile_paths().get((path, type_code), ()):
         out.extend(roots.get(url, ()))
     return out
 

@@ -377,3 +377,21 @@ async def test_best_practice_dom_6_is_a_validate_warning_only(client: httpx.Asyn
     response = await client.post("/Patient/$validate", json=patient())
     warnings = invariant_issues(response.json(), "dom-6")
     assert [(w["severity"], w["expression"]) for w in warnings] == [("warning", ["Patient"])]
+
+
+async def test_invariants_of_the_type_profiles_an_element_names(client: httpx.AsyncClient) -> None:
+    """Observation.referenceRange.low is a SimpleQuantity: no comparator (sqty-1)."""
+    resource = observation(referenceRange=[{"low": {"value": 60, "comparator": "<"}}])
+    await assert_rejected(
+        client, resource, "sqty-1", "Observation.referenceRange[0].low", "SimpleQuantity"
+    )
+    resource["referenceRange"] = [{"low": {"value": 60}, "high": {"value": 100}}]
+    await create(client, resource)
+    # a Range whose low is above its high (rng-2), in the same units
+    del resource["referenceRange"]
+    resource["valueRange"] = {
+        "low": {"value": 100, "unit": "mg"},
+        "high": {"value": 60, "unit": "mg"},
+    }
+    del resource["valueQuantity"]
+    await assert_rejected(client, resource, "rng-2", "Observation.value.ofType(Range)", "Range")
