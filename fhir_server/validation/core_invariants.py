@@ -323,6 +323,38 @@ def _constraints_by_path() -> dict[str, tuple[tuple[dict[str, Any], str], ...]]:
 
 
 @cache
+def r4_expressions() -> dict[str, frozenset[str]]:
+    """Every R4 base constraint key -> its expressions (to recognise inherited constraints)."""
+    out: dict[str, set[str]] = {}
+    for name in ("profiles-types", "profiles-resources"):
+        for sd in load_r4(name):
+            for element in sd["snapshot"]["element"]:
+                for constraint in element.get("constraint", ()):
+                    out.setdefault(constraint.get("key", ""), set()).add(
+                        constraint.get("expression") or ""
+                    )
+    return {key: frozenset(values) for key, values in out.items()}
+
+
+@cache
+def _r4_urls() -> frozenset[str]:
+    return frozenset(
+        sd["url"] for name in ("profiles-types", "profiles-resources") for sd in load_r4(name)
+    )
+
+
+def inherited_from_r4(constraint: dict[str, Any]) -> bool:
+    """Whether a constraint in a profile's snapshot is one of the R4 base definitions' (which
+    the structural pass runs for every resource), not one the profile adds."""
+    source = constraint.get("source") or ""
+    if source:
+        return source in _r4_urls()
+    return (constraint.get("expression") or "") in r4_expressions().get(
+        constraint.get("key", ""), ()
+    )
+
+
+@cache
 def _profile_roots() -> dict[str, tuple[tuple[dict[str, Any], str], ...]]:
     """The own invariants of the R4 data type profiles (SimpleQuantity, MoneyQuantity)."""
     out: dict[str, tuple[tuple[dict[str, Any], str], ...]] = {}

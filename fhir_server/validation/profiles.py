@@ -27,7 +27,13 @@ from typing import Any
 from fhir_server.errors import Issue
 from fhir_server.model.structure import PRIMITIVE_TYPES, Model, r4_model
 from fhir_server.terminology.catalog import Catalog, default_catalog
-from fhir_server.validation.invariants import Invariant, base_constraint_keys, select_invariants
+from fhir_server.validation.core_invariants import inherited_from_r4
+from fhir_server.validation.invariants import (
+    NATIVE,
+    Invariant,
+    base_constraint_keys,
+    select_invariants,
+)
 from fhir_server.validation.registry import R4_BASE, DefinitionRegistry, strip_version
 from fhir_server.validation.slicing import SliceRule, build_matcher, json_equal, pattern_match
 from fhir_server.validation.snapshot import SnapshotError, generate_snapshot
@@ -912,11 +918,8 @@ class ProfileValidator:
     def _select(self, constraints: list[dict[str, Any]], profiled_type: str) -> list[Invariant]:
         """The invariants a profile adds: the R4 base ones run for every resource in the
         structural validator (core_invariants.py), so they are not repeated here."""
-        return [
-            invariant
-            for invariant in select_invariants(constraints, profiled_type, self._base_keys)
-            if invariant.native is not None or invariant.key not in self._base_keys
-        ]
+        own = [c for c in constraints if c.get("key") in NATIVE or not inherited_from_r4(c)]
+        return select_invariants(own, profiled_type, frozenset())
 
     def _prepare(self, node: Node, element: dict[str, Any], profiled_type: str) -> None:
         node.invariants = self._select(element.get("constraint", []), profiled_type)
