@@ -50,7 +50,7 @@ ERRATA: dict[str, tuple[str, str]] = {
         "than one enableWhen, enableBehavior must be specified'; fixed in R4B/R5",
     ),
     "que-7": (
-        "operator = 'exists' implies (answer is boolean)",
+        "native: operator = 'exists' implies (answer is boolean)",
         "`answer is Boolean` names the FHIRPath System type, which a FHIR boolean is not, so "
         "every valid 'exists' condition failed; R5 tests `answer is boolean`",
     ),
@@ -89,6 +89,12 @@ ERRATA: dict[str, tuple[str, str]] = {
         "not an R4 invariant: the packaged definitions carry the R4B backport of "
         "SubscriptionStatus, whose dom-r4b names R4B-only resource types",
     ),
+    "bdl-3": ("native", "for speed (every Bundle): `entry.all(request.exists() = ...)`"),
+    "bdl-4": ("native", "for speed (every Bundle): `entry.all(response.exists() = ...)`"),
+    "bdl-7": ("native", "for speed: `fullUrl & versionId` distinct (`&` is not in the fast path)"),
+    "bdl-11": ("native", "for speed: `resource.is(Composition)` needs the full engine"),
+    "bdl-12": ("native", "for speed: `resource.is(MessageHeader)` needs the full engine"),
+    "que-2": ("native", "for speed: `descendants().linkId.isDistinct()` on large Questionnaires"),
     "ele-1": ("native", "decided by the structural walk (an element has a value or children)"),
     "ext-1": ("native", "decided by the structural walk (value or extensions, not both)"),
     "dom-2": ("native", "decided by the structural walk"),
@@ -108,6 +114,7 @@ _WHOLE = frozenset({"children", "descendants", "repeat", "resolve", "$this", "$i
 _KEYWORDS = frozenset(
     {"and", "or", "xor", "implies", "true", "false", "in", "contains", "div", "mod", "is", "as"}
 )
+_RESOURCE_VAR = re.compile(r"%resource\b")
 _STRING = re.compile(r"'(?:[^'\\]|\\.)*'")
 _IDENT = re.compile(r"`([^`]+)`|(\$?[A-Za-z_]\w*)\s*(\()?")
 
@@ -122,7 +129,8 @@ class CoreInvariant:
     expression: str  # what runs (the errata's fix where there is one)
     source: str  # the definition that declares it, e.g. "Patient"
     fp_type: str  # FHIRPath type of the context, e.g. "Patient.contact", "Period"
-    keys: frozenset[str] | None  # JSON keys whose presence calls for evaluation; None: always
+    # skip when an object has none of the keys of one of these sets (None: always evaluate)
+    guards: tuple[frozenset[str], ...] | None
     evaluator: Invariant | None = None
     native: Native | None = None
     best_practice: bool = False
@@ -136,21 +144,19 @@ class Walk:
     root: dict[str, Any]
 
 
-@dataclass(slots=True)
-class Queued:
-    invariant: CoreInvariant
-    value: Any
-    partner: Any
-    path: str
-    walk: Walk
+# (invariant, value, "_x" partner, FHIRPath location, Walk): queued by the structural walk
+Queued = tuple
 
 
 # -- reading expressions -------------------------------------------------------------------
 
 
-def _names(expression: str) -> tuple[frozenset[str], bool]:
-    """(identifiers the expression reads as element names, whether it reads beyond them)."""
+def _names(expression: str, resource_context: bool = False) -> tuple[frozenset[str], bool]:
+    """(identifiers the expression reads as element names, whether it reads beyond them).
+    On a resource's root, ``%resource`` is the context itself."""
     text = _STRING.sub("''", expression)
+    if resource_context:
+        text = _RESOURCE_VAR.sub("", text)
     whole = "%" in text
     names: set[str] = set()
     for match in _IDENT.finditer(text):
@@ -256,7 +262,8 @@ class CorePlans:
             best_practice=key in BEST_PRACTICE,
         )
         if native is not None:
-            invariant.keys = _NATIVE_KEYS.get((source, key), _NATIVE_KEYS.get(key))
+            keys = _NATIVE_KEYS.get((source, key), _NATIVE_KEYS.get(key))
+            invariant.guards = None if keys is None else (keys,)
             return invariant
         selected = select_invariants(
             [{**constraint, "expression": expression}], source, frozenset()
@@ -264,32 +271,136 @@ class CorePlans:
         if not selected:
             return None
         invariant.evaluator = selected[0]
-        invariant.keys = _skip_keys(invariant, context)
+        invariant.guards = _guards(invariant, context)
         return invariant
 
 
-def _skip_keys(invariant: CoreInvariant, context: ComplexType | None) -> frozenset[str] | None:
-    """The JSON keys of the context whose absence lets the invariant be skipped (None: never)."""
+def _guards(
+    invariant: CoreInvariant, context: ComplexType | None
+) -> tuple[frozenset[str], ...] | None:
+    """Sets of JSON keys of the context such that, when an object has none of the keys of one
+    set, the invariant holds there without evaluation (None: always evaluate).
+
+    Each set comes from a part of the expression that makes it true on its own: the whole
+    expression, a term of a top-level ``or`` (``value.empty() or ...``) or the negated premise of
+    a top-level ``implies``. A part qualifies when it reads nothing but named children of the
+    context and holds on an object without them (decided once, with the full engine)."""
     if context is None or invariant.evaluator is None:
         return None
-    names, whole = _names(invariant.expression)
-    if whole:
-        return None
-    keys: set[str] = set()
-    for name in names:
-        element = context.elements.get(name)
-        if element is None:
-            continue
-        for key in context.json_keys_of(element):
-            keys.add(key)
-            keys.add("_" + key)
-    # the invariant must hold on an object without any of them (decided by the full engine)
     is_resource = r4_model().kinds.get(invariant.fp_type) == "resource"
     empty: dict[str, Any] = {"resourceType": invariant.fp_type} if is_resource else {}
-    problem = invariant.evaluator.evaluate_full(empty, invariant.fp_type, None, empty, empty)
-    if problem is not None:
+    guards: list[frozenset[str]] = []
+    for part in _guard_parts(invariant.expression):
+        head = _empty_chain_head(part)
+        if head is not None:
+            names, whole = frozenset({head}), False  # "x.y.where(...).empty()": true without x
+        else:
+            names, whole = _names(part, is_resource)
+        if whole:
+            continue
+        keys: set[str] = set()
+        for name in names:
+            element = context.elements.get(name)
+            if element is None:
+                continue
+            for key in context.json_keys_of(element):
+                keys.add(key)
+                keys.add("_" + key)
+        probe = select_invariants(
+            [{"key": invariant.key, "severity": "error", "expression": part}],
+            invariant.source,
+            frozenset(),
+        )
+        if not probe:
+            continue
+        if probe[0].evaluate_full(empty, invariant.fp_type, None, empty, empty) is None:
+            guards.append(frozenset(keys))
+    if not guards:
         return None
-    return frozenset(keys)
+    return tuple(sorted(set(guards), key=len))
+
+
+_EMPTY_PRESERVING = frozenset(
+    {"where", "select", "first", "last", "tail", "ofType", "as", "distinct", "skip", "take"}
+)
+_SEGMENT = re.compile(r"^([A-Za-z_]\w*)(\(.*\))?$", re.S)
+
+
+def _empty_chain_head(term: str) -> str | None:
+    """For ``name.step...step.empty()`` whose steps all give nothing on nothing (member names,
+    ``where``, ``select``, ``first``...): ``name``, whose absence makes the term true."""
+    segments = _split_top(term.strip(), ".", keyword=False)
+    if len(segments) < 2 or segments[-1].replace(" ", "") != "empty()":
+        return None
+    first = _SEGMENT.match(segments[0])
+    if first is None or first.group(2) is not None or first.group(1) in _KEYWORDS:
+        return None
+    for segment in segments[1:-1]:
+        match = _SEGMENT.match(segment)
+        if match is None:
+            return None
+        if match.group(2) is not None and match.group(1) not in _EMPTY_PRESERVING:
+            return None
+    return first.group(1)
+
+
+_NOT_OF = re.compile(r"^\((.*)\)\s*\.\s*not\(\)$", re.S)
+
+
+def _guard_parts(expression: str) -> list[str]:
+    """The whole expression, and the parts of it that make it true on their own."""
+    parts = [expression]
+    negated = _NOT_OF.match(expression.strip())
+    if negated is not None and len(_split_top(negated.group(1), "and")) > 1:
+        # "(a and b).not()" holds wherever a or b is false
+        parts.extend(f"({term}).not()" for term in _split_top(negated.group(1), "and"))
+        return parts
+    implies = _split_top(expression, "implies")
+    if len(implies) == 2:
+        parts.append(f"({implies[0]}).not()")
+        parts.append(implies[1])
+    elif len(implies) == 1 and not _split_top(expression, "xor")[1:]:
+        terms = _split_top(expression, "or")
+        if len(terms) > 1:
+            parts.extend(terms)
+    return parts
+
+
+def _split_top(expression: str, separator: str, *, keyword: bool = True) -> list[str]:
+    """``expression`` split at ``separator`` (a keyword such as ``or``, or a symbol such as
+    ``.``) outside parentheses and strings."""
+    out, depth, start, i, n = [], 0, 0, 0, len(expression)
+    size = len(separator)
+    while i < n:
+        char = expression[i]
+        if char in "'`":
+            end = i + 1
+            while end < n and expression[end] != char:
+                end += 2 if expression[end] == "\\" else 1
+            i = end + 1
+            continue
+        if char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+        elif (
+            depth == 0
+            and expression.startswith(separator, i)
+            and (
+                not keyword
+                or (
+                    (i == 0 or not (expression[i - 1].isalnum() or expression[i - 1] == "_"))
+                    and (i + size >= n or not expression[i + size].isalnum())
+                )
+            )
+        ):
+            out.append(expression[start:i].strip())
+            start = i + size
+            i = start
+            continue
+        i += 1
+    out.append(expression[start:].strip())
+    return out
 
 
 @cache
@@ -405,34 +516,31 @@ def evaluate_queue(queue: list[Queued], full: bool) -> list[tuple[CoreInvariant,
     ``full``: a primitive without a value (only ``_name``) occurs somewhere: the compiled fast
     path does not see those, so everything goes to the full engine."""
     out = []
-    for item in queue:
-        invariant = item.invariant
+    for invariant, value, partner, path, walk in queue:
         if invariant.native is not None:
-            problem = invariant.native(item.value, item.walk)
+            problem = invariant.native(value, walk)
         else:
             evaluator = invariant.evaluator
             assert evaluator is not None
-            walk = item.walk
             if full:
                 problem = evaluator.evaluate_full(
-                    item.value, invariant.fp_type, item.partner, walk.resource, walk.root
+                    value, invariant.fp_type, partner, walk.resource, walk.root
                 )
             else:
                 problem = evaluator.evaluate(
-                    item.value, invariant.fp_type, item.partner, walk.resource, walk.root
+                    value, invariant.fp_type, partner, walk.resource, walk.root
                 )
         if problem is not None:
-            out.append((invariant, problem, item.path))
+            out.append((invariant, problem, path))
     return out
 
 
-def should_run(invariant: CoreInvariant, obj: Any, best_practice: bool) -> bool:
-    if invariant.best_practice and not best_practice:
-        return False
-    keys = invariant.keys
-    if keys is None or type(obj) is not dict:
+def applicable(invariant: CoreInvariant, obj: Any) -> bool:
+    """False when a guard shows the invariant holds on ``obj`` without evaluating it."""
+    guards = invariant.guards
+    if guards is None or type(obj) is not dict:
         return True
-    return not keys.isdisjoint(obj)
+    return all(not keys.isdisjoint(obj) for keys in guards)
 
 
 # -- native invariants ---------------------------------------------------------------------
@@ -502,10 +610,27 @@ def _offset(zone: str) -> timedelta:
     return sign * timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6]))
 
 
+def _same_shape(a: Any, b: Any) -> bool:
+    """Two date/dateTime strings of the same precision and the same explicit offset: their
+    text order is their time order."""
+    if type(a) is not str or type(b) is not str or len(a) != len(b):
+        return False
+    if len(a) <= 10:
+        return True  # dates of the same precision, no time zone
+    if a[-1] == "Z" and b[-1] == "Z":
+        return True
+    return len(a) > 19 and a[-6] in "+-" and a[-6:] == b[-6:] and "." not in a[19:-6]
+
+
 def _per_1(value: Any, walk: Walk) -> str | None:
     if type(value) is not dict:
         return None
-    start, end = _bounds(value.get("start")), _bounds(value.get("end"))
+    start, end = value.get("start"), value.get("end")
+    if start is None or end is None:
+        return None
+    if _same_shape(start, end) and start <= end:
+        return None
+    start, end = _bounds(start), _bounds(end)
     if start is None or end is None:
         return None
     start_low, _, start_zone = start
@@ -527,7 +652,10 @@ def _date_order(earlier: str, later: str) -> Native:
     def check(value: Any, walk: Walk) -> str | None:
         if type(value) is not dict:
             return None
-        first, second = _bounds(value.get(earlier)), _bounds(value.get(later))
+        a, b = value.get(earlier), value.get(later)
+        if a is None or b is None or (_same_shape(a, b) and a <= b):
+            return None
+        first, second = _bounds(a), _bounds(b)
         if first is None or second is None:
             return None
         low, _, first_zone = first
@@ -628,10 +756,94 @@ def _dom_6(value: Any, walk: Walk) -> str | None:
     return "A resource should have narrative for robust management"
 
 
+def _bdl_entries(kind: str, types: frozenset[str]) -> Native:
+    """bdl-3 / bdl-4: every entry has a request (response) exactly when the Bundle type says."""
+
+    def check(value: Any, walk: Walk) -> str | None:
+        if type(value) is not dict:
+            return None
+        expected = value.get("type") in types
+        for index, entry in enumerate(value.get("entry") or ()):
+            if type(entry) is dict and (kind in entry) != expected:
+                has = "has" if kind in entry else "has no"
+                return f"entry[{index}] {has} {kind} in a {value.get('type')} Bundle"
+        return None
+
+    return check
+
+
+def _bdl_7(value: Any, walk: Walk) -> str | None:
+    if type(value) is not dict or value.get("type") == "history":
+        return None
+    seen: set[str] = set()
+    for entry in value.get("entry") or ():
+        if type(entry) is not dict or "fullUrl" not in entry:
+            continue
+        resource = entry.get("resource")
+        meta = resource.get("meta") if type(resource) is dict else None
+        version = meta.get("versionId") if type(meta) is dict else None
+        key = f"{entry['fullUrl']}{version or ''}"
+        if key in seen:
+            return f"the fullUrl {entry['fullUrl']} occurs more than once"
+        seen.add(key)
+    return None
+
+
+def _bdl_first(bundle_type: str, resource_type: str) -> Native:
+    """bdl-11 / bdl-12: a document (message) starts with a Composition (MessageHeader)."""
+
+    def check(value: Any, walk: Walk) -> str | None:
+        if type(value) is not dict or value.get("type") != bundle_type:
+            return None
+        entries = value.get("entry") or ()
+        first = entries[0] if entries and type(entries[0]) is dict else {}
+        resource = first.get("resource")
+        if type(resource) is dict and resource.get("resourceType") == resource_type:
+            return None
+        return f"the first entry of a {bundle_type} must be a {resource_type}"
+
+    return check
+
+
+def _que_2(value: Any, walk: Walk) -> str | None:
+    seen: set[Any] = set()
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if type(item) is dict:
+            link = item.get("linkId")
+            if link is not None and type(link) is not dict and type(link) is not list:
+                if link in seen:
+                    return f"the linkId {link!r} occurs more than once"
+                seen.add(link)
+            stack.extend(v for v in item.values() if type(v) is dict or type(v) is list)
+        elif type(item) is list:
+            stack.extend(v for v in item if type(v) is dict or type(v) is list)
+    return None
+
+
+def _que_7(value: Any, walk: Walk) -> str | None:
+    if type(value) is not dict or value.get("operator") != "exists":
+        return None
+    if "answerBoolean" in value or "_answerBoolean" in value:
+        return None
+    return "the 'exists' operator needs answerBoolean"
+
+
+_TRANSFER = frozenset({"batch", "transaction", "history"})
+_RESPONSE = frozenset({"batch-response", "transaction-response", "history"})
+
 # by key, or by (declaring type, key) where a key is not unique (inv-1 is Task's, Parameters'...)
 _NATIVE: dict[str | tuple[str, str], Native] = {
     ("Task", "inv-1"): _date_order("authoredOn", "lastModified"),
     ("MedicationDispense", "mdd-1"): _date_order("whenPrepared", "whenHandedOver"),
+    "bdl-3": _bdl_entries("request", _TRANSFER),
+    "bdl-4": _bdl_entries("response", _RESPONSE),
+    "bdl-7": _bdl_7,
+    "bdl-11": _bdl_first("document", "Composition"),
+    "bdl-12": _bdl_first("message", "MessageHeader"),
+    "que-2": _que_2,
+    "que-7": _que_7,
     "ref-1": _ref_1,
     "per-1": _per_1,
     "rng-2": _rng_2,
@@ -641,6 +853,13 @@ _NATIVE: dict[str | tuple[str, str], Native] = {
 _NATIVE_KEYS: dict[str | tuple[str, str], frozenset[str] | None] = {
     ("Task", "inv-1"): frozenset({"authoredOn", "lastModified"}),
     ("MedicationDispense", "mdd-1"): frozenset({"whenPrepared", "whenHandedOver"}),
+    "bdl-3": frozenset({"entry"}),
+    "bdl-4": frozenset({"entry"}),
+    "bdl-7": frozenset({"entry"}),
+    "bdl-11": None,
+    "bdl-12": None,
+    "que-2": frozenset({"item"}),
+    "que-7": frozenset({"operator"}),
     "ref-1": frozenset({"reference"}),
     "per-1": frozenset({"start", "end"}),
     "rng-2": frozenset({"low", "high"}),

@@ -21,9 +21,9 @@ from fhir_server.validation.core_invariants import (
     R4_SD,
     Queued,
     Walk,
+    applicable,
     evaluate_queue,
     plans_for,
-    should_run,
 )
 from fhir_server.validation.primitives import primitive_checks
 
@@ -36,11 +36,12 @@ _NO_WALK = Walk({}, {})
 class _Run(list):
     """The issues of one validation, plus what the walk gathered for the invariants."""
 
-    __slots__ = ("best_practice", "partial", "queue", "walk")
+    __slots__ = ("best_practice", "partial", "plans", "queue", "walk")
 
-    def __init__(self, best_practice: bool) -> None:
+    def __init__(self, best_practice: bool, plans: dict) -> None:
         super().__init__()
         self.best_practice = best_practice
+        self.plans = plans
         self.queue: list[Queued] = []
         self.walk: Walk = _NO_WALK
         self.partial = False  # some primitive has no value (only "_name" or a null in an array)
@@ -53,8 +54,9 @@ class StructuralValidator:
         self.catalog = catalog if catalog is not None else default_catalog()
         self._bindings: dict[str, object] = {}
         self.plans = plans_for(self.model)
-        # structure name -> (its invariants, its elements' invariants by JSON key or None)
-        self._plan_cache: dict[str, tuple[tuple, dict | None]] = {}
+        # structure name -> (its invariants, its elements' invariants by JSON key, or None when
+        # it has none); one cache without, one with the best-practice invariants
+        self._plan_caches: tuple[dict[str, tuple[tuple, dict | None]], ...] = ({}, {})
 
     def validate(
         self, resource: object, expected_type: str | None = None, best_practice: bool = False
@@ -63,7 +65,7 @@ class StructuralValidator:
         con-3) as warnings, for $validate (a write ignores warnings, so it skips them)."""
         if not isinstance(resource, dict):
             return [Issue("error", "structure", "a resource must be a JSON object")]
-        issues = _Run(best_practice)
+        issues = _Run(best_practice, self._plan_caches[best_practice])
         self._resource(resource, expected_type or "", "", issues, 0, contained=False)
         if issues.queue:
             if not any(i.severity == "error" for i in issues):
@@ -198,14 +200,20 @@ class StructuralValidator:
         run = issues if type(issues) is _Run else None
         element_plan = None
         if run is not None:
-            plan = self._plan_cache.get(structure.name)
+            plan = run.plans.get(structure.name)
             if plan is None:
-                plan = self._plan(structure)
+                plan = self._plan(structure, run.best_practice)
             type_plan, element_plan = plan
-            if type_plan:
-                for invariant in type_plan:
-                    if should_run(invariant, obj, run.best_practice):
-                        run.queue.append(Queued(invariant, obj, None, path, run.walk))
+            for invariant in type_plan:
+                guards = invariant.guards
+                if guards is not None:
+                    for guard in guards:
+                        if guard.isdisjoint(obj):
+                            break
+                    else:
+                        run.queue.append((invariant, obj, None, path, run.walk))
+                else:
+                    run.queue.append((invariant, obj, None, path, run.walk))
         for key, value in obj.items():
             if resource_root and key == "resourceType":
                 continue
@@ -306,9 +314,17 @@ class StructuralValidator:
         if structure.name == "Extension":
             self._extension_rules(obj, path, issues)
 
-    def _plan(self, structure: ComplexType) -> tuple[tuple, dict | None]:
-        plan = (self.plans.type_plan(structure), self.plans.element_plan(structure) or None)
-        self._plan_cache[structure.name] = plan
+    def _plan(self, structure: ComplexType, best_practice: bool) -> tuple[tuple, dict | None]:
+        def keep(invariants: tuple) -> tuple:
+            return tuple(i for i in invariants if best_practice or not i.best_practice)
+
+        elements = {
+            key: kept
+            for key, invariants in self.plans.element_plan(structure).items()
+            if (kept := keep(invariants))
+        }
+        plan = (keep(self.plans.type_plan(structure)), elements or None)
+        self._plan_caches[best_practice][structure.name] = plan
         return plan
 
     def _queue_element(
@@ -329,8 +345,8 @@ class StructuralValidator:
 
     def _queue_value(self, run: _Run, invariants, value: Any, partner: Any, where: str) -> None:
         for invariant in invariants:
-            if should_run(invariant, value, run.best_practice):
-                run.queue.append(Queued(invariant, value, partner, where, run.walk))
+            if applicable(invariant, value):
+                run.queue.append((invariant, value, partner, where, run.walk))
 
     def _value(
         self, value, type_code: str, element, path: str, issues: list[Issue], depth: int
