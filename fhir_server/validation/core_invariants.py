@@ -622,13 +622,23 @@ def _same_shape(a: Any, b: Any) -> bool:
     return len(a) > 19 and a[-6] in "+-" and a[-6:] == b[-6:] and "." not in a[19:-6]
 
 
+def _surely_ordered(a: Any, b: Any) -> bool:
+    """A quick yes for ``a <= b`` (the common case); False means "look closer"."""
+    if _same_shape(a, b):
+        return a <= b
+    if type(a) is str and type(b) is str and len(a) > 19 and len(b) > 19:
+        try:  # two date-times with (different) offsets; C-fast parse
+            return datetime.fromisoformat(a) <= datetime.fromisoformat(b)
+        except (ValueError, TypeError):
+            return False
+    return False
+
+
 def _per_1(value: Any, walk: Walk) -> str | None:
     if type(value) is not dict:
         return None
     start, end = value.get("start"), value.get("end")
-    if start is None or end is None:
-        return None
-    if _same_shape(start, end) and start <= end:
+    if start is None or end is None or _surely_ordered(start, end):
         return None
     start, end = _bounds(start), _bounds(end)
     if start is None or end is None:
@@ -653,7 +663,7 @@ def _date_order(earlier: str, later: str) -> Native:
         if type(value) is not dict:
             return None
         a, b = value.get(earlier), value.get(later)
-        if a is None or b is None or (_same_shape(a, b) and a <= b):
+        if a is None or b is None or _surely_ordered(a, b):
             return None
         first, second = _bounds(a), _bounds(b)
         if first is None or second is None:
@@ -806,19 +816,23 @@ def _bdl_first(bundle_type: str, resource_type: str) -> Native:
 
 
 def _que_2(value: Any, walk: Walk) -> str | None:
+    """``descendants().linkId.isDistinct()``: the linkIds of all items at any depth."""
     seen: set[Any] = set()
     stack = [value]
     while stack:
-        item = stack.pop()
-        if type(item) is dict:
+        items = stack.pop().get("item")
+        if type(items) is not list:
+            continue
+        for item in items:
+            if type(item) is not dict:
+                continue
             link = item.get("linkId")
-            if link is not None and type(link) is not dict and type(link) is not list:
+            if type(link) is str:
                 if link in seen:
                     return f"the linkId {link!r} occurs more than once"
                 seen.add(link)
-            stack.extend(v for v in item.values() if type(v) is dict or type(v) is list)
-        elif type(item) is list:
-            stack.extend(v for v in item if type(v) is dict or type(v) is list)
+            if "item" in item:
+                stack.append(item)
     return None
 
 
