@@ -64,16 +64,24 @@ def _has_decimal_number(body: bytes) -> bool:
     return False
 
 
+# Magnitudes are kept within what a float can order (1e-308 .. 1e308), as the search index
+# stores numbers as floats: 1e999 is refused. Precision (the number of digits) is not limited.
+MAX_EXPONENT = 308
+
+
 def _decimal(text: str) -> Decimal:
-    """FHIR decimals have no size limit (R4 decimal regex): kept exactly, digit for digit."""
-    return Decimal(text)
+    """FHIR decimals have no precision limit (R4 decimal regex): kept exactly, digit for digit."""
+    value = Decimal(text)
+    if value and abs(value.adjusted()) > MAX_EXPONENT:
+        raise ValueError("number out of range")
+    return value
 
 
 def _int(text: str) -> int | Decimal:
     """Integers beyond 18 digits stay exact as Decimal (orjson cannot write Python ints beyond
     64 bits; the validator reports them as out of range where an integer type is expected)."""
     if len(text) > 18:
-        return Decimal(text)
+        return _decimal(text)
     return int(text)
 
 

@@ -313,7 +313,8 @@ def _guards(
         )
         if not probe:
             continue
-        if probe[0].evaluate_full(empty, invariant.fp_type, None, empty, empty) is None:
+        holds = probe[0].evaluate_full(empty, invariant.fp_type, None, empty, empty) is None
+        if holds and probe[0].broken is None:  # a part the engine cannot read is no guard
             guards.append(frozenset(keys))
     if not guards:
         return None
