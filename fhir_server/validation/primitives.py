@@ -56,9 +56,18 @@ def _valid_calendar_date(text: str) -> bool:
 _CONTROL_CHARACTER = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 
+# string and markdown: the R4 regex "[ \r\n\t\S]+" (ASCII) allows every character but \x0b and
+# \x0c; together with the control-character rule that is one character class, one pass.
+_STRING_WITHOUT_CONTROLS = re.compile(r"[^\x00-\x08\x0b\x0c\x0e-\x1f]+")
+# types whose R4 regex admits no control character at all: no second scan needed
+_NO_CONTROLS_POSSIBLE = frozenset({"date", "dateTime", "instant", "time", "id", "oid", "uuid"})
+
+
 def _string_check(type_code: str, pattern: re.Pattern[str] | None) -> Check:
     fullmatch = pattern.fullmatch if pattern else None
     calendar = type_code in ("date", "dateTime", "instant")
+    quick = _STRING_WITHOUT_CONTROLS.fullmatch if type_code in ("string", "markdown") else None
+    scan_controls = type_code not in _NO_CONTROLS_POSSIBLE
 
     def check(value: object) -> str | None:
         if type(value) is not str:
@@ -67,14 +76,17 @@ def _string_check(type_code: str, pattern: re.Pattern[str] | None) -> Check:
             return f"an empty string is not a valid {type_code}"
         if len(value) > MAX_STRING_BYTES // 4 and len(value.encode()) > MAX_STRING_BYTES:
             return f"{type_code} is longer than 1 MB"
+        if quick is not None and quick(value) is not None:
+            return None  # the R4 regex and the control-character rule in one pass
         if fullmatch is not None and fullmatch(value) is None:
             return f"{_quote(value)} is not a valid {type_code}"
-        control = _CONTROL_CHARACTER.search(value)
-        if control is not None:
-            return (
-                f"{type_code} contains the control character U+{ord(control.group()):04X}, "
-                "which FHIR strings must not contain"
-            )
+        if scan_controls:
+            control = _CONTROL_CHARACTER.search(value)
+            if control is not None:
+                return (
+                    f"{type_code} contains the control character U+{ord(control.group()):04X}, "
+                    "which FHIR strings must not contain"
+                )
         if calendar and not _valid_calendar_date(value):
             return f"{_quote(value)} is not a valid calendar date"
         return None

@@ -38,8 +38,7 @@ class _Run(list):
 
     __slots__ = ("best_practice", "partial", "plans", "queue", "walk")
 
-    def __init__(self, best_practice: bool, plans: dict) -> None:
-        super().__init__()
+    def __init__(self, best_practice: bool, plans: dict) -> None:  # the list starts empty
         self.best_practice = best_practice
         self.plans = plans
         self.queue: list[Queued] = []
