@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from fhir_server.json_codec import parse
 from fhir_server.validation.profiles import ProfileValidator
 from fhir_server.validation.structure import StructuralValidator
 
@@ -81,6 +83,9 @@ CORE_CASES["R4 transaction Bundle (3 entries)"] = {
         for case in CORE_CASES.values()
     ],
 }
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from rest_throughput import PATIENT  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "tests" / "validation" / "examples"
 FIRST = "Patient-bib-example-patient-rrn"
@@ -158,14 +163,21 @@ def compare(revision: str, n: int, rounds: int) -> None:
     from baseline import extract
 
     tree = extract(revision)
-    spec = importlib.util.spec_from_file_location(
-        "structure_before", tree / "fhir_server" / "validation" / "structure.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+
+    def load(name: str, relative: str) -> Any:
+        spec = importlib.util.spec_from_file_location(name, tree / relative)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    module = load("structure_before", "fhir_server/validation/structure.py")
+    codec = load("json_codec_before", "fhir_server/json_codec.py")
     validators = {"before": module.StructuralValidator(), "after": StructuralValidator()}
-    resources = cases()
+    parsers = {"before": codec.parse, "after": parse}
+    resources = {"bench Patient (rest_throughput.py, the create benchmark)": PATIENT}
+    resources.update(cases())
+    bodies = {name: json.dumps(resource).encode() for name, resource in resources.items()}
     for resource in resources.values():
         for validator in validators.values():
             validator.validate(resource, resource["resourceType"])  # warm caches and plans
@@ -174,13 +186,15 @@ def compare(revision: str, n: int, rounds: int) -> None:
     for _ in range(rounds):
         for name, resource in resources.items():
             kind = resource["resourceType"]
+            body = bodies[name]
             for side, validator in validators.items():
+                read = parsers[side]
                 started = time.thread_time()
                 for _ in range(n):
-                    validator.validate(resource, kind)
+                    validator.validate(read(body), kind)
                 cost = (time.thread_time() - started) / n * 1e6
                 best[(name, side)] = min(best.get((name, side), cost), cost)
-    print(f"structural validation (+ R4 core invariants after): {revision} vs this tree")
+    print(f"JSON parse + structural validation (+ R4 core invariants): {revision} vs this tree")
     print(f"{'resource':52} {'before µs':>10} {'after µs':>10} {'added':>8} {'change':>8}")
     for name in resources:
         before, after = best[(name, "before")], best[(name, "after")]
@@ -188,7 +202,7 @@ def compare(revision: str, n: int, rounds: int) -> None:
             f"{name:52} {before:10.1f} {after:10.1f} {after - before:+8.1f} "
             f"{(after / before - 1) * 100:+7.1f}%"
         )
-    print(f"CPU µs per validation, best of {rounds} rounds of {n}, turn by turn in one process")
+    print(f"CPU µs per parse + validation, best of {rounds} rounds of {n}, turn by turn")
 
 
 if __name__ == "__main__":
