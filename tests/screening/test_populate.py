@@ -59,8 +59,8 @@ INTAKE = {
         {"linkId": "birth", "type": "date", "extension": [initial("%patient.birthDate")]},
         {"linkId": "ga", "type": "integer", "extension": [initial("%gestation.entry.resource.valueQuantity.value")]},
         {"linkId": "where", "type": "string", "extension": [initial("%encounter.class.code")]},
-        {"linkId": "lang", "type": "choice", "initial": [{"valueCoding": {"system": "urn:ietf:bcp:47", "code": "nl-BE"}}],
-         "answerOption": [{"valueCoding": {"system": "urn:ietf:bcp:47", "code": "nl-BE"}}, {"valueCoding": {"system": "urn:ietf:bcp:47", "code": "fr-BE"}}]},
+        {"linkId": "lang", "type": "choice",  # R4 que-11: with answerOption, the default is initialSelected
+         "answerOption": [{"valueCoding": {"system": "urn:ietf:bcp:47", "code": "nl-BE"}, "initialSelected": True}, {"valueCoding": {"system": "urn:ietf:bcp:47", "code": "fr-BE"}}]},
         {"linkId": "history", "type": "group", "repeats": True,
          "extension": [{"url": SDC + "sdc-questionnaire-itemPopulationContext", "valueExpression": {"name": "condition", "language": "text/fhirpath", "expression": "%conditions.entry.resource"}}],
          "item": [{"linkId": "history-text", "type": "string", "extension": [initial("%condition.code.text")]}]},
@@ -71,7 +71,8 @@ INTAKE = {
 
 
 async def seed(fhir: httpx.AsyncClient) -> None:
-    assert (await fhir.put("/Questionnaire/intake", json=INTAKE)).status_code == 201
+    stored = await fhir.put("/Questionnaire/intake", json=INTAKE)
+    assert stored.status_code == 201, stored.text
     for resource in (
         {"resourceType": "Observation", "status": "final", "subject": {"reference": "Patient/p1"}, "effectiveDateTime": "2026-10-01",
          "code": {"coding": [{"system": "http://loinc.org", "code": "11884-4"}]}, "valueQuantity": {"value": 11, "unit": "wk"}},
