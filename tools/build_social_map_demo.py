@@ -1,3 +1,4 @@
+# ruff: noqa: E501, E402  (a data table; the import follows the sys.path set-up)
 """Generate fhir_server/demo/30-social-map.json: a fictional social map of about 90 services in
 the 19 Brussels municipalities (5 care zones) and two Flemish eerstelijnszones, nl + fr (some
 en). Names are made up ("fictief" / "fictif"); places and NIS codes are real. Deterministic:
@@ -14,8 +15,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from fhir_server.socialmap import model  # noqa: E402
-from fhir_server.socialmap.importer.build import (  # noqa: E402
+from fhir_server.socialmap import model
+from fhir_server.socialmap.importer.build import (
     Classification,
     Contact,
     Place,
@@ -563,7 +564,7 @@ def main() -> None:
         resources.extend(built)
         count += 1
 
-    for nis, (fr, nl, zone, *_rest) in BRUSSELS.items():
+    for nis, (fr, nl, _zone, *_rest) in BRUSSELS.items():
         for kind, role in (
             ("cpas", "assistant(e) social(e)"),
             ("one", "infirmier(ère) de consultation"),
