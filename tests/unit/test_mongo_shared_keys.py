@@ -97,6 +97,27 @@ async def test_a_rotation_reaches_the_other_server(two_servers: list[ServerApp])
     assert new_kid in keys and len(keys) == 2
 
 
+async def test_a_paging_link_from_one_server_opens_on_the_other(two_servers: list[ServerApp]):
+    """The paging-cursor key is shared too: behind the round-robin proxy, the next page of a
+    search is often served by the other replica."""
+    first, second = two_servers
+    bearer = token(first)
+    for app in two_servers:  # audited requests: AuditEvents to page through (admin may read)
+        for _ in range(2):
+            assert (await get(app, "/Patient", bearer)).status_code == 200
+    assert first.service.sealer.key == second.service.sealer.key
+    page = await get(first, "/AuditEvent?_count=1", bearer)
+    assert page.status_code == 200, page.text
+    links = {link["relation"]: link["url"] for link in page.json()["link"]}
+    following = await get(second, links["next"].removeprefix(TEST_BASE), bearer)
+    assert following.status_code == 200, following.text
+    entries = following.json()["entry"]
+    assert (
+        len(entries) == 1
+        and entries[0]["resource"]["id"] != page.json()["entry"][0]["resource"]["id"]
+    )
+
+
 async def test_a_token_from_a_foreign_key_is_still_refused(two_servers: list[ServerApp]):
     from joserfc import jwt
     from joserfc.jwk import RSAKey

@@ -308,6 +308,10 @@ class MongoStore:
         self._primary = self._versions.with_options(read_preference=ReadPreference.PRIMARY)
         self._counters = self._db.get_collection(COUNTERS, read_preference=ReadPreference.PRIMARY)
         self._meta = self._db.get_collection(META, read_preference=ReadPreference.PRIMARY)
+        # bookkeeping of append-only units whose loss in a failover costs only a delay or an
+        # estimate (a withdrawn announcement, statistics): acknowledged by the primary alone,
+        # so an audited request waits for no more majority round trips than its own insert's
+        self._bookkeeping = self._counters.with_options(write_concern=WriteConcern(w=1))
         try:
             await self._prepare()
         except MongoUnavailable:
@@ -970,26 +974,35 @@ class MongoStore:
             docs.append(version_document(version, n + offset, index))
             versions.append(_with_seq(version, n + offset))
         try:
-            try:
-                await self._versions.insert_many(docs, ordered=False)
-            except BulkWriteError as exc:  # all or nothing: take back what went in
-                await self._versions.delete_many(
-                    {"s": {"$gte": n + 1, "$lte": n + k}, "t": one_or_in(types)}
-                )
-                if _duplicate(exc):
-                    raise CommitConflict("an appended resource id exists already") from exc
-                raise
-            deltas: dict[str, int] = {}
-            for v in versions:
-                _count_delta(deltas, v, 0)
-            await self._counters.update_one(  # not the group's document: no WriteConflict
-                {"_id": APPEND_STATS_ID},
-                {"$inc": {f"types.{t}": c for t, c in deltas.items()}},
-                upsert=True,
-            )
-        finally:
-            await self._counters.update_one({"_id": SEQUENCE_ID}, {"$pull": {"f": {"lo": n + 1}}})
+            await self._versions.insert_many(docs, ordered=False)
+        except BaseException as exc:
+            with contextlib.suppress(PyMongoError):
+                if isinstance(exc, BulkWriteError):  # all or nothing: take back what went in
+                    await self._versions.delete_many(
+                        {"s": {"$gte": n + 1, "$lte": n + k}, "t": one_or_in(types)}
+                    )
+                await self._withdraw(n)
+            if isinstance(exc, BulkWriteError) and _duplicate(exc):
+                raise CommitConflict("an appended resource id exists already") from exc
+            raise
+        deltas: dict[str, int] = {}
+        for v in versions:
+            _count_delta(deltas, v, 0)
+        # the events are durable (the insert's write concern): the statistics (not the group's
+        # document: no WriteConflict with it) and the withdrawal go together, primary-acknowledged
+        statistics = self._bookkeeping.update_one(
+            {"_id": APPEND_STATS_ID},
+            {"$inc": {f"types.{t}": c for t, c in deltas.items()}},
+            upsert=True,
+        )
+        for outcome in await asyncio.gather(statistics, self._withdraw(n), return_exceptions=True):
+            if isinstance(outcome, BaseException):  # the range expires after INFLIGHT_S anyway
+                log.warning("append-only bookkeeping failed: %s", type(outcome).__name__)
         unit.written = versions
+
+    async def _withdraw(self, n: int) -> None:
+        """Withdraw the announcement of the range that starts after ``n``."""
+        await self._bookkeeping.update_one({"_id": SEQUENCE_ID}, {"$pull": {"f": {"lo": n + 1}}})
 
     # -- standalone ---------------------------------------------------------------------------
 
