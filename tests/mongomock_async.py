@@ -27,6 +27,10 @@ and each commit fails with the given probability, the way a failover, a WriteCon
 transaction lifetime or a lost commit reply fail on MongoDB (error codes and labels as the
 server sends them; the transaction is then aborted, except after a lost commit reply, where the
 commit may or may not have happened and committing again is answered as MongoDB answers it).
+With ``Faults.outside`` naming collections, writes outside transactions to them (``update_one``,
+``insert_many``) fail too, as a retryable write fails once PyMongo's own single retry has failed:
+the primary stepped down before the write (NotPrimaryError, nothing applied) or the reply was lost
+(AutoReconnect after the write was applied).
 Not emulated: write concerns, index use (mongomock scans; indexes are created and unique ones are
 enforced; tests/unit/test_mongo_index_bounds.py checks index use on the recorded filters), time
 limits (``maxTimeMS`` is accepted and recorded).
@@ -46,10 +50,13 @@ from typing import Any
 
 import mongomock
 from pymongo.errors import (
+    AutoReconnect,
     BulkWriteError,
+    ConnectionFailure,
     DuplicateKeyError,
     ExecutionTimeout,
     InvalidOperation,
+    NotPrimaryError,
     OperationFailure,
     ServerSelectionTimeoutError,
 )
@@ -57,6 +64,9 @@ from pymongo.results import BulkWriteResult, InsertManyResult
 from pymongo.write_concern import WriteConcern
 
 FAULTS = ("transient", "write_conflict", "lifetime", "unknown_commit")
+# a write outside a transaction that still fails after PyMongo's own retry of a retryable write:
+# the primary stepped down before it (nothing applied), or the reply was lost (applied)
+WRITE_FAULTS = ("not_primary", "reply_lost")
 
 
 @dataclass
@@ -67,6 +77,8 @@ class Faults:
     rate: float = 0.1
     kinds: tuple[str, ...] = FAULTS
     injected: dict[str, int] = field(default_factory=dict)
+    # collections whose writes outside transactions (update_one, insert_many) fail too
+    outside: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self.random = random.Random(self.seed)
@@ -80,6 +92,12 @@ class Faults:
         kind = self.random.choice(kinds)
         self.injected[kind] = self.injected.get(kind, 0) + 1
         return kind
+
+
+def write_fault(kind: str) -> ConnectionFailure:
+    if kind == "reply_lost":
+        return AutoReconnect("connection reset while waiting for the reply")
+    return NotPrimaryError("not primary", {"code": 10107, "errorLabels": ["RetryableWriteError"]})
 
 
 def fault_error(kind: str) -> OperationFailure:
@@ -168,6 +186,21 @@ class MockServer:
         if self.writer is session:
             self.writer = None
         raise fault_error(kind)
+
+    def outside_fault(self, collection: Any, session: Any) -> str | None:
+        """Maybe fail a write outside a transaction (``Faults.outside``): the kind drawn."""
+        faults = self.faults
+        if faults is None or collection.name not in faults.outside:
+            return None
+        if session is not None and session.in_transaction:
+            return None
+        if faults.random.random() >= faults.rate:
+            return None
+        kind = faults.random.choice(WRITE_FAULTS)
+        faults.injected[kind] = faults.injected.get(kind, 0) + 1
+        if kind == "not_primary":
+            raise write_fault(kind)
+        return kind  # applied, then the reply is lost
 
     async def wait_for_writer(self, collection: Any, session: Any) -> None:
         """A write outside a transaction waits while the writing transaction holds documents of
@@ -510,9 +543,12 @@ class AsyncMockCollection:
     ) -> Any:
         await asyncio.sleep(0)
         await self._outside(session)
+        lost = self.mock_server.outside_fault(self.sync, session)
         active = self._write(session, filter_)
         result = self.sync.update_one(filter_, update, upsert=upsert)
         self._inserted(active, self.sync, result.upserted_id)
+        if lost:
+            raise write_fault(lost)
         return result
 
     @recorded
@@ -568,6 +604,7 @@ class AsyncMockCollection:
     ) -> InsertManyResult:
         await asyncio.sleep(0)
         await self._outside(session)
+        lost = self.mock_server.outside_fault(self.sync, session)
         active = self._write(session, None)
         ids = []
         errors = []
@@ -581,6 +618,8 @@ class AsyncMockCollection:
                 continue
             self._inserted(active, self.sync, result.inserted_id)
             ids.append(result.inserted_id)
+        if lost:
+            raise write_fault(lost)
         if errors:
             raise BulkWriteError({"writeErrors": errors, "nInserted": len(ids)})
         return InsertManyResult(ids, True)

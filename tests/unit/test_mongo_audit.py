@@ -7,7 +7,8 @@ records"): a reserved range of sequence numbers and one bulk insert, no transact
 These tests run a secure server on the MongoDB store (mongomock through tests/mongomock_async.py)
 and check what a client and an operator would see: every answered read has its AuditEvent in the
 database at the moment of the answer, reads start no transaction, concurrent reads share bulk
-inserts, and audited reads still get answered while another process holds the turn.
+inserts, audited reads still get answered while another process holds the turn, and a failover
+while the events are written refuses no request and duplicates no event.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from fhir_server.app import ServerApp
 from fhir_server.store.mongo import MongoStore
 from fhir_server.store.mongo.documents import SEQUENCE_ID
 from tests.conftest import TEST_BASE, make_settings
-from tests.mongomock_async import MockServer
+from tests.mongomock_async import Faults, MockServer
 from tests.unit.test_mongo_shared_keys import token
 
 
@@ -114,3 +115,26 @@ async def test_audited_reads_are_answered_while_another_process_holds_the_turn(s
     counter = server.sync["fhir"]["counters"].find_one({"_id": SEQUENCE_ID})
     audit = server.sync["fhir"]["versions"].find_one({"t": "AuditEvent"}, {"s": 1})
     assert audit["s"] > 3 and counter["f"] == []  # numbered after the other group's range
+
+
+async def test_a_failover_while_the_audit_trail_is_written_refuses_no_request(secure):
+    app, server = secure
+    bearer = token(app)
+    # a retryable write that still fails after PyMongo's own retry, on one write in three
+    server.faults = Faults(seed=11, rate=0.3, kinds=(), outside=("versions", "counters"))
+    transport = httpx.ASGITransport(app=app)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url=TEST_BASE) as client:
+
+            async def read(i: int) -> int:
+                headers = {"Authorization": f"Bearer {bearer}", "X-Request-Id": f"audit-f{i}"}
+                return (await client.get("/Patient", headers=headers)).status_code
+
+            statuses = await asyncio.gather(*(read(i) for i in range(30)))
+        assert server.faults.injected  # the audit writes did fail on the way
+    finally:
+        server.faults = None
+    assert statuses == [200] * 30
+    assert {f"audit-f{i}" for i in range(30)} <= audited_request_ids(server)
+    events = server.sync["fhir"]["versions"].count_documents({"t": "AuditEvent"})
+    assert events == 30  # each exactly once, though replies were lost

@@ -156,6 +156,61 @@ async def test_append_only_units_never_take_the_turn():
         await store.close()
 
 
+async def test_append_only_units_ride_out_failovers_and_lost_replies():
+    """The audit trail's writes outside transactions fail the way a retryable write fails once
+    PyMongo's own retry has failed (the primary stepped down, or the reply was lost after the
+    write was applied): every unit still gets through, each step exactly once."""
+    server = MockServer()
+    store = await opened(server)
+    server.faults = Faults(seed=5, rate=0.3, kinds=(), outside=("versions", "counters"))
+    try:
+
+        async def unit(i: int) -> list[StoredVersion]:
+            items = [(version(f"a{i}-{j}", type_="AuditEvent"), tag("R")) for j in range(5)]
+            async with store.unit_of_work() as uow:
+                await uow.create_many(items)
+            return uow.written
+
+        written = await asyncio.gather(*(unit(i) for i in range(30)))
+        assert set(server.faults.injected) == {"not_primary", "reply_lost"}
+        server.faults = None
+        docs = list(server.sync["fhir"]["versions"].find({"t": "AuditEvent"}, {"s": 1, "i": 1}))
+        assert len({d["i"] for d in docs}) == len(docs) == 150
+        seqs = sorted(d["s"] for d in docs)
+        assert seqs == list(range(1, 151))  # no range reserved twice, no gap, no duplicate
+        assert sorted(v.seq for versions in written for v in versions) == seqs
+        counter = server.sync["fhir"]["counters"].find_one({"_id": SEQUENCE_ID})
+        assert counter["n"] == 150 and counter["f"] == []  # every announcement withdrawn
+        page = await store.search(Query(types=("AuditEvent",), count=1000))
+        assert len(page.hits) == 150
+    finally:
+        server.faults = None
+        await store.close()
+
+
+async def test_an_append_only_unit_that_cannot_get_through_fails_with_503_and_leaves_nothing():
+    server = MockServer()
+    store = await opened(server, "mongodb://mock/fhir?write_deadline_ms=300")
+    # every insert fails, half of them after the documents went in (reply lost)
+    server.faults = Faults(seed=1, rate=1.0, kinds=(), outside=("versions",))
+    try:
+        with pytest.raises(FhirError) as info:
+            async with store.unit_of_work() as uow:
+                await uow.create_many(
+                    [(version(f"x{j}", type_="AuditEvent"), tag("R")) for j in range(5)]
+                )
+        assert info.value.status == 503 and "nothing was written" in str(info.value.issues)
+        assert server.faults.injected.get("reply_lost")
+        server.faults = None
+        assert server.sync["fhir"]["versions"].count_documents({"t": "AuditEvent"}) == 0
+        counter = server.sync["fhir"]["counters"].find_one({"_id": SEQUENCE_ID})
+        assert counter["f"] == []
+        assert await store.latest_seq(("AuditEvent",)) == counter["n"]  # nothing held back
+    finally:
+        server.faults = None
+        await store.close()
+
+
 async def test_a_range_in_flight_keeps_its_types_out_of_new_snapshots():
     server = MockServer()
     store = await opened(server)

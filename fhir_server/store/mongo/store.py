@@ -64,6 +64,7 @@ from typing import Any
 from pymongo import AsyncMongoClient, ReadPreference, ReturnDocument, UpdateMany
 from pymongo.errors import (
     BulkWriteError,
+    ConnectionFailure,
     DocumentTooLarge,
     DuplicateKeyError,
     ExecutionTimeout,
@@ -132,6 +133,15 @@ def _deadline_error(seconds: float) -> FhirError:
         f"MongoDB did not accept the write within {seconds:g} s (a failover or heavy write "
         "load); nothing was written, retry",
         headers={"Retry-After": "1"},
+    )
+
+
+def _transient_write(exc: BaseException) -> bool:
+    """A write outside a transaction that failed on a failover or a lost connection (what
+    escapes PyMongo's own single retry of a retryable write)."""
+    return isinstance(exc, ConnectionFailure) or (
+        isinstance(exc, PyMongoError)
+        and any(exc.has_error_label(label) for label in ("RetryableWriteError", *RETRYABLE_LABELS))
     )
 
 
@@ -950,59 +960,121 @@ class MongoStore:
 
     async def _append(self, unit: _Unit) -> None:
         """Brand-new versions (AuditEvents) without the turn: reserve a range of sequence
-        numbers, announced as in flight, insert, withdraw the announcement."""
+        numbers, announced as in flight, insert, withdraw the announcement. A failover or a lost
+        reply is retried until the write deadline (then 503), each step exactly once."""
         items = unit.appended
         k = len(items)
         types = sorted({v.type for v, _ in items})
         deadline = time.monotonic() + self.config.deadline_s
-        while True:
-            doc = await self._counters.find_one({"_id": SEQUENCE_ID}, {"n": 1})
-            n = doc["n"]
-            expires = int(time.time() * 1000 + INFLIGHT_S * 1000)
-            entry = {"lo": n + 1, "hi": n + k, "t": types, "e": expires}
-            reserved = await self._counters.update_one(
-                {"_id": SEQUENCE_ID, "n": n}, {"$set": {"n": n + k}, "$push": {"f": entry}}
-            )
-            if reserved.modified_count == 1:
-                break
-            if time.monotonic() > deadline:
-                raise _deadline_error(self.config.deadline_s)
-            await asyncio.sleep(random.uniform(0, 0.002))
+        n = await self._reserve(k, types, deadline)
         docs = []
         versions = []
         for offset, (version, index) in enumerate(items, start=1):
             docs.append(version_document(version, n + offset, index))
             versions.append(_with_seq(version, n + offset))
         try:
-            await self._versions.insert_many(docs, ordered=False)
-        except BaseException as exc:
+            await self._insert_appended(docs, n, types, deadline)
+        except BaseException:
+            with contextlib.suppress(PyMongoError):  # all or nothing: take back what went in
+                await self._versions.delete_many(
+                    {"s": {"$gte": n + 1, "$lte": n + k}, "t": one_or_in(types)}
+                )
             with contextlib.suppress(PyMongoError):
-                if isinstance(exc, BulkWriteError):  # all or nothing: take back what went in
-                    await self._versions.delete_many(
-                        {"s": {"$gte": n + 1, "$lte": n + k}, "t": one_or_in(types)}
-                    )
-                await self._withdraw(n)
-            if isinstance(exc, BulkWriteError) and _duplicate(exc):
-                raise CommitConflict("an appended resource id exists already") from exc
+                await self._withdraw(n, deadline)
             raise
         deltas: dict[str, int] = {}
         for v in versions:
             _count_delta(deltas, v, 0)
         # the events are durable (the insert's write concern): the statistics (not the group's
-        # document: no WriteConflict with it) and the withdrawal go together, primary-acknowledged
+        # document: no WriteConflict with it; not retried, an $inc is not idempotent) and the
+        # withdrawal go together, primary-acknowledged
         statistics = self._bookkeeping.update_one(
             {"_id": APPEND_STATS_ID},
             {"$inc": {f"types.{t}": c for t, c in deltas.items()}},
             upsert=True,
         )
-        for outcome in await asyncio.gather(statistics, self._withdraw(n), return_exceptions=True):
+        withdrawal = self._withdraw(n, deadline)
+        for outcome in await asyncio.gather(statistics, withdrawal, return_exceptions=True):
             if isinstance(outcome, BaseException):  # the range expires after INFLIGHT_S anyway
                 log.warning("append-only bookkeeping failed: %s", type(outcome).__name__)
         unit.written = versions
 
-    async def _withdraw(self, n: int) -> None:
-        """Withdraw the announcement of the range that starts after ``n``."""
-        await self._bookkeeping.update_one({"_id": SEQUENCE_ID}, {"$pull": {"f": {"lo": n + 1}}})
+    async def _reserve(self, k: int, types: list[str], deadline: float) -> int:
+        """Reserve ``k`` sequence numbers after the counter's ``n`` (returned), announced as in
+        flight. The announcement carries a token of this unit, so a reservation whose reply was
+        lost is found again instead of made twice."""
+        token = uuid.uuid4().hex[:16]
+        delay = 0.001
+        while True:
+            if time.monotonic() > deadline:
+                raise _deadline_error(self.config.deadline_s)
+            try:
+                doc = await self._counters.find_one({"_id": SEQUENCE_ID}, {"n": 1, "f": 1})
+                mine = [e for e in doc.get("f") or () if e.get("w") == token]
+                if mine:  # an earlier attempt went through; its reply was lost
+                    return mine[0]["lo"] - 1
+                n = doc["n"]
+                expires = int(time.time() * 1000 + INFLIGHT_S * 1000)
+                entry = {"lo": n + 1, "hi": n + k, "t": types, "e": expires, "w": token}
+                reserved = await self._counters.update_one(
+                    {"_id": SEQUENCE_ID, "n": n}, {"$set": {"n": n + k}, "$push": {"f": entry}}
+                )
+            except PyMongoError as exc:
+                if not _transient_write(exc):
+                    raise
+                self.stats["retries"] += 1
+                await asyncio.sleep(delay * random.uniform(0.5, 1.5))
+                delay = min(delay * 2, 0.05)
+                continue
+            if reserved.modified_count == 1:
+                return n
+            await asyncio.sleep(random.uniform(0, 0.002))  # another reservation came first
+
+    async def _insert_appended(
+        self, docs: list[dict[str, Any]], n: int, types: list[str], deadline: float
+    ) -> None:
+        """One unordered insert; after a failover or a lost reply the same documents again (the
+        ones already in come back as duplicates of themselves)."""
+        again = False
+        delay = 0.001
+        while True:
+            try:
+                await self._versions.insert_many(docs, ordered=False)
+                return
+            except BulkWriteError as exc:
+                errors = exc.details.get("writeErrors", ())
+                if again and errors and all(e.get("code") == 11000 for e in errors):
+                    mine = {"s": {"$gte": n + 1, "$lte": n + len(docs)}, "t": one_or_in(types)}
+                    if await self._versions.count_documents(mine) == len(docs):
+                        return  # every document is in: the duplicates were this unit's own
+                if _duplicate(exc):
+                    raise CommitConflict("an appended resource id exists already") from exc
+                raise
+            except PyMongoError as exc:
+                if not _transient_write(exc):
+                    raise
+                if time.monotonic() > deadline:
+                    raise _deadline_error(self.config.deadline_s) from exc
+                self.stats["retries"] += 1
+                again = True
+                await asyncio.sleep(delay * random.uniform(0.5, 1.5))
+                delay = min(delay * 2, 0.05)
+
+    async def _withdraw(self, n: int, deadline: float) -> None:
+        """Withdraw the announcement of the range that starts after ``n`` (idempotent, so
+        retried until the deadline)."""
+        delay = 0.001
+        while True:
+            try:
+                await self._bookkeeping.update_one(
+                    {"_id": SEQUENCE_ID}, {"$pull": {"f": {"lo": n + 1}}}
+                )
+                return
+            except PyMongoError as exc:
+                if not _transient_write(exc) or time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(delay * random.uniform(0.5, 1.5))
+                delay = min(delay * 2, 0.05)
 
     # -- standalone ---------------------------------------------------------------------------
 
