@@ -26,7 +26,7 @@ from fhir_server import app as app_module
 from fhir_server.app import ServerApp
 from fhir_server.store.mongo import MongoStore
 from tests.conftest import make_settings
-from tests.contract.conftest import STORES, client_factory, record, store_url
+from tests.contract.conftest import CONTRACT_STORES, client_factory, record, store_url
 
 MODULES = (
     "test_bundles",
@@ -71,7 +71,7 @@ def _collect() -> dict[str, Any]:
 globals().update(_collect())
 
 
-@pytest.fixture(params=[kind for kind in STORES if kind != "sqlite"])
+@pytest.fixture(params=[kind for kind in CONTRACT_STORES if kind != "sqlite"])
 async def app(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[ServerApp]:
