@@ -98,6 +98,9 @@ def interaction_of(method: str, path: str) -> str:
     )
 
 
+UNITS_IN_FLIGHT = 2  # audit units of work being written at once (see AuditLog._run)
+
+
 class AuditUnavailable(Exception):
     """The audit trail could not be written (the store failed): the request is not answered."""
 
@@ -122,6 +125,7 @@ class AuditLog:
         self._task: asyncio.Task | None = None
         self._wake: asyncio.Event | None = None
         self._stopping = False
+        self._writing: set[asyncio.Task[int]] = set()
         self.written = 0
         self.units = 0  # units of work written (fewer than events: group commit)
         self.failures = 0
@@ -231,14 +235,29 @@ class AuditLog:
             if self.linger:
                 await asyncio.sleep(self.linger)
             while self.buffer:
-                await self.flush()
+                if len(self._writing) >= UNITS_IN_FLIGHT:
+                    await asyncio.wait(self._writing, return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                # two units in flight: the next one is built (CPU) while the last one commits
+                # (fsync), and joins the store's next group commit
+                task = asyncio.get_running_loop().create_task(self._write(*self._take()))
+                self._writing.add(task)
+                task.add_done_callback(self._writing.discard)
+
+    def _take(self) -> tuple[list[tuple], list[asyncio.Future[None]]]:
+        entries, self.buffer = self.buffer, []
+        waiters, self._waiters = self._waiters, []
+        return entries, waiters
 
     async def flush(self) -> int:
         """Write everything queued in one unit of work; wake its requests when durable."""
+        if self._writing:  # units already on their way first (stop() must not outrun them)
+            await asyncio.wait(set(self._writing))
         if not self.buffer:
             return 0
-        entries, self.buffer = self.buffer, []
-        waiters, self._waiters = self._waiters, []
+        return await self._write(*self._take())
+
+    async def _write(self, entries: list[tuple], waiters: list[asyncio.Future[None]]) -> int:
         try:
             items = [self._version(self.build(entry)) for entry in entries]
             async with self.svc.store.unit_of_work() as uow:
