@@ -358,7 +358,8 @@ class Navigator:
         for key, code, child, primitive, is_resource in plan:
             raw = value.get(key)
             if raw is None:
-                if primitive:
+                # (a choice element's plan lists every type's key: most are absent)
+                if primitive and "_" + key in value:
                     self._partner_only(value, key, code, out)
                 continue
             if type(raw) is list:
