@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterable
 from functools import lru_cache
 from typing import Any, Protocol
 
+from fhir_server.fhirpath import aggregates as _aggregates  # noqa: F401  (registers functions)
+from fhir_server.fhirpath import functions as _functions  # noqa: F401  (registers functions)
 from fhir_server.fhirpath.engine import (
     ENGINE_ERRORS,
     NO_ENV,

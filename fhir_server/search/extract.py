@@ -64,6 +64,7 @@ class Extractor:
         rows = IndexRows()
         resource_type = resource["resourceType"]
         group_counter = itertools.count(1)
+        components: dict[tuple[str, int], list[Node]] = {}  # see _composite
         for param in self.registry.indexed_params(resource_type):
             if only is not None and param.code not in only:
                 continue
@@ -89,7 +90,7 @@ class Extractor:
             if not nodes:
                 continue
             if param.type == "composite":
-                self._composite(param, nodes, resource, rows, group_counter)
+                self._composite(param, nodes, resource, rows, group_counter, components)
             elif param.code == "phonetic" and param.type == "string":
                 self._phonetic(param.code, nodes, rows)
             else:
@@ -103,9 +104,18 @@ class Extractor:
         resource: dict,
         rows: IndexRows,
         group_counter: itertools.count,
+        memo: dict[tuple[str, int], list[Node]],
     ) -> None:
         for node in nodes:
-            values = [c.evaluator.evaluate_on([node], resource) for c in param.components]
+            values = []
+            for component in param.components:
+                # composites share components (Observation's code-value-* all read `code` of
+                # the same node): each is evaluated once per node and resource
+                key = (component.evaluator.expression, id(node.value))
+                found = memo.get(key)
+                if found is None:
+                    found = memo[key] = component.evaluator.evaluate_on([node], resource)
+                values.append(found)
             if not all(values):
                 continue
             for combination in itertools.product(*values):

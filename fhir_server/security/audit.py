@@ -20,7 +20,7 @@ import base64
 import calendar
 import contextlib
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -98,6 +98,9 @@ def interaction_of(method: str, path: str) -> str:
     )
 
 
+UNITS_IN_FLIGHT = 2  # audit units of work being written at once (see AuditLog._run)
+
+
 class AuditUnavailable(Exception):
     """The audit trail could not be written (the store failed): the request is not answered."""
 
@@ -122,6 +125,7 @@ class AuditLog:
         self._task: asyncio.Task | None = None
         self._wake: asyncio.Event | None = None
         self._stopping = False
+        self._writing: set[asyncio.Task[int]] = set()
         self.written = 0
         self.units = 0  # units of work written (fewer than events: group commit)
         self.failures = 0
@@ -231,14 +235,29 @@ class AuditLog:
             if self.linger:
                 await asyncio.sleep(self.linger)
             while self.buffer:
-                await self.flush()
+                if len(self._writing) >= UNITS_IN_FLIGHT:
+                    await asyncio.wait(self._writing, return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                # two units in flight: the next one is built (CPU) while the last one commits
+                # (fsync), and joins the store's next group commit
+                task = asyncio.get_running_loop().create_task(self._write(*self._take()))
+                self._writing.add(task)
+                task.add_done_callback(self._writing.discard)
+
+    def _take(self) -> tuple[list[tuple], list[asyncio.Future[None]]]:
+        entries, self.buffer = self.buffer, []
+        waiters, self._waiters = self._waiters, []
+        return entries, waiters
 
     async def flush(self) -> int:
         """Write everything queued in one unit of work; wake its requests when durable."""
+        if self._writing:  # units already on their way first (stop() must not outrun them)
+            await asyncio.wait(set(self._writing))
         if not self.buffer:
             return 0
-        entries, self.buffer = self.buffer, []
-        waiters, self._waiters = self._waiters, []
+        return await self._write(*self._take())
+
+    async def _write(self, entries: list[tuple], waiters: list[asyncio.Future[None]]) -> int:
         try:
             items = [self._version(self.build(entry)) for entry in entries]
             async with self.svc.store.unit_of_work() as uow:
@@ -439,45 +458,60 @@ class AuditLog:
         return agents
 
 
+def _patient_refs(event: dict[str, Any]) -> list[tuple[Any, str]]:
+    return _union(  # FHIRPath's | removes equal values
+        (item[key], "Reference")
+        for key, items in (("who", event.get("agent", ())), ("what", event.get("entity", ())))
+        for item in items
+        if str(item.get(key, {}).get("reference", "")).startswith("Patient/")
+    )
+
+
+Reader = Callable[[dict[str, Any]], list[tuple[Any, str]]]
+
+# The values of each AuditEvent search parameter, read straight from the events this module
+# builds (what the compiled FHIRPath expressions would return for them), as (value, type).
+# One reader per parameter, so that only the indexed parameters are read.
+READERS: dict[str, Reader] = {
+    "_lastUpdated": lambda e: (
+        [(e["meta"]["lastUpdated"], "instant")] if "lastUpdated" in e.get("meta", {}) else []
+    ),
+    "_profile": lambda e: [(v, "canonical") for v in e.get("meta", {}).get("profile", ())],
+    "_security": lambda e: [(v, "Coding") for v in e.get("meta", {}).get("security", ())],
+    "_source": lambda e: [(e["meta"]["source"], "uri")] if "source" in e.get("meta", {}) else [],
+    "_tag": lambda e: [(v, "Coding") for v in e.get("meta", {}).get("tag", ())],
+    "action": lambda e: [(e["action"], "code")] if "action" in e else [],
+    "address": lambda e: [
+        (a["network"]["address"], "string")
+        for a in e.get("agent", ())
+        if "address" in a.get("network", {})
+    ],
+    "agent": lambda e: [(a["who"], "Reference") for a in e.get("agent", ()) if "who" in a],
+    "agent-name": lambda e: [(a["name"], "string") for a in e.get("agent", ()) if "name" in a],
+    "agent-role": lambda e: [
+        (r, "CodeableConcept") for a in e.get("agent", ()) for r in a.get("role", ())
+    ],
+    "altid": lambda e: [(a["altId"], "string") for a in e.get("agent", ()) if "altId" in a],
+    "date": lambda e: [(e["recorded"], "instant")] if "recorded" in e else [],
+    "entity": lambda e: [(x["what"], "Reference") for x in e.get("entity", ()) if "what" in x],
+    "entity-name": lambda e: [(x["name"], "string") for x in e.get("entity", ()) if "name" in x],
+    "entity-role": lambda e: [(x["role"], "Coding") for x in e.get("entity", ()) if "role" in x],
+    "entity-type": lambda e: [(x["type"], "Coding") for x in e.get("entity", ()) if "type" in x],
+    "outcome": lambda e: [(e["outcome"], "code")] if "outcome" in e else [],
+    "patient": _patient_refs,
+    "policy": lambda e: [(p, "uri") for a in e.get("agent", ()) for p in a.get("policy", ())],
+    "site": lambda e: [(e["source"]["site"], "string")] if "site" in e.get("source", {}) else [],
+    "source": lambda e: (
+        [(e["source"]["observer"], "Reference")] if "observer" in e.get("source", {}) else []
+    ),
+    "subtype": lambda e: [(c, "Coding") for c in e.get("subtype", ())],
+    "type": lambda e: [(e["type"], "Coding")] if "type" in e else [],
+}
+
+
 def _nodes(event: dict[str, Any]) -> dict[str, list[tuple[Any, str]]]:
-    """The values of each AuditEvent search parameter, read straight from the events this module
-    builds (what the compiled FHIRPath expressions would return for them), as (value, type)."""
-    agents = event.get("agent", ())
-    entities = event.get("entity", ())
-    source = event.get("source", {})
-    meta = event.get("meta", {})
-    return {
-        "_lastUpdated": [(meta["lastUpdated"], "instant")] if "lastUpdated" in meta else [],
-        "_profile": [(v, "canonical") for v in meta.get("profile", ())],
-        "_security": [(v, "Coding") for v in meta.get("security", ())],
-        "_source": [(meta["source"], "uri")] if "source" in meta else [],
-        "_tag": [(v, "Coding") for v in meta.get("tag", ())],
-        "action": [(event["action"], "code")] if "action" in event else [],
-        "address": [
-            (a["network"]["address"], "string") for a in agents if "address" in a.get("network", {})
-        ],
-        "agent": [(a["who"], "Reference") for a in agents if "who" in a],
-        "agent-name": [(a["name"], "string") for a in agents if "name" in a],
-        "agent-role": [(r, "CodeableConcept") for a in agents for r in a.get("role", ())],
-        "altid": [(a["altId"], "string") for a in agents if "altId" in a],
-        "date": [(event["recorded"], "instant")] if "recorded" in event else [],
-        "entity": [(e["what"], "Reference") for e in entities if "what" in e],
-        "entity-name": [(e["name"], "string") for e in entities if "name" in e],
-        "entity-role": [(e["role"], "Coding") for e in entities if "role" in e],
-        "entity-type": [(e["type"], "Coding") for e in entities if "type" in e],
-        "outcome": [(event["outcome"], "code")] if "outcome" in event else [],
-        "patient": _union(  # FHIRPath's | removes equal values
-            (item[key], "Reference")
-            for key, items in (("who", agents), ("what", entities))
-            for item in items
-            if str(item.get(key, {}).get("reference", "")).startswith("Patient/")
-        ),
-        "policy": [(p, "uri") for a in agents for p in a.get("policy", ())],
-        "site": [(source["site"], "string")] if "site" in source else [],
-        "source": [(source["observer"], "Reference")] if "observer" in source else [],
-        "subtype": [(c, "Coding") for c in event.get("subtype", ())],
-        "type": [(event["type"], "Coding")] if "type" in event else [],
-    }
+    """Every parameter's values (the readers' whole answer: for tests and the fallback check)."""
+    return {code: read(event) for code, read in READERS.items()}
 
 
 def _union(values: Any) -> list[tuple[Any, str]]:
@@ -488,15 +522,35 @@ def _union(values: Any) -> list[tuple[Any, str]]:
     return out
 
 
-KNOWN_PARAMS = frozenset({"_id", "_content", "_query", "_text", *_nodes({}).keys()})
+KNOWN_PARAMS = frozenset({"_id", "_content", "_query", "_text", *READERS})
+
+# the registry's AuditEvent parameters -> (code, kind, reader) of the ones indexed; rebuilt when
+# the registry hands out another parameter table (a parameter added or removed)
+_plans: dict[int, tuple[Any, list[tuple[str, str, Reader]] | None]] = {}
+
+
+def _plan(params: dict[str, Any]) -> list[tuple[str, str, Reader]] | None:
+    cached = _plans.get(id(params))
+    if cached is not None and cached[0] is params:
+        return cached[1]
+    plan: list[tuple[str, str, Reader]] | None = None
+    if params.keys() <= KNOWN_PARAMS:
+        plan = [
+            (code, param.type, READERS[code])
+            for code, param in params.items()
+            if code in READERS and param.evaluator is not None
+        ]
+    _plans.clear()
+    _plans[id(params)] = (params, plan)
+    return plan
 
 
 def audit_index(svc: Any, event: dict[str, Any]) -> IndexRows:
     """Index rows of one of our AuditEvents: the rows the generic extractor would produce (a
     test compares both on every kind of event), without evaluating FHIRPath; this runs once per
     FHIR request. Falls back to the extractor if AuditEvent search parameters were added."""
-    params = svc.registry.params_for("AuditEvent")
-    if not params.keys() <= KNOWN_PARAMS:
+    plan = _plan(svc.registry.params_for("AuditEvent"))
+    if plan is None:
         return svc.extractor.extract(event)
     rows = IndexRows()
     strings, tokens, references, dates, uris = (
@@ -519,12 +573,8 @@ def audit_index(svc: Any, event: dict[str, Any]) -> IndexRows:
         if isinstance(value.get("display"), str):
             text(code, value["display"])
 
-    for code, values in _nodes(event).items():
-        param = params.get(code)
-        if not values or param is None or param.evaluator is None:
-            continue
-        kind = param.type
-        for value, type_ in values:
+    for code, kind, read in plan:
+        for value, type_ in read(event):
             if kind == "token":
                 if isinstance(value, str):
                     tokens.append((code, "", value, 0))

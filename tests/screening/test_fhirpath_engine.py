@@ -4,8 +4,8 @@ evaluated as content is: leniently (``strict=False``: the JSON choice names SDC 
 
 The shipped content reads the weights the server puts on the answers
 (``answer.valueCoding.extension(itemWeight).valueDecimal``) and sums with
-``aggregate($this + $total, 0)``: the R5/SDC functions ``weight()`` and ``sum()`` are not R4
-FHIRPath and the engine does not have them (marked xfail(strict), so adding them flags here).
+``aggregate($this + $total, 0)``; content from other SDC tools writes ``weight()`` and
+``sum()`` (SDC and FHIRPath 2.0, not R4), which the engine has too (fhirpath/aggregates.py).
 """
 
 from __future__ import annotations
@@ -51,16 +51,30 @@ def test_what_the_content_uses_works() -> None:
     assert run("%resource.item.item.where(answer.valueBoolean = true).linkId", RESPONSE) == []
 
 
-@pytest.mark.xfail(strict=True, reason="weight() is SDC / FHIRPath 2.0, not R4: not in the engine")
-def test_weight() -> None:
+def test_weight_and_sum() -> None:
+    """SDC weight() reads itemWeight on the answer's Coding; sum() adds (0 for nothing)."""
     assert run("%resource.item.item.answer.value.weight().sum()", RESPONSE) == [3]
+    assert run("%resource.item.item.answer.value.ordinal().sum()", RESPONSE) == [3]
+    assert run("%resource.item.item.where(linkId = 'none').answer.value.weight().sum()", RESPONSE) == [0]
 
 
-@pytest.mark.xfail(strict=True, reason="sum() is FHIRPath 2.0 (R5), not R4: not in the engine")
-def test_sum() -> None:
-    assert run(
-        f"%resource.item.item.answer.valueCoding.extension('{W}').valueDecimal.sum()", RESPONSE
-    ) == [3]
+def test_weight_from_the_questionnaire() -> None:
+    """Without a weight on the answer, weight() finds it on %questionnaire's answerOption."""
+    bare = {"linkId": "q", "answer": [{"valueCoding": {"system": "s", "code": "a"}}]}
+    assert run("answer.value.weight()", bare) == [2]
+    unknown = {"linkId": "q", "answer": [{"valueCoding": {"system": "s", "code": "zz"}}]}
+    assert run("answer.value.weight()", unknown) == []
+
+
+def test_aggregates() -> None:
+    values = "(3 | 1 | 2)"
+    assert run(f"{values}.sum()", GROUP) == [6]
+    assert run(f"{values}.min()", GROUP) == [1]
+    assert run(f"{values}.max()", GROUP) == [3]
+    assert run(f"{values}.avg()", GROUP) == [2]
+    assert run("{}.min()", GROUP) == []
+    assert run("{}.avg()", GROUP) == []
+    assert run(f"%resource.item.item.answer.valueCoding.extension('{W}').valueDecimal.sum()", RESPONSE) == [3]
 
 
 def test_choice_type_on_an_item() -> None:

@@ -367,11 +367,14 @@ class SqliteStore:
         for start in range(0, len(keys), 400):
             chunk = keys[start : start + 400]
             values = ",".join("(?,?)" for _ in chunk)
+            # a join on the listed keys seeks the unique (type, id) index for each; a row-value
+            # `(type, id) IN (VALUES ...)` would scan every resource
             rows = self._reader.execute(
-                f"SELECT {_VERSION_COLUMNS} FROM resources r JOIN versions v ON v.rid = r.rid "
-                f"AND v.seq <= ? AND v.until_seq > ? AND v.deleted = 0 "
-                f"WHERE (r.type, r.id) IN (VALUES {values})",
-                [at, at, *(item for key in chunk for item in key)],
+                f"SELECT {_VERSION_COLUMNS} FROM (VALUES {values}) k "
+                f"JOIN resources r ON r.type = k.column1 AND r.id = k.column2 "
+                f"JOIN versions v ON v.rid = r.rid "
+                f"AND v.seq <= ? AND v.until_seq > ? AND v.deleted = 0",
+                [*(item for key in chunk for item in key), at, at],
             ).fetchall()
             out.extend(_version(row) for row in rows)
         return out
@@ -710,15 +713,21 @@ class SqliteStore:
         if not items:
             return
         keys = [(version.type, version.id) for version, _ in items]
-        for start in range(0, len(keys), 400):
-            chunk = keys[start : start + 400]
-            values = ",".join("(?,?)" for _ in chunk)
-            taken = self._reader.execute(
-                f"SELECT type, id FROM resources WHERE (type, id) IN (VALUES {values}) LIMIT 1",
-                [item for key in chunk for item in key],
-            ).fetchone()
-            if taken is not None:
-                raise VersionConflict(1)
+        ids_by_type: dict[str, list[str]] = {}
+        for type_, id_ in keys:
+            ids_by_type.setdefault(type_, []).append(id_)
+        for type_, ids in ids_by_type.items():
+            # one type per query: `type = ? AND id IN (...)` seeks the unique (type, id) index,
+            # where a row-value IN over (type, id) pairs scans every resource
+            for start in range(0, len(ids), 400):
+                chunk = ids[start : start + 400]
+                marks = ",".join("?" * len(chunk))
+                taken = self._reader.execute(
+                    f"SELECT 1 FROM resources WHERE type = ? AND id IN ({marks}) LIMIT 1",
+                    [type_, *chunk],
+                ).fetchone()
+                if taken is not None:
+                    raise VersionConflict(1)
         for batch_ in (self._open_batch, self._inflight):
             if batch_ is not None and not batch_.heads.keys().isdisjoint(keys):
                 raise VersionConflict(1)

@@ -256,7 +256,12 @@ class Compiler:
             return Sql("SELECT rid FROM resources WHERE 0", [])
         values = ",".join("(?,?)" for _ in pred.keys)
         params = [v for key in pred.keys for v in key]
-        return Sql(f"SELECT rid FROM resources WHERE (type, id) IN (VALUES {values})", params)
+        # joined, not `(type, id) IN (VALUES ...)`: the join seeks the unique index per key
+        return Sql(
+            f"SELECT r.rid FROM (VALUES {values}) k "
+            "JOIN resources r ON r.type = k.column1 AND r.id = k.column2",
+            params,
+        )
 
     def _NotPred(self, pred: NotPred, types, with_group) -> Sql:
         inners = [self.rids(p, types) for p in pred.preds]
