@@ -55,7 +55,9 @@ def test_weight_and_sum() -> None:
     """SDC weight() reads itemWeight on the answer's Coding; sum() adds (0 for nothing)."""
     assert run("%resource.item.item.answer.value.weight().sum()", RESPONSE) == [3]
     assert run("%resource.item.item.answer.value.ordinal().sum()", RESPONSE) == [3]
-    assert run("%resource.item.item.where(linkId = 'none').answer.value.weight().sum()", RESPONSE) == [0]
+    assert run(
+        "%resource.item.item.where(linkId = 'none').answer.value.weight().sum()", RESPONSE
+    ) == [0]
 
 
 def test_weight_from_the_questionnaire() -> None:
@@ -74,7 +76,9 @@ def test_aggregates() -> None:
     assert run(f"{values}.avg()", GROUP) == [2]
     assert run("{}.min()", GROUP) == []
     assert run("{}.avg()", GROUP) == []
-    assert run(f"%resource.item.item.answer.valueCoding.extension('{W}').valueDecimal.sum()", RESPONSE) == [3]
+    assert run(
+        f"%resource.item.item.answer.valueCoding.extension('{W}').valueDecimal.sum()", RESPONSE
+    ) == [3]
 
 
 def test_choice_type_on_an_item() -> None:
