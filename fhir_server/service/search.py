@@ -8,6 +8,7 @@ keeps no per-search state.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from functools import cache
 from typing import Any
@@ -25,7 +26,7 @@ from fhir_server.service.core import Access, FhirService
 from fhir_server.service.result import Result
 from fhir_server.service.versioning import now_us
 from fhir_server.store.protocol import StoredVersion, UnitOfWork
-from fhir_server.store.query import Hit, Query, ReferencePred, SearchPage
+from fhir_server.store.query import ChainPred, Hit, Query, ReferencePred, SearchPage
 
 MAX_INCLUDE_ITERATIONS = 4
 LOCATION_DISTANCE = "http://hl7.org/fhir/StructureDefinition/location-distance"
@@ -98,7 +99,7 @@ async def search(
     if parsed.total_only:
         query.total = "accurate"
         query.count = 1
-    page: SearchPage = await svc.store.search(query)
+    page: SearchPage = await nearest_first(svc.store, query)
     hits = [] if parsed.total_only else page.hits
     total = page.total
     if total is None and first_page and not page.has_more:
@@ -117,6 +118,66 @@ async def search(
         200,
         resource=bundle("searchset", entries, links, total, bundle_id=None, timestamp=timestamp),
     )
+
+
+NEAR_FIRST_RING = 8  # the first ring is 1/8 of the searched radius, then each doubles
+
+
+async def nearest_first(store: Any, query: Query) -> SearchPage:
+    """A page of a ``near`` search in distance order, found ring by ring.
+
+    Nearest first, the page holds the ``count`` closest matches: if a radius smaller than the
+    searched one already holds more than a page of matches, those are exactly the closest ones
+    (anything outside is farther), so the search runs with radius R/8, R/4, R/2 and only then R,
+    stopping at the first ring that has more than a page. In a dense city a 10 km search then
+    looks at the services of a kilometre or two around the point instead of every service of
+    the city; where few match, the smaller rings cost little. Every ring runs as of the same
+    snapshot, and later pages (a keyset position past some distance) start at the first ring
+    beyond it, so paging gives the same pages as one search with the full radius would."""
+    key = query.sort[0] if len(query.sort) == 1 else None
+    if key is None or key.near is None or key.descending or query.reverse or query.total != "none":
+        return await store.search(query)
+    near = key.near
+    radius = near.km / NEAR_FIRST_RING
+    if query.after:
+        passed = query.after[0]
+        if isinstance(passed, (int, float)) and passed <= 4:  # a squared chord
+            while radius < near.km and radius <= km_of_chord2(passed):
+                radius *= 2
+    snapshot = query.snapshot
+    while radius < near.km:
+        ring = _with_radius(query, near, radius)
+        ring.snapshot = snapshot
+        page: SearchPage = await store.search(ring)
+        if page.has_more:
+            return page
+        snapshot = page.snapshot
+        radius *= 2
+    if snapshot is not None:
+        query.snapshot = snapshot
+    return await store.search(query)
+
+
+def _with_radius(query: Query, near: Any, km: float) -> Query:
+    """A copy of ``query`` with the ``near`` predicate (in its clauses, chains and sort key)
+    searching ``km`` around the same point."""
+    smaller = dataclasses.replace(near, km=km)
+
+    def clause(preds: tuple) -> tuple:
+        out = []
+        for pred in preds:
+            if pred == near:
+                pred = smaller
+            elif isinstance(pred, ChainPred):
+                pred = dataclasses.replace(pred, query=_with_radius(pred.query, near, km))
+            out.append(pred)
+        return tuple(out)
+
+    copy = dataclasses.replace(query, where=[clause(c) for c in query.where])
+    copy.sort = tuple(
+        dataclasses.replace(k, near=smaller) if k.near == near else k for k in query.sort
+    )
+    return copy
 
 
 async def restrict(svc: FhirService, ctx: RequestContext, query: Query) -> None:
