@@ -20,9 +20,33 @@ two stages is the cost of what the later one adds. Prints the event loop's CPU p
 ``--compare-fhirpath`` runs only the ``full`` stage, alternately with the former search-value
 evaluator (``bench/reference``: the compiled subset with fhirpathpy behind it) and with the
 FHIRPath engine, and prints both create rates.
+
+``--compare-sources DIR,DIR...`` runs the ``no-sql`` and ``full`` stages alternately on other
+source trees of the server (e.g. ``git archive <commit> | tar -x -C DIR``), this one's bench code
+driving each: whether a change made creates slower.
+
+    python bench/create_breakdown.py --compare-sources /tmp/before,/tmp/after [--runs 3]
 """
 
 from __future__ import annotations
+
+import os
+import sys
+
+if os.environ.get("BENCH_SOURCE"):  # run on another source tree (--compare-sources)
+    _tree = os.environ["BENCH_SOURCE"]
+    # the editable install's finder would import this checkout's fhir_server first
+    sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in type(f).__name__.lower()]
+    sys.path.insert(0, _tree)
+    for _package, _folder in (
+        ("profiles", "profiles"),
+        ("terminology", "terminology"),
+        ("mappings", "mappings"),
+        ("library", "content"),
+    ):  # the content packages setuptools maps from top-level folders
+        _link = os.path.join(_tree, "fhir_server", "content", _package)
+        if not os.path.exists(_link) and os.path.isdir(os.path.join(_tree, _folder)):
+            os.symlink(os.path.join(_tree, _folder), _link)
 
 import argparse
 import asyncio
@@ -142,6 +166,7 @@ def main() -> int:
     parser.add_argument("--stage", choices=STAGES, help="run one stage (used internally)")
     parser.add_argument("--old-fhirpath", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--compare-fhirpath", action="store_true")
+    parser.add_argument("--compare-sources", help="source trees to compare, comma-separated")
     args = parser.parse_args()
     if args.stage:  # each stage in its own process: switching parts off cannot leak
         if args.old_fhirpath:
@@ -150,6 +175,35 @@ def main() -> int:
         print(f"{cpu:.1f} {rate:.0f}")
         return 0
     import subprocess
+
+    if args.compare_sources:
+        trees = args.compare_sources.split(",")
+        found: dict[tuple[str, str], list[tuple[float, float]]] = {}
+        for _ in range(args.runs):
+            for stage in ("no-sql", "full"):
+                for tree in trees:
+                    out = subprocess.run(
+                        [
+                            sys.executable,
+                            __file__,
+                            "--stage",
+                            stage,
+                            "--creates",
+                            str(args.creates),
+                        ],
+                        capture_output=True,
+                        text=True,
+                        check=True,
+                        env={**os.environ, "BENCH_SOURCE": tree},
+                    ).stdout.split()
+                    found.setdefault((stage, tree), []).append((float(out[0]), float(out[1])))
+        for (stage, tree), runs in found.items():
+            print(
+                f"{tree:<40} {stage:<7} loop CPU {min(r[0] for r in runs):6.1f} µs/create, "
+                f"{max(r[1] for r in runs):5.0f} creates/s (runs: "
+                f"{', '.join(f'{r[1]:.0f}' for r in runs)})"
+            )
+        return 0
 
     if args.compare_fhirpath:
         results: dict[str, list[tuple[float, float]]] = {"old": [], "new": []}

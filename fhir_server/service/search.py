@@ -120,7 +120,7 @@ async def search(
     )
 
 
-NEAR_FIRST_RING = 8  # the first ring is 1/8 of the searched radius, then each doubles
+NEAR_FIRST_RING = 32  # the first ring is 1/32 of the searched radius, then each doubles
 
 
 async def nearest_first(store: Any, query: Query) -> SearchPage:
@@ -128,12 +128,14 @@ async def nearest_first(store: Any, query: Query) -> SearchPage:
 
     Nearest first, the page holds the ``count`` closest matches: if a radius smaller than the
     searched one already holds more than a page of matches, those are exactly the closest ones
-    (anything outside is farther), so the search runs with radius R/8, R/4, R/2 and only then R,
+    (anything outside is farther), so the search runs with radius R/32, R/16... and only then R,
     stopping at the first ring that has more than a page. In a dense city a 10 km search then
-    looks at the services of a kilometre or two around the point instead of every service of
-    the city; where few match, the smaller rings cost little. Every ring runs as of the same
-    snapshot, and later pages (a keyset position past some distance) start at the first ring
-    beyond it, so paging gives the same pages as one search with the full radius would."""
+    looks at the services of a few hundred metres around the point instead of every service of
+    the city; where few match, the smaller rings cost little (each holds a quarter of the next).
+    When the store read a ring through another, smaller clause (``near_bound`` false: a rare
+    word, say), a wider ring costs no more, so the full radius comes next. Every ring runs as
+    of the same snapshot, and later pages (a keyset position past some distance) start at the
+    first ring beyond it, so paging gives the same pages as one search with the full radius."""
     key = query.sort[0] if len(query.sort) == 1 else None
     if key is None or key.near is None or key.descending or query.reverse or query.total != "none":
         return await store.search(query)
@@ -152,6 +154,8 @@ async def nearest_first(store: Any, query: Query) -> SearchPage:
         if page.has_more:
             return page
         snapshot = page.snapshot
+        if not page.near_bound:
+            break
         radius *= 2
     if snapshot is not None:
         query.snapshot = snapshot

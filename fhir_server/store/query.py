@@ -226,3 +226,6 @@ class SearchPage:
     has_more: bool
     total: int | None = None
     order: str | None = None  # how the store ordered this page (kept in the cursor)
+    # a near search: whether the store read the matches through the position's circle, so
+    # that a smaller radius costs less (service/search.py nearest_first searches ring by ring)
+    near_bound: bool = True

@@ -530,7 +530,12 @@ class SqliteStore:
             count_sql = compiler.count(query)
             total = self._reader.execute(count_sql.text, count_sql.params).fetchone()[0]
         return SearchPage(
-            hits=hits, snapshot=snapshot, has_more=has_more, total=total, order=compiler.order_used
+            hits=hits,
+            snapshot=snapshot,
+            has_more=has_more,
+            total=total,
+            order=compiler.order_used,
+            near_bound=compiler.near_bound,
         )
 
     def _without_sort_value(

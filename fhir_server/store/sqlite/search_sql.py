@@ -89,6 +89,7 @@ class Compiler:
         self.type_count = type_count or (lambda types: 1)
         self.sort_scanned: SortKey | None = None
         self.order_used: str | None = None  # the order a page was read in (for the cursor)
+        self.near_bound = True  # whether a page was read from a position's circle
 
     def _valid(self, alias: str = "") -> tuple[str, list[int]]:
         prefix = f"{alias}." if alias else ""
@@ -553,6 +554,7 @@ class Compiler:
         """One page in the query's order after the keyset position."""
         driver, sort_scan, walk = self._plan(query)
         self.sort_scanned = sort_scan
+        self.near_bound = driver is not None and _is_near(query.where[driver][0])
         if walk is not None:
             sort_exprs, sort_params = [("s.sv", False)], []
         else:
