@@ -275,7 +275,7 @@ class Compiler:
         )
 
     def _text_probe(
-        self, pred: TextPred, types: tuple[str, ...], outer: str, version: str | None = None
+        self, pred: TextPred, types: tuple[str, ...], outer: str, version: Sql | None = None
     ) -> Sql:
         """A row matches when its version's text row does: ``version IN (FTS5 row ids)`` when
         the outer query has the version row at hand (its sequence number is the text row's id:
@@ -287,8 +287,8 @@ class Compiler:
         planner chose the driver: reading every match to find one page is what it avoids)."""
         if version is not None:
             return Sql(
-                f"+{version} IN (SELECT rowid FROM ix_text WHERE ix_text MATCH ?)",
-                [fts_match(pred)],
+                f"+{version.text} IN (SELECT rowid FROM ix_text WHERE ix_text MATCH ?)",
+                [*version.params, fts_match(pred)],
             )
         inner = self._TextPred(pred, types, False)
         return Sql(f"{outer} IN ({inner.text})", inner.params)
@@ -337,7 +337,7 @@ class Compiler:
         pred: Pred,
         types: tuple[str, ...],
         outer: str = "r.rid",
-        version: str | None = None,
+        version: Sql | None = None,
     ) -> Sql:
         """A condition on the outer row (``outer`` is its row id, ``version`` the sequence
         number of its version valid at the snapshot, when the query has it): index predicates
@@ -393,7 +393,7 @@ class Compiler:
         clause: tuple[Pred, ...],
         types: tuple[str, ...],
         outer: str = "r.rid",
-        version: str | None = None,
+        version: Sql | None = None,
     ) -> Sql:
         parts = [self.probe(p, types, outer, version) for p in clause]
         return Sql(
@@ -411,6 +411,15 @@ class Compiler:
         return Sql(
             f"SELECT rid FROM resources WHERE type IN ({marks}) AND created_seq <= ?",
             [*types, self.snapshot],
+        )
+
+    def _version_seq(self) -> Sql:
+        """The sequence number of r's version valid at the snapshot, from r alone (no read of
+        the version row: rows that fail a probe never touch the versions table)."""
+        return Sql(
+            "(CASE WHEN r.seq <= ? THEN r.seq ELSE (SELECT max(v2.seq) FROM versions v2 "
+            "WHERE v2.rid = r.rid AND v2.seq <= ?) END)",
+            [self.snapshot, self.snapshot],
         )
 
     def _version_join(self) -> Sql:
@@ -532,26 +541,42 @@ class Compiler:
         if driver is None and query.where:  # every match is read: through an index, not a scan
             driver = self.fallback_driver(query)
         marks = ",".join("?" * len(query.types))
-        version = self._version_join()
-        if driver is not None:
+        version: Sql
+        if driver is not None and _live_rows(query.where[driver]):
+            # index rows valid at the snapshot belong to a live version: no version row needed
             source = self.clause_rids(query.where[driver], query.types)
             text = (
                 f"SELECT r.rid FROM (SELECT DISTINCT rid FROM ({source.text})) m "
-                f"JOIN resources r ON r.rid = m.rid {version.text} WHERE r.type IN ({marks})"
+                f"JOIN resources r ON r.rid = m.rid WHERE r.type IN ({marks})"
             )
-            params = [*source.params, *version.params, *query.types]
+            params = [*source.params, *query.types]
+            version = self._version_seq()
         else:
-            text = f"SELECT r.rid FROM resources r {version.text} WHERE r.type IN ({marks})"
-            params = [*version.params, *query.types]
+            join = self._version_join()
+            if driver is not None:
+                source = self.clause_rids(query.where[driver], query.types)
+                text = (
+                    f"SELECT r.rid FROM (SELECT DISTINCT rid FROM ({source.text})) m "
+                    f"JOIN resources r ON r.rid = m.rid {join.text} WHERE r.type IN ({marks})"
+                )
+                params = [*source.params, *join.params, *query.types]
+            else:
+                text = f"SELECT r.rid FROM resources r {join.text} WHERE r.type IN ({marks})"
+                params = [*join.params, *query.types]
+            version = Sql("v.seq")
         for index, clause in enumerate(query.where):
             if index != driver:
-                probe = self.clause_probe(clause, query.types, version="v.seq")
+                probe = self.clause_probe(clause, query.types, version=version)
                 text += f" AND {probe.text}"
                 params.extend(probe.params)
         return Sql(text, params)
 
     def page(self, query: Query) -> Sql:
-        """One page in the query's order after the keyset position."""
+        """One page in the query's order after the keyset position.
+
+        Two levels: the inner query finds the page's row ids and sort values (probing and
+        sorting candidates without reading their version rows when its source is index rows,
+        which only live versions have); the outer one reads the page's bodies."""
         driver, sort_scan, walk = self._plan(query)
         self.sort_scanned = sort_scan
         self.near_bound = driver is not None and _is_near(query.where[driver][0])
@@ -561,12 +586,14 @@ class Compiler:
             sort_exprs, sort_params = self._sort_expressions(query, sort_scan)
         sort_cols = "".join(f", {expr} AS s{i}" for i, (expr, _) in enumerate(sort_exprs))
         marks = ",".join("?" * len(query.types))
-        version = self._version_join()
+        live = (
+            sort_scan is not None
+            or walk is not None
+            or (driver is not None and _live_rows(query.where[driver]))
+        ) and not any(key.param == "_lastUpdated" for key in query.sort)
         # on a sorted walk the row id comes from the walked index, so its order is the index's
         rid_source = "s.rid" if sort_scan is not None or walk is not None else "r.rid"
-        select = (
-            f"SELECT {rid_source} AS rid, r.type AS type, r.id AS id, v.body AS body{sort_cols}"
-        )
+        select = f"SELECT {rid_source} AS rid{sort_cols}"
         params: list[Any] = list(sort_params)
         if driver is not None:
             source = self.clause_rids(query.where[driver], query.types)
@@ -585,11 +612,19 @@ class Compiler:
             params += scan.params
         else:
             text = f"{select} FROM resources r"
-        text += f" {version.text} WHERE r.type IN ({marks})"
-        params += [*version.params, *query.types]
+        version: Sql
+        if live:
+            version = self._version_seq()
+            text += f" WHERE r.type IN ({marks})"
+            params += query.types
+        else:
+            join = self._version_join()
+            version = Sql("v.seq")
+            text += f" {join.text} WHERE r.type IN ({marks})"
+            params += [*join.params, *query.types]
         for index, clause in enumerate(query.where):
             if index not in (driver, walk):
-                probe = self.clause_probe(clause, query.types, version="v.seq")
+                probe = self.clause_probe(clause, query.types, version=version)
                 text += f" AND {probe.text}"
                 params += probe.params
         order_terms = [(f"s{i}", desc) for i, (_, desc) in enumerate(sort_exprs)]
@@ -605,7 +640,15 @@ class Compiler:
         order = ", ".join(f"{name} {'DESC' if desc else 'ASC'}" for name, desc in order_terms)
         text += f" ORDER BY {order} LIMIT ?"
         params.append(query.count + 1)
-        return Sql(text, params)
+        # then the bodies of the page's rows only
+        join = self._version_join()
+        columns = "".join(f", p.s{i}" for i in range(len(sort_exprs)))
+        outer = ", ".join(f"p.{name} {'DESC' if desc else 'ASC'}" for name, desc in order_terms)
+        return Sql(
+            f"SELECT p.rid AS rid, r.type AS type, r.id AS id, v.body AS body{columns} "
+            f"FROM ({text}) p JOIN resources r ON r.rid = p.rid {join.text} ORDER BY {outer}",
+            [*params, *join.params],
+        )
 
     def _sort_scan_source(self, key: SortKey, types: tuple[str, ...]) -> Sql:
         """Walk the sort parameter's index in order; each resource is taken at its first value
@@ -761,6 +804,19 @@ def _cost_rank(clause: tuple[Pred, ...]) -> int:
     if isinstance(pred, (StringPred, CompositePred, ChainPred, HasPred)):
         return 3
     return 4
+
+
+def _live_rows(clause: tuple[Pred, ...]) -> bool:
+    """Whether a clause's row ids come from index rows valid at the snapshot (or text rows of
+    versions valid then): only live versions have them (a delete closes its resource's rows),
+    so the rows found need no check against their version."""
+    for pred in clause:
+        if isinstance(pred, MissingPred):
+            if pred.missing:
+                return False
+        elif not isinstance(pred, (*INDEX_PREDS, NearPred, TextPred, ChainPred, CompositePred)):
+            return False
+    return True
 
 
 def _is_near(pred: Pred) -> bool:
