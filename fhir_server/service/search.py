@@ -8,7 +8,6 @@ keeps no per-search state.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from functools import cache
 from typing import Any
@@ -26,7 +25,15 @@ from fhir_server.service.core import Access, FhirService
 from fhir_server.service.result import Result
 from fhir_server.service.versioning import now_us
 from fhir_server.store.protocol import StoredVersion, UnitOfWork
-from fhir_server.store.query import ChainPred, Hit, Query, ReferencePred, SearchPage
+from fhir_server.store.query import (
+    Hit,
+    Query,
+    ReferencePred,
+    SearchPage,
+    first_ring,
+    ring_search,
+    with_radius,
+)
 
 MAX_INCLUDE_ITERATIONS = 4
 LOCATION_DISTANCE = "http://hl7.org/fhir/StructureDefinition/location-distance"
@@ -120,9 +127,6 @@ async def search(
     )
 
 
-NEAR_FIRST_RING = 32  # the first ring is 1/32 of the searched radius, then each doubles
-
-
 async def nearest_first(store: Any, query: Query) -> SearchPage:
     """A page of a ``near`` search in distance order, found ring by ring.
 
@@ -135,20 +139,17 @@ async def nearest_first(store: Any, query: Query) -> SearchPage:
     When the store read a ring through another, smaller clause (``near_bound`` false: a rare
     word, say), a wider ring costs no more, so the full radius comes next. Every ring runs as
     of the same snapshot, and later pages (a keyset position past some distance) start at the
-    first ring beyond it, so paging gives the same pages as one search with the full radius."""
-    key = query.sort[0] if len(query.sort) == 1 else None
-    if key is None or key.near is None or key.descending or query.reverse or query.total != "none":
+    first ring beyond it, so paging gives the same pages as one search with the full radius.
+
+    A store that plans this itself (``plans_near_rings``: SQLite, which knows how selective
+    the other clauses are) gets the query as it is."""
+    near = ring_search(query)
+    if near is None or getattr(store, "plans_near_rings", False):
         return await store.search(query)
-    near = key.near
-    radius = near.km / NEAR_FIRST_RING
-    if query.after:
-        passed = query.after[0]
-        if isinstance(passed, (int, float)) and passed <= 4:  # a squared chord
-            while radius < near.km and radius <= km_of_chord2(passed):
-                radius *= 2
+    radius = first_ring(query, near)
     snapshot = query.snapshot
     while radius < near.km:
-        ring = _with_radius(query, near, radius)
+        ring = with_radius(query, near, radius)
         ring.snapshot = snapshot
         page: SearchPage = await store.search(ring)
         if page.has_more:
@@ -160,28 +161,6 @@ async def nearest_first(store: Any, query: Query) -> SearchPage:
     if snapshot is not None:
         query.snapshot = snapshot
     return await store.search(query)
-
-
-def _with_radius(query: Query, near: Any, km: float) -> Query:
-    """A copy of ``query`` with the ``near`` predicate (in its clauses, chains and sort key)
-    searching ``km`` around the same point."""
-    smaller = dataclasses.replace(near, km=km)
-
-    def clause(preds: tuple) -> tuple:
-        out = []
-        for pred in preds:
-            if pred == near:
-                pred = smaller
-            elif isinstance(pred, ChainPred):
-                pred = dataclasses.replace(pred, query=_with_radius(pred.query, near, km))
-            out.append(pred)
-        return tuple(out)
-
-    copy = dataclasses.replace(query, where=[clause(c) for c in query.where])
-    copy.sort = tuple(
-        dataclasses.replace(k, near=smaller) if k.near == near else k for k in query.sort
-    )
-    return copy
 
 
 async def restrict(svc: FhirService, ctx: RequestContext, query: Query) -> None:

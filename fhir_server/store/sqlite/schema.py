@@ -5,6 +5,35 @@ from __future__ import annotations
 SCHEMA_VERSION = 2
 OPEN_END = 9223372036854775807  # "valid until further notice" sequence number / time
 
+GEO_BANDS_PER_DEGREE = 100  # band = int((lat + 90) * 100): 0.01 degree of latitude
+GEO_DDL = """
+CREATE TABLE IF NOT EXISTS ix_geo (
+    pid INTEGER NOT NULL, band INTEGER NOT NULL, lat REAL NOT NULL, lon REAL NOT NULL,
+    x REAL NOT NULL, y REAL NOT NULL, z REAL NOT NULL, rid INTEGER NOT NULL,
+    grp INTEGER NOT NULL, lo_seq INTEGER NOT NULL, hi_seq INTEGER NOT NULL,
+    PRIMARY KEY (pid, band, lon, lat, rid, grp, lo_seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS ix_geo_r ON ix_geo (rid, hi_seq, pid);
+"""
+# ix_geo before bands (pid, lat, lon... keyed by latitude alone): rebuilt at start-up
+GEO_MIGRATION = f"""
+BEGIN;
+ALTER TABLE ix_geo RENAME TO ix_geo_v1;
+DROP INDEX IF EXISTS ix_geo_r;
+{GEO_DDL}
+INSERT INTO ix_geo (pid, band, lat, lon, x, y, z, rid, grp, lo_seq, hi_seq)
+    SELECT pid, CAST((lat + 90.0) * {GEO_BANDS_PER_DEGREE} AS INTEGER), lat, lon, x, y, z, rid,
+           grp, lo_seq, hi_seq FROM ix_geo_v1;
+DROP TABLE ix_geo_v1;
+COMMIT;
+"""
+
+
+def geo_band(lat: float) -> int:
+    """The latitude band of a position (the SQL of GEO_MIGRATION computes the same)."""
+    return int((lat + 90.0) * GEO_BANDS_PER_DEGREE)
+
+
 DDL = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
@@ -92,16 +121,10 @@ CREATE TABLE IF NOT EXISTS ix_uri (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS ix_uri_r ON ix_uri (rid, hi_seq, pid);
 
--- Positions (near): latitude/longitude bound the scan, the unit vector (x, y, z) gives the
--- exact distance without trigonometry (search/geo.py).
-CREATE TABLE IF NOT EXISTS ix_geo (
-    pid INTEGER NOT NULL, lat REAL NOT NULL, lon REAL NOT NULL, x REAL NOT NULL,
-    y REAL NOT NULL, z REAL NOT NULL, rid INTEGER NOT NULL,
-    grp INTEGER NOT NULL, lo_seq INTEGER NOT NULL, hi_seq INTEGER NOT NULL,
-    PRIMARY KEY (pid, lat, lon, rid, grp, lo_seq)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS ix_geo_r ON ix_geo (rid, hi_seq, pid);
-
+-- Positions (near): latitude bands of 0.01 degree (1.1 km) then longitude bound the scan in two
+-- dimensions (one seek per band), the unit vector (x, y, z) gives the exact distance without
+-- trigonometry (search/geo.py).
+{GEO_DDL}
 -- Free text (_content, _text): one row per version (rowid = its sequence number), holding the
 -- folded and stemmed terms the search layer computed (search/text.py); validity comes from the
 -- version row. detail=column: no positions (no phrase queries), column filters work.
@@ -120,5 +143,5 @@ INDEX_TABLES = {
     "numbers": ("ix_number", ("value",)),
     "quantities": ("ix_quantity", ("system", "code", "value")),
     "uris": ("ix_uri", ("uri",)),
-    "geo": ("ix_geo", ("lat", "lon", "x", "y", "z")),
+    "geo": ("ix_geo", ("band", "lat", "lon", "x", "y", "z")),
 }

@@ -41,13 +41,16 @@ from fhir_server.store.query import (
     TokenPred,
     UriPred,
 )
-from fhir_server.store.sqlite.schema import INDEX_TABLES, TEXT_COLUMNS
+from fhir_server.store.sqlite.schema import INDEX_TABLES, TEXT_COLUMNS, geo_band
 
 TEXT_MAX = "\U0010ffff"
 DRIVER_CAP = 2000  # a clause matching fewer rows may drive the query; otherwise scan in order
 SCAN_SHARE = 0.05  # ...unless its matches are more than this share of the type: then scan
 SCAN_MIN_ROWS = 100
 WALK_FACTOR = 4  # walk an unsorted query's driving clause when it matches 4+ pages
+STATS_CAP = 50_000  # a value's rows counted (and remembered) up to this, to plan near searches
+RING_SMALL = 1_500  # a clause this small drives a near search over the whole radius at once
+RING_MARGIN = 3  # ...as does one smaller than 3x the candidates the rings would read
 NULL_LAST_TEXT_ASC = TEXT_MAX * 4
 NULL_LAST_NUM_ASC = 1e308
 DAY_US = 86_400_000_000
@@ -81,11 +84,14 @@ class Compiler:
     def __init__(
         self,
         snapshot: int,
-        estimate: Callable[[Sql, int], int] | None = None,
+        estimate: Callable[..., int] | None = None,
         type_count: Callable[[tuple[str, ...]], int] | None = None,
     ) -> None:
         self.snapshot = snapshot
-        self.estimate = estimate or (lambda sql, cap: cap)
+        # estimate(sql, cap, key=None): rows of a row-id query up to cap; with a key, the
+        # store may count further and remember the count (values of small domains)
+        self.estimate = estimate or (lambda sql, cap, key=None: cap)
+        self.forced_driver: int | None = None  # a driver the caller chose (near plans)
         self.type_count = type_count or (lambda types: 1)
         self.sort_scanned: SortKey | None = None
         self.order_used: str | None = None  # the order a page was read in (for the cursor)
@@ -309,13 +315,13 @@ class Compiler:
         return Sql(text, params)
 
     def _ChainPred(self, pred: ChainPred, types, with_group) -> Sql:
-        inner = self.matching(pred.query)
+        inner = self.matching(pred.query, "r.rid AS rid, r.id AS id, r.type AS type")
         pid_sql, pid_params = _pids(types, pred.param)
         valid, valid_params = self._valid("x")
         return Sql(
-            f"SELECT x.rid FROM ({inner.text}) m CROSS JOIN resources t ON t.rid = m.rid "
-            f"CROSS JOIN ix_reference x ON x.{pid_sql} AND x.ref_id = t.id "
-            f"AND x.ref_type = t.type WHERE {valid}",
+            f"SELECT x.rid FROM ({inner.text}) m "
+            f"CROSS JOIN ix_reference x ON x.{pid_sql} AND x.ref_id = m.id "
+            f"AND x.ref_type = m.type WHERE {valid}",
             [*inner.params, *pid_params, *valid_params],
         )
 
@@ -461,6 +467,33 @@ class Compiler:
             return self.clause_estimate(inner, pred.query.types)
         return self.rids(pred, types)
 
+    def near_plan(self, query: Query) -> tuple[bool, int | None]:
+        """(rings?, the smallest other clause) for a search nearest first.
+
+        Rings read a small circle first, then a wider one: worth it when the other clauses
+        together keep many of the positions, so a page is found in a small circle. When one of
+        them is small, or all of them together keep few (so the rings would go wide, reading
+        many positions for little), reading that clause over the whole radius is cheaper. The
+        sizes of token and text clauses are counted once and remembered for a while (a
+        value's share changes slowly); the expected candidates assume independent clauses."""
+        near = next((i for i, c in enumerate(query.where) if any(map(_is_near, c))), None)
+        total = max(1, self.type_count(query.types))
+        share, best, best_size = 1.0, None, None
+        for index, clause in enumerate(query.where):
+            if index == near:
+                continue
+            key = _stats_key(clause, query.types)
+            sql = self.clause_estimate(clause, query.types)
+            size = self.estimate(sql, STATS_CAP if key else DRIVER_CAP, key)
+            share *= min(1.0, size / total)
+            if best_size is None or size < best_size:
+                best, best_size = index, size
+        if best is None or best_size is None:
+            return True, None
+        expected = (query.count + 1) / max(share, 1e-9)
+        rings = best_size > RING_SMALL and RING_MARGIN * expected < best_size
+        return rings, best
+
     def fallback_driver(self, query: Query) -> int:
         """When no clause is small: the one to read anyway rather than every resource of the
         type (a position's box first: rings keep it small, search/nearest)."""
@@ -475,6 +508,9 @@ class Compiler:
         the walk follows the index of the most pinning clause (its own matching values, so only
         matches are read), and that choice is kept in the paging cursor (``order``), because
         the order of results without ``_sort`` is then that clause's value order."""
+        if self.forced_driver is not None:
+            self.order_used = None if query.sort else "rid"
+            return self.forced_driver, None, None
         hint = query.order_hint
         if hint is not None and hint.startswith("w") and not query.sort:
             index = int(hint[1:]) if hint[1:].isdigit() else -1
@@ -535,8 +571,9 @@ class Compiler:
             [*inner.params, *inner.params],
         )
 
-    def matching(self, query: Query) -> Sql:
-        """All row ids matching the query (no order, no paging), live at the snapshot."""
+    def matching(self, query: Query, columns: str = "r.rid") -> Sql:
+        """All row ids matching the query (no order, no paging), live at the snapshot
+        (``columns``: of the resource row ``r``)."""
         driver = self.choose_driver(query)[0] if query.where else None
         if driver is None and query.where:  # every match is read: through an index, not a scan
             driver = self.fallback_driver(query)
@@ -546,7 +583,7 @@ class Compiler:
             # index rows valid at the snapshot belong to a live version: no version row needed
             source = self.clause_rids(query.where[driver], query.types)
             text = (
-                f"SELECT r.rid FROM (SELECT DISTINCT rid FROM ({source.text})) m "
+                f"SELECT {columns} FROM (SELECT DISTINCT rid FROM ({source.text})) m "
                 f"JOIN resources r ON r.rid = m.rid WHERE r.type IN ({marks})"
             )
             params = [*source.params, *query.types]
@@ -556,19 +593,18 @@ class Compiler:
             if driver is not None:
                 source = self.clause_rids(query.where[driver], query.types)
                 text = (
-                    f"SELECT r.rid FROM (SELECT DISTINCT rid FROM ({source.text})) m "
+                    f"SELECT {columns} FROM (SELECT DISTINCT rid FROM ({source.text})) m "
                     f"JOIN resources r ON r.rid = m.rid {join.text} WHERE r.type IN ({marks})"
                 )
                 params = [*source.params, *join.params, *query.types]
             else:
-                text = f"SELECT r.rid FROM resources r {join.text} WHERE r.type IN ({marks})"
+                text = f"SELECT {columns} FROM resources r {join.text} WHERE r.type IN ({marks})"
                 params = [*join.params, *query.types]
             version = Sql("v.seq")
-        for index, clause in enumerate(query.where):
-            if index != driver:
-                probe = self.clause_probe(clause, query.types, version=version)
-                text += f" AND {probe.text}"
-                params.extend(probe.params)
+        for index in _probe_order(query, (driver,)):
+            probe = self.clause_probe(query.where[index], query.types, version=version)
+            text += f" AND {probe.text}"
+            params.extend(probe.params)
         return Sql(text, params)
 
     def page(self, query: Query) -> Sql:
@@ -622,11 +658,10 @@ class Compiler:
             version = Sql("v.seq")
             text += f" {join.text} WHERE r.type IN ({marks})"
             params += [*join.params, *query.types]
-        for index, clause in enumerate(query.where):
-            if index not in (driver, walk):
-                probe = self.clause_probe(clause, query.types, version=version)
-                text += f" AND {probe.text}"
-                params += probe.params
+        for index in _probe_order(query, (driver, walk)):
+            probe = self.clause_probe(query.where[index], query.types, version=version)
+            text += f" AND {probe.text}"
+            params += probe.params
         order_terms = [(f"s{i}", desc) for i, (_, desc) in enumerate(sort_exprs)]
         # the row id breaks ties in the direction of the first sort key, so that walking a sort
         # parameter's index (value, row id) needs no extra sort in either direction
@@ -767,14 +802,26 @@ def _chord2_sql(near: NearPred, prefix: str) -> tuple[str, list[Any]]:
     )
 
 
+MAX_BAND_SEEKS = 400  # a box taller than this many latitude bands is read band range by range
+
+
 def near_condition(near: NearPred, prefix: str) -> tuple[str, list[Any]]:
-    """Inside the latitude/longitude box (an index range), then within the exact distance."""
+    """Inside the latitude/longitude box, then within the exact distance. The box is read as
+    one longitude range per latitude band it covers (``band IN (...)``: a seek each), so the
+    index scan stays inside the box in both dimensions."""
     lat_low, lat_high, lon_low, lon_high = bounding_box(near.lat, near.lon, near.km)
     distance, params = _chord2_sql(near, prefix)
+    first, last = geo_band(lat_low), geo_band(lat_high)
+    if last - first < MAX_BAND_SEEKS:
+        bands = list(range(first, last + 1))
+        band_sql = f"{prefix}band IN ({','.join('?' * len(bands))})"
+    else:
+        bands = [first, last]
+        band_sql = f"{prefix}band >= ? AND {prefix}band <= ?"
     return (
-        f"{prefix}lat >= ? AND {prefix}lat <= ? AND {prefix}lon >= ? AND {prefix}lon <= ? "
-        f"AND {distance} <= ?",
-        [lat_low, lat_high, lon_low, lon_high, *params, chord2_limit(near.km)],
+        f"{band_sql} AND {prefix}lon >= ? AND {prefix}lon <= ? AND {prefix}lat >= ? "
+        f"AND {prefix}lat <= ? AND {distance} <= ?",
+        [*bands, lon_low, lon_high, lat_low, lat_high, *params, chord2_limit(near.km)],
     )
 
 
@@ -804,6 +851,31 @@ def _cost_rank(clause: tuple[Pred, ...]) -> int:
     if isinstance(pred, (StringPred, CompositePred, ChainPred, HasPred)):
         return 3
     return 4
+
+
+def _stats_key(clause: tuple[Pred, ...], types: tuple[str, ...]) -> str | None:
+    """A key under which a clause's size may be remembered: codes and words (small domains,
+    asked again and again), not ranges, positions or chains."""
+    if all(isinstance(p, (TokenPred, TokenInPred, TextPred)) for p in clause):
+        return repr((clause, types))
+    return None
+
+
+def _probe_order(query: Query, skip: tuple[int | None, ...]) -> list[int]:
+    """The clauses to probe, cheapest first (SQLite checks them in the order written): words
+    (a list read once), then index lookups, then chains and _has."""
+
+    def rank(index: int) -> int:
+        pred = query.where[index][0]
+        if isinstance(pred, TextPred):
+            return 0
+        if isinstance(pred, INDEX_PREDS):
+            return 1
+        if isinstance(pred, (ChainPred, HasPred)):
+            return 3
+        return 2
+
+    return sorted((i for i in range(len(query.where)) if i not in skip), key=rank)
 
 
 def _live_rows(clause: tuple[Pred, ...]) -> bool:
