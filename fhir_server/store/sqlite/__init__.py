@@ -60,6 +60,8 @@ from fhir_server.store.sqlite.schema import (
     OPEN_END,
     SCHEMA_VERSION,
     TEXT_COLUMNS,
+    TEXT_MIGRATION,
+    facet_term,
     geo_band,
 )
 from fhir_server.store.sqlite.search_sql import Compiler, sort_sentinel
@@ -292,6 +294,9 @@ class SqliteStore:
         geo_columns = {row[1] for row in self._writer.execute("PRAGMA table_info(ix_geo)")}
         if "band" not in geo_columns:  # a store written before positions had bands
             self._writer.executescript(GEO_MIGRATION)
+        text_columns = {row[1] for row in self._writer.execute("PRAGMA table_info(ix_text)")}
+        if "facets" not in text_columns:  # a store written before text rows had codes
+            self._writer.executescript(TEXT_MIGRATION)
         found = self._writer.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         if found is None:
             self._writer.execute(
@@ -805,4 +810,9 @@ class SqliteStore:
             columns = dict.fromkeys(TEXT_COLUMNS.values(), "")
             for code, terms in index.texts:
                 columns[TEXT_COLUMNS[code]] = terms
-            rows[NEW_TEXT].append((seq, columns["content"], columns["narrative"]))
+            facets = " ".join(
+                dict.fromkeys(
+                    facet_term(param_key(type_, r[0]), r[2]) for r in index.tokens if r[2]
+                )
+            )
+            rows[NEW_TEXT].append((seq, columns["content"], columns["narrative"], facets))

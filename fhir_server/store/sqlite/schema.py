@@ -29,6 +29,37 @@ COMMIT;
 """
 
 
+TEXT_DDL = """
+CREATE VIRTUAL TABLE IF NOT EXISTS ix_text USING fts5(
+    content, narrative, facets, tokenize = 'unicode61 remove_diacritics 0', detail = column,
+    columnsize = 0
+);
+"""
+
+
+def facet_term(pid: int, code: str) -> str:
+    """The FTS5 term of a token value: one word of hex digits and letters, whatever the code
+    (the SQL of TEXT_MIGRATION computes the same)."""
+    return f"f{pid & 0xFFFFFFFFFFFFFFFF:x}a{code.encode().hex()}"
+
+
+# ix_text before facets: rebuilt at start-up, each version's facets from its token rows
+TEXT_MIGRATION = f"""
+BEGIN;
+ALTER TABLE ix_text RENAME TO ix_text_v1;
+{TEXT_DDL}
+INSERT INTO ix_text (rowid, content, narrative, facets)
+    SELECT t.rowid, t.content, t.narrative, coalesce((
+        SELECT group_concat('f' || printf('%x', k.pid) || 'a' || lower(hex(k.code)), ' ')
+        FROM versions v JOIN ix_token k ON k.rid = v.rid AND k.lo_seq <= v.seq
+            AND k.hi_seq > v.seq
+        WHERE v.seq = t.rowid AND k.code != ''), '')
+    FROM ix_text_v1 t;
+DROP TABLE ix_text_v1;
+COMMIT;
+"""
+
+
 def geo_band(lat: float) -> int:
     """The latitude band of a position (the SQL of GEO_MIGRATION computes the same)."""
     return int((lat + 90.0) * GEO_BANDS_PER_DEGREE)
@@ -127,11 +158,10 @@ CREATE INDEX IF NOT EXISTS ix_uri_r ON ix_uri (rid, hi_seq, pid);
 {GEO_DDL}
 -- Free text (_content, _text): one row per version (rowid = its sequence number), holding the
 -- folded and stemmed terms the search layer computed (search/text.py); validity comes from the
--- version row. detail=column: no positions (no phrase queries), column filters work.
-CREATE VIRTUAL TABLE IF NOT EXISTS ix_text USING fts5(
-    content, narrative, tokenize = 'unicode61 remove_diacritics 0', detail = column,
-    columnsize = 0
-);
+-- version row. detail=column: no positions (no phrase queries), column filters work. ``facets``
+-- holds the version's codes (one term per token value, facet_term): a search combining words
+-- with codes (language, target group...) is one FTS5 query whose lists FTS5 intersects itself.
+{TEXT_DDL}
 """
 TEXT_COLUMNS = {"_content": "content", "_text": "narrative"}
 

@@ -7,6 +7,7 @@ sorts. Chains and ``_has`` nest the same compilation.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,7 +42,7 @@ from fhir_server.store.query import (
     TokenPred,
     UriPred,
 )
-from fhir_server.store.sqlite.schema import INDEX_TABLES, TEXT_COLUMNS, geo_band
+from fhir_server.store.sqlite.schema import INDEX_TABLES, TEXT_COLUMNS, facet_term, geo_band
 
 TEXT_MAX = "\U0010ffff"
 DRIVER_CAP = 2000  # a clause matching fewer rows may drive the query; otherwise scan in order
@@ -60,6 +61,14 @@ DAY_US = 86_400_000_000
 class Sql:
     text: str
     params: list[Any] = field(default_factory=list)
+
+
+@dataclass(slots=True, frozen=True)
+class FacetedText(TextPred):
+    """A text predicate with code clauses folded in (Compiler.fold_codes): ``facets`` is an AND
+    of ORs of facet terms (schema.facet_term), matched in the same FTS5 query as the words."""
+
+    facets: tuple[tuple[str, ...], ...] = ()
 
 
 def _pids(types: tuple[str, ...], code: str) -> tuple[str, list[int]]:
@@ -280,6 +289,44 @@ class Compiler:
             [fts_match(pred), *types, self.snapshot, self.snapshot],
         )
 
+    def _FacetedText(self, pred: FacetedText, types, with_group) -> Sql:
+        return self._TextPred(pred, types, with_group)
+
+    def fold_codes(self, query: Query) -> Query:
+        """A search with words and codes (``_content=deuil&language=fr&target-group=x``): the
+        code clauses become facet terms of the text predicate, so FTS5 intersects the word and
+        code lists itself (C, ~0.05 µs a posting) instead of SQLite probing each candidate
+        (~3 µs). A code with a system stays a probe too (the facet holds the code alone)."""
+        text = next(
+            (i for i, c in enumerate(query.where) if len(c) == 1 and type(c[0]) is TextPred),
+            None,
+        )
+        if text is None:
+            return query
+        facets: list[tuple[str, ...]] = []
+        kept: list[tuple[Pred, ...]] = []
+        for index, clause in enumerate(query.where):
+            if index == text:
+                continue
+            if clause and all(isinstance(p, TokenPred) and p.code is not None for p in clause):
+                facets.append(
+                    tuple(
+                        dict.fromkeys(
+                            facet_term(param_key(t, p.param), p.code)  # type: ignore[attr-defined]
+                            for p in clause
+                            for t in query.types
+                        )
+                    )
+                )
+                if all(p.system == ANY_SYSTEM for p in clause):  # type: ignore[attr-defined]
+                    continue
+            kept.append(clause)
+        if not facets:
+            return query
+        words = query.where[text][0]
+        folded = FacetedText(words.param, words.words, tuple(facets))  # type: ignore[attr-defined]
+        return dataclasses.replace(query, where=[(folded,), *kept])
+
     def _text_probe(
         self, pred: TextPred, types: tuple[str, ...], outer: str, version: Sql | None = None
     ) -> Sql:
@@ -476,6 +523,7 @@ class Compiler:
         many positions for little), reading that clause over the whole radius is cheaper. The
         sizes of token and text clauses are counted once and remembered for a while (a
         value's share changes slowly); the expected candidates assume independent clauses."""
+        query = self.fold_codes(query)
         near = next((i for i, c in enumerate(query.where) if any(map(_is_near, c))), None)
         total = max(1, self.type_count(query.types))
         share, best, best_size = 1.0, None, None
@@ -574,6 +622,7 @@ class Compiler:
     def matching(self, query: Query, columns: str = "r.rid") -> Sql:
         """All row ids matching the query (no order, no paging), live at the snapshot
         (``columns``: of the resource row ``r``)."""
+        query = self.fold_codes(query)
         driver = self.choose_driver(query)[0] if query.where else None
         if driver is None and query.where:  # every match is read: through an index, not a scan
             driver = self.fallback_driver(query)
@@ -613,6 +662,7 @@ class Compiler:
         Two levels: the inner query finds the page's row ids and sort values (probing and
         sorting candidates without reading their version rows when its source is index rows,
         which only live versions have); the outer one reads the page's bodies."""
+        query = self.fold_codes(query)
         driver, sort_scan, walk = self._plan(query)
         self.sort_scanned = sort_scan
         self.near_bound = driver is not None and _is_near(query.where[driver][0])
@@ -790,7 +840,10 @@ def fts_match(pred: TextPred) -> str:
             if form.strip("*")
         ]
         words.append("(" + " OR ".join(alternatives) + ")")
-    return "{" + TEXT_COLUMNS[pred.param] + "} : (" + " AND ".join(words) + ")"
+    match = "{" + TEXT_COLUMNS[pred.param] + "} : (" + " AND ".join(words) + ")"
+    for terms in getattr(pred, "facets", ()):
+        match += " AND {facets} : (" + " OR ".join(f'"{t}"' for t in terms) + ")"
+    return match
 
 
 def _chord2_sql(near: NearPred, prefix: str) -> tuple[str, list[Any]]:
