@@ -58,7 +58,7 @@ class Settings:
     idp_organization_claim: str = "bib_organization"
     break_glass: bool = True  # Role A may claim emergency access (X-Break-Glass, audited)
     cors_origins: str = "*"
-    audit_flush_ms: int = 50
+    audit_flush_ms: int = 0  # the audit writer lingers this long for more entries (group commit)
     relationship_cache_seconds: int = 60
 
     def __post_init__(self) -> None:

@@ -19,6 +19,7 @@ INSTALLERS = [
     "fhir_server.socialmap",
     "fhir_server.service.everything",
     "fhir_server.pathways",
+    "fhir_server.screening",  # after security: its write hook goes first (labels see scores)
 ]
 
 

@@ -26,45 +26,109 @@ def where(element: str, system: str) -> str:
 
 
 PARAMS = [
-    ("language", "token", f"{HS}.communication",
-     "Language the service is offered in (BCP-47, e.g. nl, fr, ar)."),
-    ("target-group", "token", where("characteristic", model.CS_TARGET_GROUP),
-     "Target group or specific need served (bib-target-group: pregnancy-or-infant-loss, "
-     "language-barrier, substance-use, undocumented...)."),
-    ("delivery-mode", "token", where("characteristic", model.CS_DELIVERY),
-     "How the service is delivered (bib-service-delivery-mode: home-visit, group, telephone, "
-     "outreach...)."),
-    ("care-line", "token", where("category", model.CS_CARE_LINE),
-     "Care line or level (bib-care-line: line-0..line-3, basic, specialised)."),
-    ("module", "token", where("category", model.CS_MODULE),
-     "Perinatal mental-health module type (bib-pmh-module)."),
-    ("perinatal-period", "token", ext(model.EXT_ELIGIBILITY, "perinatalPeriod"),
-     "Perinatal period the service is for (bib-perinatal-period)."),
-    ("cost", "token", ext(model.EXT_COST, "category"),
-     "What the family pays (bib-service-cost: free, reimbursed, income-related, paying)."),
-    ("referral", "token", ext(model.EXT_ACCESS, "referral"),
-     "Referral requirement (bib-referral-requirement: self-referral, professional-referral, "
-     "physician-referral)."),
-    ("priority-pregnant", "token", ext(model.EXT_ACCESS, "priorityPregnant"),
-     "true: pregnant women get priority on the waiting list."),
-    ("available-24x7", "token", ext(model.EXT_ACCESS, "available24x7"),
-     "true: reachable day and night, every day."),
-    ("coverage", "token", f"{HS}.coverageArea.identifier",
-     "Area covered: a NIS municipality code (e.g. 21009) or a bib-region code (care zone, "
-     "eerstelijnszone, province, region). Matches services covering that area or any wider "
-     "area containing it (a municipality is resolved to its zones through the ConceptMaps in "
-     "mappings/)."),
-    ("last-verified", "date", ext(model.EXT_VERIFICATION, "lastVerified"),
-     "When the entry was last verified."),
-    ("verification-status", "token", ext(model.EXT_VERIFICATION, "status"),
-     "verified | missing-from-source (bib-social-map-status)."),
-    ("stale", "special", None,
-     "true: not verified for longer than FHIR_SOCIALMAP_STALE_MONTHS (default 12) or no longer "
-     "in its source; false: the others."),
-    ("source", "token", ext(model.EXT_SOURCE),
-     "Source database of the entry (bib-social-map-source)."),
-    ("contact", "string", ext(model.EXT_CONTACT, "name"),
-     "Name of a contact person of the service."),
+    (
+        "language",
+        "token",
+        f"{HS}.communication",
+        "Language the service is offered in (BCP-47, e.g. nl, fr, ar).",
+    ),
+    (
+        "target-group",
+        "token",
+        where("characteristic", model.CS_TARGET_GROUP),
+        "Target group or specific need served (bib-target-group: pregnancy-or-infant-loss, "
+        "language-barrier, substance-use, undocumented...).",
+    ),
+    (
+        "delivery-mode",
+        "token",
+        where("characteristic", model.CS_DELIVERY),
+        "How the service is delivered (bib-service-delivery-mode: home-visit, group, telephone, "
+        "outreach...).",
+    ),
+    (
+        "care-line",
+        "token",
+        where("category", model.CS_CARE_LINE),
+        "Care line or level (bib-care-line: line-0..line-3, basic, specialised).",
+    ),
+    (
+        "module",
+        "token",
+        where("category", model.CS_MODULE),
+        "Perinatal mental-health module type (bib-pmh-module).",
+    ),
+    (
+        "perinatal-period",
+        "token",
+        ext(model.EXT_ELIGIBILITY, "perinatalPeriod"),
+        "Perinatal period the service is for (bib-perinatal-period).",
+    ),
+    (
+        "cost",
+        "token",
+        ext(model.EXT_COST, "category"),
+        "What the family pays (bib-service-cost: free, reimbursed, income-related, paying).",
+    ),
+    (
+        "referral",
+        "token",
+        ext(model.EXT_ACCESS, "referral"),
+        "Referral requirement (bib-referral-requirement: self-referral, professional-referral, "
+        "physician-referral).",
+    ),
+    (
+        "priority-pregnant",
+        "token",
+        ext(model.EXT_ACCESS, "priorityPregnant"),
+        "true: pregnant women get priority on the waiting list.",
+    ),
+    (
+        "available-24x7",
+        "token",
+        ext(model.EXT_ACCESS, "available24x7"),
+        "true: reachable day and night, every day.",
+    ),
+    (
+        "coverage",
+        "token",
+        f"{HS}.coverageArea.identifier",
+        "Area covered: a NIS municipality code (e.g. 21009) or a bib-region code (care zone, "
+        "eerstelijnszone, province, region). Matches services covering that area or any wider "
+        "area containing it (a municipality is resolved to its zones through the ConceptMaps in "
+        "mappings/).",
+    ),
+    (
+        "last-verified",
+        "date",
+        ext(model.EXT_VERIFICATION, "lastVerified"),
+        "When the entry was last verified.",
+    ),
+    (
+        "verification-status",
+        "token",
+        ext(model.EXT_VERIFICATION, "status"),
+        "verified | missing-from-source (bib-social-map-status).",
+    ),
+    (
+        "stale",
+        "special",
+        None,
+        "true: not verified for longer than FHIR_SOCIALMAP_STALE_MONTHS (default 12) or no longer "
+        "in its source; false: the others.",
+    ),
+    (
+        "source",
+        "token",
+        ext(model.EXT_SOURCE),
+        "Source database of the entry (bib-social-map-source).",
+    ),
+    (
+        "contact",
+        "string",
+        ext(model.EXT_CONTACT, "name"),
+        "Name of a contact person of the service.",
+    ),
 ]
 
 
@@ -114,16 +178,46 @@ OPERATION = {
     "type": False,
     "instance": False,
     "parameter": [
-        {"name": "format", "use": "in", "min": 1, "max": "1", "type": "code",
-         "documentation": "sociale-kaart | bruxelles-social | hsds"},
-        {"name": "data", "use": "in", "min": 1, "max": "1", "type": "Attachment",
-         "documentation": "The file (JSON), as base64 data; or valueString with the JSON text"},
-        {"name": "dryRun", "use": "in", "min": 0, "max": "1", "type": "boolean",
-         "documentation": "Report what would change; write nothing"},
-        {"name": "full", "use": "in", "min": 0, "max": "1", "type": "boolean",
-         "documentation": "The file is a full export: mark services missing from it stale"},
-        {"name": "report", "use": "out", "min": 1, "max": "1", "type": "Parameters",
-         "documentation": "Counts per outcome and each rejected record with its reason"},
+        {
+            "name": "format",
+            "use": "in",
+            "min": 1,
+            "max": "1",
+            "type": "code",
+            "documentation": "sociale-kaart | bruxelles-social | hsds",
+        },
+        {
+            "name": "data",
+            "use": "in",
+            "min": 1,
+            "max": "1",
+            "type": "Attachment",
+            "documentation": "The file (JSON), as base64 data; or valueString with the JSON text",
+        },
+        {
+            "name": "dryRun",
+            "use": "in",
+            "min": 0,
+            "max": "1",
+            "type": "boolean",
+            "documentation": "Report what would change; write nothing",
+        },
+        {
+            "name": "full",
+            "use": "in",
+            "min": 0,
+            "max": "1",
+            "type": "boolean",
+            "documentation": "The file is a full export: mark services missing from it stale",
+        },
+        {
+            "name": "report",
+            "use": "out",
+            "min": 1,
+            "max": "1",
+            "type": "Parameters",
+            "documentation": "Counts per outcome and each rejected record with its reason",
+        },
     ],
 }
 

@@ -30,7 +30,13 @@ EXTENSIONS = {
         "Who a service is for, in time: perinatal periods and age ranges (S002:7204-7206, "
         "5944, 4576, 2686, 5850, 4031).",
         [
-            ("perinatalPeriod", "CodeableConcept", 0, "*", "Perinatal period (bib-perinatal-period)"),
+            (
+                "perinatalPeriod",
+                "CodeableConcept",
+                0,
+                "*",
+                "Perinatal period (bib-perinatal-period)",
+            ),
             ("clientAge", "Range", 0, "1", "Age of the parent (years)"),
             ("childAge", "Range", 0, "1", "Age of the child (months)"),
         ],

@@ -101,8 +101,20 @@ def value_set(cs):
 
 def ordered(resource):
     keys = [
-        "resourceType", "id", "language", "url", "version", "name", "title", "status",
-        "experimental", "date", "publisher", "contact", "description", "jurisdiction",
+        "resourceType",
+        "id",
+        "language",
+        "url",
+        "version",
+        "name",
+        "title",
+        "status",
+        "experimental",
+        "date",
+        "publisher",
+        "contact",
+        "description",
+        "jurisdiction",
     ]
     return {**{k: resource[k] for k in keys if k in resource}, **resource}
 
@@ -114,20 +126,47 @@ COST = code_system(
     "What a family pays for a social-map service (the seeds ask for cost, reimbursement and "
     "low-threshold offers: S000:478-482, 545-546; S002:2911-2917, 3044-3072, 5610-5614).",
     [
-        concept("free", "Free of charge", "Gratis", "Gratuit", "Kostenlos",
-                "The family pays nothing.", "seed", "S002:2911-2917"),
-        concept("reimbursed", "Reimbursed by health insurance",
-                "Terugbetaald door het ziekenfonds", "Remboursé par la mutuelle",
-                "Von der Krankenkasse erstattet",
-                "Covered by the compulsory health insurance (RIZIV/INAMI nomenclature), possibly "
-                "with a personal contribution (remgeld / ticket modérateur).",
-                "seed", "S002:3044-3072"),
-        concept("income-related", "Income-related contribution", "Bijdrage volgens inkomen",
-                "Contribution selon les revenus", "Einkommensabhängiger Beitrag",
-                "The family pays a contribution that depends on its income.", "proposal"),
-        concept("paying", "Paid by the family", "Betalend", "Payant", "Kostenpflichtig",
-                "The family pays the full price (possibly partly refunded by a mutuality's "
-                "supplementary insurance).", "seed", "S002:2911-2917"),
+        concept(
+            "free",
+            "Free of charge",
+            "Gratis",
+            "Gratuit",
+            "Kostenlos",
+            "The family pays nothing.",
+            "seed",
+            "S002:2911-2917",
+        ),
+        concept(
+            "reimbursed",
+            "Reimbursed by health insurance",
+            "Terugbetaald door het ziekenfonds",
+            "Remboursé par la mutuelle",
+            "Von der Krankenkasse erstattet",
+            "Covered by the compulsory health insurance (RIZIV/INAMI nomenclature), possibly "
+            "with a personal contribution (remgeld / ticket modérateur).",
+            "seed",
+            "S002:3044-3072",
+        ),
+        concept(
+            "income-related",
+            "Income-related contribution",
+            "Bijdrage volgens inkomen",
+            "Contribution selon les revenus",
+            "Einkommensabhängiger Beitrag",
+            "The family pays a contribution that depends on its income.",
+            "proposal",
+        ),
+        concept(
+            "paying",
+            "Paid by the family",
+            "Betalend",
+            "Payant",
+            "Kostenpflichtig",
+            "The family pays the full price (possibly partly refunded by a mutuality's "
+            "supplementary insurance).",
+            "seed",
+            "S002:2911-2917",
+        ),
     ],
 )
 REFERRAL = code_system(
@@ -137,18 +176,36 @@ REFERRAL = code_system(
     "Whether a family can go to a service directly or needs a referral "
     "(S002:2880-2897: some services need a physician's referral).",
     [
-        concept("self-referral", "No referral needed", "Vrij toegankelijk",
-                "Accès libre (sans orientation)", "Ohne Überweisung zugänglich",
-                "Families may contact the service themselves.", "seed", "S002:2880-2897"),
-        concept("professional-referral", "Referral by a professional",
-                "Verwijzing door een hulpverlener", "Orientation par un professionnel",
-                "Überweisung durch eine Fachkraft",
-                "A referral by a care or welfare professional is needed.", "seed",
-                "S002:2880-2897"),
-        concept("physician-referral", "Physician's referral", "Verwijzing door een arts",
-                "Prescription d'un médecin", "Ärztliche Überweisung",
-                "A referral or prescription by a physician is needed.", "seed",
-                "S002:2882-2884"),
+        concept(
+            "self-referral",
+            "No referral needed",
+            "Vrij toegankelijk",
+            "Accès libre (sans orientation)",
+            "Ohne Überweisung zugänglich",
+            "Families may contact the service themselves.",
+            "seed",
+            "S002:2880-2897",
+        ),
+        concept(
+            "professional-referral",
+            "Referral by a professional",
+            "Verwijzing door een hulpverlener",
+            "Orientation par un professionnel",
+            "Überweisung durch eine Fachkraft",
+            "A referral by a care or welfare professional is needed.",
+            "seed",
+            "S002:2880-2897",
+        ),
+        concept(
+            "physician-referral",
+            "Physician's referral",
+            "Verwijzing door een arts",
+            "Prescription d'un médecin",
+            "Ärztliche Überweisung",
+            "A referral or prescription by a physician is needed.",
+            "seed",
+            "S002:2882-2884",
+        ),
     ],
 )
 STATUS = code_system(
@@ -160,18 +217,37 @@ STATUS = code_system(
     "configurable time; 'missing-from-source' is set by an import of a full export that no "
     "longer contains the entry.",
     [
-        concept("verified", "Verified", "Geverifieerd", "Vérifié", "Überprüft",
-                "The entry was checked against its source or by its provider recently.",
-                "seed", "S002:6873-6878"),
-        concept("stale", "Not verified recently", "Niet recent geverifieerd",
-                "Non vérifié récemment", "Nicht kürzlich überprüft",
-                "The entry was not verified for longer than the configured time (default 12 "
-                "months), or its source no longer lists it: check before referring.",
-                "seed", "S001:101"),
-        concept("missing-from-source", "No longer in its source",
-                "Niet meer in de bron", "Absent de la source", "Nicht mehr in der Quelle",
-                "A full export of the source database no longer contains the entry; it is "
-                "kept (referrals point at it) but marked stale.", "proposal"),
+        concept(
+            "verified",
+            "Verified",
+            "Geverifieerd",
+            "Vérifié",
+            "Überprüft",
+            "The entry was checked against its source or by its provider recently.",
+            "seed",
+            "S002:6873-6878",
+        ),
+        concept(
+            "stale",
+            "Not verified recently",
+            "Niet recent geverifieerd",
+            "Non vérifié récemment",
+            "Nicht kürzlich überprüft",
+            "The entry was not verified for longer than the configured time (default 12 "
+            "months), or its source no longer lists it: check before referring.",
+            "seed",
+            "S001:101",
+        ),
+        concept(
+            "missing-from-source",
+            "No longer in its source",
+            "Niet meer in de bron",
+            "Absent de la source",
+            "Nicht mehr in der Quelle",
+            "A full export of the source database no longer contains the entry; it is "
+            "kept (referrals point at it) but marked stale.",
+            "proposal",
+        ),
     ],
 )
 
@@ -182,8 +258,13 @@ ELZ = {
         "Eerstelijnszone Leuven (illustratief)",
         "Zone de première ligne Louvain (illustrative)",
         "Erstversorgungszone Löwen (illustrativ)",
-        {"24062": "Leuven", "24009": "Bertem", "24038": "Herent", "24055": "Kortenberg",
-         "24086": "Oud-Heverlee"},
+        {
+            "24062": "Leuven",
+            "24009": "Bertem",
+            "24038": "Herent",
+            "24055": "Kortenberg",
+            "24086": "Oud-Heverlee",
+        },
     ),
     "province-antwerpen": (
         "elz-mechelen-katelijne",
@@ -216,7 +297,11 @@ def main() -> None:
         children = [c for c in province.get("concept", []) if c["code"] != code]
         children.append(
             concept(
-                code, en, nl, fr, de,
+                code,
+                en,
+                nl,
+                fr,
+                de,
                 "A Flemish eerstelijnszone (primary care zone) run by its zorgraad. ILLUSTRATIVE: "
                 "the municipality list in ConceptMap bib-nis-municipality-to-eerstelijnszone is "
                 "not the authoritative 2025 cut (departementzorg.be).",

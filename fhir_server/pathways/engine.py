@@ -176,7 +176,7 @@ def unprocessable(text: str, code: str = "business-rule", where: str | None = No
 
 def _evaluate(expr: Expr, data: SubjectData, what: str) -> list[Any]:
     try:
-        return fhirpath.evaluate(expr.expression, data.patient, data.variables)
+        return fhirpath.evaluate(expr.expression, data.patient, data.variables, strict=False)
     except fhirpath.FhirPathError as exc:
         raise unprocessable(f"the {what} at {expr.location} failed: {exc}", "processing") from exc
 
@@ -406,8 +406,8 @@ class _Builder:
     ) -> list[dict[str, Any]]:
         out = []
         for action in actions:
-            if id(action) not in included:
-                continue
+            if not _emitted(action, included):
+                continue  # R4 rqg-1: a RequestGroup action has a resource or actions
             raw = action.raw
             own_phase = next(
                 (c for cc in raw.get("code") or () if (c := _coding(cc, LOSS_PHASE))), None
@@ -433,7 +433,7 @@ class _Builder:
             related = []
             for r in action.related:
                 target = self.plan.by_id.get(r.get("actionId"))
-                if target is not None and id(target) in included:
+                if target is not None and _emitted(target, included):
                     related.append({k: v for k, v in r.items() if k != "_location"})
             if related:
                 item["relatedAction"] = related
@@ -704,6 +704,16 @@ def apply_activity(
     for path, expr in activity.dynamic:
         _set_path(resource, path, _evaluate(expr, data, "dynamic value"), model, expr)
     return resource
+
+
+def _emitted(action: Action, included: set[int]) -> bool:
+    """Whether an applicable action goes into the RequestGroup: it asks for something (a
+    request) or groups actions that do. A milestone without either (the loss event the other
+    actions are timed from) has done its work once their dates are computed: R4's rqg-1 allows
+    no RequestGroup action without a resource or actions."""
+    if id(action) not in included:
+        return False
+    return bool(action.definition) or any(_emitted(c, included) for c in action.children)
 
 
 def _own_timing(ad: dict[str, Any], today: date) -> Span | None:

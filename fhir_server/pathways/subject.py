@@ -76,7 +76,7 @@ def severity_rules() -> list[dict[str, Any]]:
     raw = (resources.files("fhir_server.content.mappings") / "pmh-severity-rules.json").read_bytes()
     rules = json.loads(raw)["rules"]
     for rule in rules:
-        fhirpath.check(rule["expression"])
+        fhirpath.check(rule["expression"], strict=False)
     return rules
 
 
@@ -395,7 +395,7 @@ async def load(
         if severity is None:
             for rule in severity_rules():
                 try:
-                    result = fhirpath.evaluate(rule["expression"], patient, v)
+                    result = fhirpath.evaluate(rule["expression"], patient, v, strict=False)
                 except fhirpath.FhirPathError as exc:  # a broken rule file is a server error
                     raise FhirError(500, "exception", "the severity rules failed") from exc
                 if result == [True]:

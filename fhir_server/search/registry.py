@@ -250,6 +250,14 @@ class Registry:
             )
         return found
 
+    def keep_only(self, resource_type: str, codes: frozenset[str]) -> None:
+        """Drop every parameter of ``resource_type`` but ``codes``: what is not indexed must not
+        be searchable either (it is then an unknown parameter, reported as such)."""
+        params = self._by_type.get(resource_type, {})
+        for code in [c for c in params if c not in codes]:
+            del params[code]
+        self._indexed.pop(resource_type, None)
+
     # -- free text ------------------------------------------------------------------------------
 
     def enable_text(self, resource_type: str, status: str = "active") -> None:

@@ -103,7 +103,7 @@ def capability_statement(
         )
     if extra_rest:
         rest.update(extra_rest)
-    return {
+    statement = {
         "resourceType": "CapabilityStatement",
         "id": "bib-fhir-server",
         "url": f"{settings.public_url}/metadata",
@@ -122,6 +122,9 @@ def capability_statement(
         "patchFormat": list(PATCH_FORMATS),
         "rest": [rest],
     }
+    for hook in getattr(svc, "capability_hooks", ()):
+        hook(statement)
+    return statement
 
 
 def _usable(param: SearchParam) -> bool:

@@ -75,8 +75,9 @@ class Auditor(Protocol):
         status: int,
         reason: str,
         principal: Any = None,
-    ) -> None:
-        """Record a request refused before any request context existed (format, size...)."""
+    ) -> Any:
+        """Record a request refused before any request context existed (size, token...);
+        returns an awaitable done when the record is durable."""
 
 
 class OpenGuard:
@@ -93,12 +94,19 @@ class OpenGuard:
         return False
 
 
+class Done:
+    """An awaitable that is already done."""
+
+    def __await__(self):  # type: ignore[no-untyped-def]
+        return iter(())
+
+
 class NoAudit:
     async def record(self, ctx: RequestContext, status: int) -> None:
         return None
 
-    def refused(self, *args: Any, **kwargs: Any) -> None:
-        return None
+    def refused(self, *args: Any, **kwargs: Any) -> Done:
+        return Done()
 
 
 class WriteHook(Protocol):
@@ -153,6 +161,9 @@ class FhirService:
         # {"name": "apply", "definition": canonical, "types": ("PlanDefinition",)} (no types:
         # a system-level operation)
         self.capability_operations: list[dict[str, Any]] = []
+        # plug-ins that add to the CapabilityStatement (e.g. the SDC capabilities it instantiates):
+        # each is called with the statement being built and changes it in place
+        self.capability_hooks: list[Any] = []
         self._maintenance: asyncio.Task[None] | None = None
         from fhir_server.content.shipped import ShippedContent
         from fhir_server.service.search_parameters import SearchParameterManager

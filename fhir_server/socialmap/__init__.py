@@ -41,7 +41,7 @@ def install(app: Any) -> None:
     from fhir_server.socialmap.operation import import_operation
 
     app.fhir.operations["socialmap-import"] = import_operation
-    svc.capability_extras.setdefault("operation", []).append(
+    svc.capability_operations.append(
         {
             "name": "socialmap-import",
             "definition": f"{model.BASE}/OperationDefinition/socialmap-import",

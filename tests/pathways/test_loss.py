@@ -188,8 +188,11 @@ async def test_early_loss_dates_follow_the_loss(client):
     assert [a["id"] for a in choice["action"]] == ["e-expectant", "e-medication", "e-curettage"]
     # the annual remembrance repeats every year
     assert result.request("x-annual-remembrance")["resourceType"] == "Task"
-    # the anchor is in the RequestGroup as the event
-    assert result.actions["anchor"]["timingDateTime"] == "2026-10-01"
+    # the loss event anchors the dates; as a milestone that asks for nothing it is not a
+    # RequestGroup action itself (R4 rqg-1: every action has a resource or actions)
+    assert "anchor" not in result.actions
+    assert all(("resource" in a) != ("action" in a) for a in result.actions.values())
+    assert any(a.get("timingDateTime") == "2026-10-01" for a in result.actions.values())
 
 
 async def test_anomaly_offers_both_branches_of_the_decision(client):
