@@ -390,3 +390,34 @@ async def test_near_pages_are_the_nearest_first_whatever_the_density(
                 service, "HealthcareService", [*params, *extra, ("_count", count)]
             )
             assert found == wanted, (radius, count)
+
+
+async def test_content_with_codes_matches_each_code_clause(service: FhirService):
+    """Words and codes together (SQLite answers them in one FTS5 query over the version's
+    codes): each code clause still filters, a comma is OR, a system still counts, and a code
+    removed by an update no longer matches."""
+    systems = {"rouw": "http://a", "deuil": "http://b", "borst": "http://a", "interp": "http://a"}
+    codes = {"rouw": ["grief", "group"], "deuil": ["grief"], "borst": ["lactation"]}
+    for id_, (name, description) in TEXTS.items():
+        body = {"resourceType": "Organization", "id": id_, "name": name}
+        body["alias"] = [description, "ouders parents"]
+        if id_ in codes:
+            body["type"] = [{"coding": [{"system": systems[id_], "code": c}]} for c in codes[id_]]
+        await _put(service, body)
+
+    async def ids(*params: tuple[str, str]) -> set[str]:
+        return set(_ids(await _search(service, "Organization", [("_content", "ouders"), *params])))
+
+    assert await ids() == {"rouw", "deuil", "borst", "interp"}
+    assert await ids(("type", "grief")) == {"rouw", "deuil"}
+    assert await ids(("type", "grief"), ("type", "group")) == {"rouw"}
+    assert await ids(("type", "group,lactation")) == {"rouw", "borst"}
+    assert await ids(("type", "http://b|grief")) == {"deuil"}
+    assert await ids(("type", "http://a|grief"), ("type", "grief")) == {"rouw"}
+    assert await ids(("type", "griefs")) == set()
+    assert await ids(("type:not", "grief")) == {"borst", "interp"}
+    await _put(
+        service,
+        {"resourceType": "Organization", "id": "rouw", "name": "Rouw", "alias": ["ouders"]},
+    )
+    assert await ids(("type", "grief")) == {"deuil"}
