@@ -1,15 +1,26 @@
-"""Social-map search at growing sizes, next to a read by id in the same run, and the import rate.
+"""Social-map search at 10k and 100k services next to a read by id, and the import rate next to
+plain creates, each measured in the same run.
 
-Builds a synthetic De Sociale Kaart export (services spread over Belgium, nl/fr words, rubrics
-from the mapping table, languages), imports it through the real import (schema validation,
-mapping, atomic batches through the service's write path), then measures through the FHIR API
-(in-process ASGI; no network) p50/p95 of
+Data: bench/socialmap_data.py (services like the demo's: nl/fr names and descriptions of real
+words, kinds drawn with realistic weights, spread over Brussels and Flanders).
 
-    HealthcareService?_content=<word>&location.near=<point>|10|km&language=<l>&target-group=<t>
+1. Import rate (``--import-records``, default 10,000, per format): each format's export imported
+   into an empty store through the real import (schema validation, mapping, matching, atomic
+   batches through the service's write path), then imported again (every record unchanged: no
+   version written), next to the *plain create rate* of the same resources: the Organization,
+   Location and HealthcareService of each record PUT one by one through the FHIR API in process
+   (32 requests in flight), which is what a client writing them itself would get.
+2. Search (``--sizes``, default 10,000 and 100,000 services): the map as its sources hold it
+   (Brussels from Bruxelles Social, Flanders from De Sociale Kaart) imported into one store, then
+   p50/p95 through the FHIR API (in-process ASGI, no network, ``Accept-Language: fr``) of
 
-next to a read by id. The target is p95 < 20 ms at 100k services and >= 1,000 records/s imported.
+       HealthcareService?_content=<word>&location.near=<point>|10|km&language=<l>
+           &target-group=<t>
 
-    python bench/socialmap_bench.py --sizes 10000,100000 [--queries 200]
+   and its parts, next to a read by id. Target: p95 < 20 ms at 100k.
+
+    python bench/socialmap_bench.py [--sizes 10000,100000] [--import-records 10000]
+        [--queries 200] [--formats sociale-kaart,bruxelles-social,hsds] [--skip-import]
 """
 
 from __future__ import annotations
@@ -23,160 +34,221 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from search_bench import call
+import socialmap_data as data
 
 from fhir_server.app import ServerApp
+from fhir_server.cli import _freeze_heap
 from fhir_server.config import Settings
 from fhir_server.service.context import RequestContext
 from fhir_server.socialmap.importer import run_import
+from fhir_server.socialmap.importer.build import build
+from fhir_server.socialmap.importer.formats import FORMATS
 
 BASE = "http://bench/fhir"
-RUBRICS = [
-    "13.08.01.",
-    "13.08.02.",
-    "13.08.03.",
-    "13.08.04.",
-    "07.02.",
-    "07.05.",
-    "03.01.",
-    "03.02.",
-    "11.03.",
-]
-WORDS_NL = [
-    "rouwbegeleiding",
-    "zwangerschap",
-    "kraamzorg",
-    "borstvoeding",
-    "opvoeding",
-    "verslaving",
-    "tolken",
-    "psycholoog",
-    "vroedvrouw",
-    "thuiszorg",
-    "groep",
-    "ouders",
-]
-WORDS_FR = [
-    "deuil",
-    "grossesse",
-    "allaitement",
-    "parentalite",
-    "assuetudes",
-    "interprete",
-    "psychologue",
-    "sage-femme",
-    "domicile",
-    "groupe",
-    "parents",
-    "naissance",
-]
-LANGS = ["nl", "fr", "en", "ar", "tr"]
+IN_FLIGHT = 32
 
 
-def record(index: int, rng: random.Random) -> dict:
-    lat = rng.uniform(49.6, 51.4)
-    lon = rng.uniform(2.6, 6.3)
-    words = " ".join(rng.sample(WORDS_NL, 4) + rng.sample(WORDS_FR, 4))
-    return {
-        "id": {"id": 1_000_000 + index},
-        "legalName": {"description": f"Organisatie {index} vzw"},
-        "name": {"description": f"Dienst {index} {rng.choice(WORDS_NL)}"},
-        "description": {"description": f"Aanbod voor gezinnen: {words}."},
-        "state": "ACTIVE",
-        "lastUpdated": f"2026-{rng.randint(1, 11):02d}-{rng.randint(1, 28):02d}",
-        "rubrics": [{"code": rng.choice(RUBRICS)}],
-        "addresses": [
-            {
-                "street": {"name": {"description": "Kerkstraat"}},
-                "number": str(rng.randint(1, 200)),
-                "municipality": {"postalCode": "1000", "name": {"description": "Gemeente"}},
-                "location": {"lat": round(lat, 5), "lon": round(lon, 5)},
-            }
-        ],
-        "contactInfo": {"phones": [{"value": f"+32 2 {index:07d}"}]},
-        "contactPersons": [{"name": f"Contact {index}", "function": "onthaal"}],
-        "languages": rng.sample(LANGS, 2),
+async def request(
+    app: ServerApp,
+    method: str,
+    url: str,
+    body: bytes = b"",
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> tuple[int, bytes]:
+    path, _, query = url.partition("?")
+    scope = {
+        "type": "http",
+        "method": method,
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query.encode(),
+        "headers": [(b"host", b"bench"), *(headers or [])],
     }
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
 
 
-async def load(app: ServerApp, start: int, stop: int) -> float:
-    rng = random.Random(start)
+async def start(folder: Path) -> ServerApp:
+    app = ServerApp(Settings(data_dir=folder, public_url=BASE, auth="open", load_content=True))
+    await app.startup()
+    await app.service.search_parameters.wait_idle()
+    await _freeze_heap()  # as `fhir-server serve` and `fhir-server import` do
+    return app
+
+
+async def import_records(app: ServerApp, fmt: str, records: list[dict]) -> tuple[float, Any]:
     ctx = RequestContext(base_url=BASE, prefer_return="minimal")
+    key = FORMATS[fmt].records_key[0] if fmt != "bruxelles-social" else "organisations"
+    raw = orjson.dumps({key: records})
+    began, cpu = time.perf_counter(), time.process_time()
+    report = await run_import(app.service, ctx, fmt, raw, options={"language": "en"})
+    elapsed = time.perf_counter() - began
+    report.cpu_ms = (time.process_time() - cpu) * 1000 / len(records)  # type: ignore[attr-defined]
+    if report.rejected or report.failed:
+        raise RuntimeError(f"import problems: {(report.rejected + report.failed)[:3]}")
+    return len(records) / elapsed, report
+
+
+async def plain_creates(app: ServerApp, fmt: str, records: list[dict]) -> tuple[float, float]:
+    """The same resources PUT one by one through the FHIR API, 32 in flight: records/s and
+    CPU ms per record."""
+    bodies: list[tuple[str, bytes]] = []
+    for record in records:
+        mapped = FORMATS[fmt].map(record, {"language": "en"})
+        for resource in build(mapped, "2026-11-01"):
+            resource["id"] = "p" + resource["id"]
+            for holder in (resource.get("providedBy"), *(resource.get("location") or ())):
+                if isinstance(holder, dict) and "/" in holder.get("reference", ""):
+                    kind, _, ref = holder["reference"].partition("/")
+                    holder["reference"] = f"{kind}/p{ref}"
+            url = f"/fhir/{resource['resourceType']}/{resource['id']}"
+            bodies.append((url, orjson.dumps(resource)))
+    headers = [(b"content-type", b"application/fhir+json"), (b"prefer", b"return=minimal")]
+    queue = iter(bodies)
+
+    async def worker() -> None:
+        for url, body in queue:
+            status, answer = await request(app, "PUT", url, body, headers)
+            if status not in (200, 201):
+                raise RuntimeError(f"PUT {url} -> {status}: {answer[:300]!r}")
+
+    began, cpu = time.perf_counter(), time.process_time()
+    await asyncio.gather(*(worker() for _ in range(IN_FLIGHT)))
+    cpu_ms = (time.process_time() - cpu) * 1000 / len(records)
+    return len(records) / (time.perf_counter() - began), cpu_ms
+
+
+async def import_rates(count: int, formats: list[str]) -> None:
+    print(
+        f"\nImport rate, {count:,} records per format (each record: 3 resources; CPU = the "
+        "whole process, both cores)"
+    )
+    for fmt in formats:
+        records = data.records(fmt, 0, count)
+        folder = Path(tempfile.mkdtemp(prefix="bench-socialmap-import-"))
+        app = await start(folder)
+        try:
+            rate, report = await import_records(app, fmt, records)
+            again, second = await import_records(app, fmt, records)
+            plain, plain_cpu = await plain_creates(app, fmt, records)
+        finally:
+            await app.shutdown()
+            shutil.rmtree(folder, ignore_errors=True)
+        print(
+            f"  {fmt:<17} import {rate:6,.0f} records/s, {report.cpu_ms:.2f} ms CPU/record "
+            f"({report.written:,} versions) | re-import {again:6,.0f} records/s "
+            f"({second.written} versions) | plain creates {plain:6,.0f} records/s, "
+            f"{plain_cpu:.2f} ms CPU/record"
+        )
+
+
+async def load_map(app: ServerApp, start: int, stop: int) -> float:
     total, began = 0, time.perf_counter()
-    for chunk in range(start, stop, 5000):
-        records = [record(i, rng) for i in range(chunk, min(stop, chunk + 5000))]
-        raw = orjson.dumps({"content": records})
-        report = await run_import(app.service, ctx, "sociale-kaart", raw, batch_size=200)
-        if report.rejected or report.failed:
-            raise RuntimeError(f"import problems: {(report.rejected + report.failed)[:3]}")
-        total += len(records)
+    for chunk in range(start, stop, 10_000):
+        parts = data.mixed(chunk, min(stop, chunk + 10_000))
+        for fmt, records in parts.items():
+            if records:
+                await import_records(app, fmt, records)
+                total += len(records)
     return total / (time.perf_counter() - began)
 
 
-async def measure(app: ServerApp, size: int, count: int) -> dict[str, tuple[float, float, int]]:
+def _point(rng: random.Random) -> str:
+    """A place where families live: 30 % Brussels, the rest around a Flemish town."""
+    if rng.random() < 0.3:
+        lat, lon = 50.845 + rng.uniform(-0.04, 0.04), 4.36 + rng.uniform(-0.06, 0.06)
+    else:
+        town = rng.choices(data.FLANDERS, weights=[t[4] for t in data.FLANDERS])[0]
+        lat, lon = town[1] + rng.uniform(-0.05, 0.05), town[2] + rng.uniform(-0.07, 0.07)
+    return f"{lat:.4f}|{lon:.4f}"
+
+
+async def measure(app: ServerApp, size: int, count: int) -> dict[str, tuple[float, float, float]]:
     rng = random.Random(7)
-    targets = [
-        "pregnancy-or-infant-loss",
-        "substance-use",
-        "language-barrier",
-        "socially-vulnerable",
-    ]
+    words = data.QUERY_WORDS
     kinds = {
         "read by id (reference)": lambda: (
-            f"/fhir/HealthcareService/sk-{1_000_000 + rng.randrange(size)}"
+            f"/fhir/HealthcareService/{data.service_id(rng.randrange(size))}"
         ),
         "text + near + language + target group": lambda: (
-            f"/fhir/HealthcareService?_content={rng.choice(WORDS_NL + WORDS_FR)}"
-            f"&location.near={rng.uniform(50.6, 51.1):.4f}|{rng.uniform(3.5, 5.0):.4f}|10|km"
-            f"&language={rng.choice(LANGS[:3])}&target-group={rng.choice(targets)}"
+            f"/fhir/HealthcareService?_content={rng.choice(words)}"
+            f"&location.near={_point(rng)}|10|km"
+            f"&language={rng.choice(('nl', 'fr', 'en'))}"
+            f"&target-group={rng.choice(data.TARGET_GROUPS)}"
+        ),
+        "text + near 10 km": lambda: (
+            f"/fhir/HealthcareService?_content={rng.choice(words)}"
+            f"&location.near={_point(rng)}|10|km"
         ),
         "near 10 km only (nearest first)": lambda: (
-            f"/fhir/HealthcareService?location.near={rng.uniform(50.6, 51.1):.4f}"
-            f"|{rng.uniform(3.5, 5.0):.4f}|10|km"
+            f"/fhir/HealthcareService?location.near={_point(rng)}|10|km"
         ),
-        "text only": lambda: f"/fhir/HealthcareService?_content={rng.choice(WORDS_NL + WORDS_FR)}",
+        "text only": lambda: f"/fhir/HealthcareService?_content={rng.choice(words)}",
+        "language + target group": lambda: (
+            f"/fhir/HealthcareService?language={rng.choice(('nl', 'fr', 'en'))}"
+            f"&target-group={rng.choice(data.TARGET_GROUPS)}"
+        ),
     }
+    headers = [(b"accept-language", b"fr")]
     out = {}
     for name, make in kinds.items():
         times, hits = [], 0
         for _ in range(count):
             url = make()
             began = time.perf_counter()
-            status, body = await call(app, url)
+            status, body = await request(app, "GET", url, headers=headers)
             times.append((time.perf_counter() - began) * 1000)
             if status != 200:
                 raise RuntimeError(f"{url} -> {status}: {body[:300]!r}")
-            hits += body.count(b'"mode":"match"')
+            hits += body.count(b'"mode":"match"') if b'"searchset"' in body else 1
         times.sort()
-        out[name] = (statistics.median(times), times[int(len(times) * 0.95) - 1], hits // count)
+        out[name] = (statistics.median(times), times[int(len(times) * 0.95) - 1], hits / count)
     return out
+
+
+async def search_sizes(sizes: list[int], count: int) -> None:
+    folder = Path(tempfile.mkdtemp(prefix="bench-socialmap-"))
+    app = await start(folder)
+    loaded = 0
+    try:
+        for size in sizes:
+            rate = await load_map(app, loaded, size)
+            loaded = size
+            print(f"\n{size:,} services (imported at {rate:,.0f} records/s)")
+            for name, (p50, p95, hits) in (await measure(app, size, count)).items():
+                print(f"  {name:<40} p50 {p50:6.2f} ms  p95 {p95:6.2f} ms  ({hits:.1f} hits/page)")
+    finally:
+        await app.shutdown()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 async def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--import-records", type=int, default=10_000)
+    parser.add_argument("--formats", default=",".join(data.WRITERS))
+    parser.add_argument("--skip-import", action="store_true")
+    parser.add_argument("--skip-search", action="store_true")
     args = parser.parse_args()
-    folder = Path(tempfile.mkdtemp(prefix="bench-socialmap-"))
-    app = ServerApp(Settings(data_dir=folder, public_url=BASE, auth="open"))
-    await app.startup()
-    await app.service.search_parameters.wait_idle()
-    loaded = 0
-    try:
-        for size in (int(s) for s in args.sizes.split(",")):
-            rate = await load(app, loaded, size)
-            loaded = size
-            print(f"\n{size:,} services: import {rate:,.0f} records/s (target >= 1,000)")
-            for name, (p50, p95, hits) in (await measure(app, size, args.queries)).items():
-                print(f"  {name:<40} p50 {p50:6.2f} ms  p95 {p95:6.2f} ms  ({hits} hits/page)")
-    finally:
-        await app.shutdown()
-        shutil.rmtree(folder, ignore_errors=True)
+    if not args.skip_import:
+        await import_rates(args.import_records, args.formats.split(","))
+    if not args.skip_search:
+        await search_sizes([int(s) for s in args.sizes.split(",")], args.queries)
     return 0
 
 

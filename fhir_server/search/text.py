@@ -158,9 +158,21 @@ def _fold(word: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
-@lru_cache(maxsize=200_000)
+_FORMS: dict[str, tuple[str, ...]] = {}  # word -> forms (a plain dict: the hottest lookup)
+MAX_CACHED_WORDS = 200_000
+
+
 def word_forms(word: str) -> tuple[str, ...]:
     """The folded word and its stems (folded), without duplicates; () for a stop word."""
+    forms = _FORMS.get(word)
+    if forms is None:
+        if len(_FORMS) >= MAX_CACHED_WORDS:
+            _FORMS.clear()
+        forms = _FORMS[word] = _word_forms(word)
+    return forms
+
+
+def _word_forms(word: str) -> tuple[str, ...]:
     lowered = word.casefold()
     folded = _fold(lowered)
     if not folded or folded in STOP_WORDS:
@@ -176,16 +188,21 @@ def word_forms(word: str) -> tuple[str, ...]:
 
 def terms_of(texts: list[str]) -> str:
     """The index terms of some texts, as one space-separated string (each term once)."""
-    seen: dict[str, None] = {}
+    kept: list[str] = []
     size = 0
     for text in texts:
         size += len(text)
         if size > MAX_TEXT_CHARS:
             break
-        for word in _WORD.findall(text):
-            for form in word_forms(word):
-                seen.setdefault(form, None)
-    return " ".join(seen)
+        kept.append(text)
+    # each distinct word once (a resource repeats its words: names in several places, the
+    # narrative); its forms come from the cache unless the word is new
+    get = _FORMS.get
+    forms: list[str] = []
+    for word in dict.fromkeys(_WORD.findall("\n".join(kept))):
+        found = get(word)
+        forms.extend(found if found is not None else word_forms(word))
+    return " ".join(dict.fromkeys(forms))
 
 
 def strings_of(value: Any, out: list[str], skip: frozenset[str] = frozenset()) -> None:

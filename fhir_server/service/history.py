@@ -75,7 +75,10 @@ async def history(
         full_url = ctx.url(version.type, version.id)
         entry: dict = {"fullUrl": full_url}
         if version.body is not None:
-            entry["resource"] = orjson.Fragment(version.body)
+            body = version.body
+            if svc.output_hooks:  # as on reads: the resource as the caller should get it
+                body = svc.outgoing(ctx, version.type, body) or body
+            entry["resource"] = orjson.Fragment(body)
         url = version.type if version.method == "POST" else f"{version.type}/{version.id}"
         entry["request"] = {"method": version.method, "url": url}
         entry["response"] = response_entry(

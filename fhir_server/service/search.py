@@ -25,7 +25,15 @@ from fhir_server.service.core import Access, FhirService
 from fhir_server.service.result import Result
 from fhir_server.service.versioning import now_us
 from fhir_server.store.protocol import StoredVersion, UnitOfWork
-from fhir_server.store.query import Hit, Query, ReferencePred, SearchPage
+from fhir_server.store.query import (
+    Hit,
+    Query,
+    ReferencePred,
+    SearchPage,
+    first_ring,
+    ring_search,
+    with_radius,
+)
 
 MAX_INCLUDE_ITERATIONS = 4
 LOCATION_DISTANCE = "http://hl7.org/fhir/StructureDefinition/location-distance"
@@ -98,7 +106,7 @@ async def search(
     if parsed.total_only:
         query.total = "accurate"
         query.count = 1
-    page: SearchPage = await svc.store.search(query)
+    page: SearchPage = await nearest_first(svc.store, query)
     hits = [] if parsed.total_only else page.hits
     total = page.total
     if total is None and first_page and not page.has_more:
@@ -117,6 +125,42 @@ async def search(
         200,
         resource=bundle("searchset", entries, links, total, bundle_id=None, timestamp=timestamp),
     )
+
+
+async def nearest_first(store: Any, query: Query) -> SearchPage:
+    """A page of a ``near`` search in distance order, found ring by ring.
+
+    Nearest first, the page holds the ``count`` closest matches: if a radius smaller than the
+    searched one already holds more than a page of matches, those are exactly the closest ones
+    (anything outside is farther), so the search runs with radius R/32, R/16... and only then R,
+    stopping at the first ring that has more than a page. In a dense city a 10 km search then
+    looks at the services of a few hundred metres around the point instead of every service of
+    the city; where few match, the smaller rings cost little (each holds a quarter of the next).
+    When the store read a ring through another, smaller clause (``near_bound`` false: a rare
+    word, say), a wider ring costs no more, so the full radius comes next. Every ring runs as
+    of the same snapshot, and later pages (a keyset position past some distance) start at the
+    first ring beyond it, so paging gives the same pages as one search with the full radius.
+
+    A store that plans this itself (``plans_near_rings``: SQLite, which knows how selective
+    the other clauses are) gets the query as it is."""
+    near = ring_search(query)
+    if near is None or getattr(store, "plans_near_rings", False):
+        return await store.search(query)
+    radius = first_ring(query, near)
+    snapshot = query.snapshot
+    while radius < near.km:
+        ring = with_radius(query, near, radius)
+        ring.snapshot = snapshot
+        page: SearchPage = await store.search(ring)
+        if page.has_more:
+            return page
+        snapshot = page.snapshot
+        if not page.near_bound:
+            break
+        radius *= 2
+    if snapshot is not None:
+        query.snapshot = snapshot
+    return await store.search(query)
 
 
 async def restrict(svc: FhirService, ctx: RequestContext, query: Query) -> None:

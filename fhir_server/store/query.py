@@ -7,8 +7,9 @@ share one interpretation of every modifier and prefix, and the contract tests pr
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 ANY_SYSTEM = "\x00any"  # token predicate without a system constraint
 NO_SYSTEM = ""  # token predicate "|code": the value must have no system
@@ -226,3 +227,52 @@ class SearchPage:
     has_more: bool
     total: int | None = None
     order: str | None = None  # how the store ordered this page (kept in the cursor)
+    # a near search: whether the store read the matches through the position's circle, so
+    # that a smaller radius costs less (service/search.py nearest_first searches ring by ring)
+    near_bound: bool = True
+
+
+def with_radius(query: Query, near: NearPred, km: float) -> Query:
+    """A copy of ``query`` with the ``near`` predicate (in its clauses, chains and sort key)
+    searching ``km`` around the same point: one ring of a nearest-first search."""
+    smaller = dataclasses.replace(near, km=km)
+
+    def clause(preds: tuple[Any, ...]) -> tuple[Any, ...]:
+        out = []
+        for pred in preds:
+            if pred == near:
+                pred = smaller
+            elif isinstance(pred, ChainPred):
+                pred = dataclasses.replace(pred, query=with_radius(pred.query, near, km))
+            out.append(pred)
+        return tuple(out)
+
+    copy = dataclasses.replace(query, where=[clause(c) for c in query.where])
+    copy.sort = tuple(
+        dataclasses.replace(k, near=smaller) if k.near == near else k for k in query.sort
+    )
+    return copy
+
+
+def ring_search(query: Query) -> NearPred | None:
+    """The near predicate of a search that can run ring by ring (nearest first, one sort key,
+    forwards, no total), else None."""
+    key = query.sort[0] if len(query.sort) == 1 else None
+    if key is None or key.near is None or key.descending or query.reverse:
+        return None
+    return key.near if query.total == "none" else None
+
+
+NEAR_FIRST_RING = 32  # the first ring of a nearest-first search is R/32, then each doubles
+
+
+def first_ring(query: Query, near: NearPred) -> float:
+    """R/32, or the first ring beyond the keyset position of a later page."""
+    from fhir_server.search.geo import km_of_chord2
+
+    radius = near.km / NEAR_FIRST_RING
+    passed = query.after[0] if query.after else None
+    if isinstance(passed, (int, float)) and passed <= 4:  # a squared chord
+        while radius < near.km and radius <= km_of_chord2(passed):
+            radius *= 2
+    return radius

@@ -297,3 +297,127 @@ async def test_near_with_text_on_the_chained_type(service: FhirService):
         [("location.near", "50.8467|4.3525|30"), ("organization._content", "verlies")],
     )
     assert _ids(bundle) == ["a", "b"]
+
+
+async def _ring_map(service: FhirService) -> dict[str, tuple[float, str, str]]:
+    """60 services at 0.2 to 40 km from the Grand-Place, every third with 'rouw' in its name,
+    every second active ("fr"): (distance km, word, "fr"/"nl") by service id."""
+    import math
+
+    from fhir_server.search.geo import chord2, unit_vector
+
+    centre = unit_vector(*GRAND_PLACE)
+    expected = {}
+    for index in range(60):
+        km = 0.2 + index * index / 90  # dense near the centre, sparse far away
+        bearing = index * 2.4
+        lat = GRAND_PLACE[0] + km / 111.2 * math.cos(bearing)
+        lon = GRAND_PLACE[1] + km / 111.2 * math.sin(bearing) / math.cos(math.radians(lat))
+        word = "rouw" if index % 3 == 0 else "tolk"
+        language = "fr" if index % 2 == 0 else "nl"
+        await _put(
+            service,
+            {
+                "resourceType": "Location",
+                "id": f"ring-loc-{index}",
+                "position": {"latitude": round(lat, 6), "longitude": round(lon, 6)},
+            },
+        )
+        await _put(
+            service,
+            {
+                "resourceType": "HealthcareService",
+                "id": f"ring-{index}",
+                "name": f"{word} dienst {index}",
+                "location": [{"reference": f"Location/ring-loc-{index}"}],
+                "active": language == "fr",
+            },
+        )
+        position = unit_vector(round(lat, 6), round(lon, 6))
+        expected[f"ring-{index}"] = (km_of_chord2(chord2(centre, position)), word, language)
+    return expected
+
+
+async def _all_pages(service: FhirService, type_: str, params: list[tuple[str, str]]) -> list:
+    from urllib.parse import unquote_plus
+
+    bundle = await _search(service, type_, params)
+    seen: list[str] = []
+    while True:
+        seen.extend(_ids(bundle))
+        following = [link["url"] for link in bundle["link"] if link["relation"] == "next"]
+        if not following:
+            return seen
+        query = following[0].split("?", 1)[1].split("&")
+        bundle = await _search(
+            service,
+            type_,
+            [(unquote_plus(k), unquote_plus(v)) for k, v in (p.split("=", 1) for p in query)],
+        )
+
+
+@pytest.mark.parametrize(
+    ("extra", "keep"),
+    [
+        ([], lambda word, language: True),
+        ([("_content", "rouw")], lambda word, language: word == "rouw"),
+        (
+            [("_content", "rouw"), ("active", "true")],
+            lambda word, language: word == "rouw" and language == "fr",
+        ),
+        ([("active", "false")], lambda word, language: language == "nl"),
+    ],
+)
+async def test_near_pages_are_the_nearest_first_whatever_the_density(
+    store: Store, tmp_path: Path, extra, keep
+):
+    """Near searches read rings around the point (service/search.py nearest_first): the pages
+    must be exactly those of one search over the whole radius, page after page."""
+    settings = make_settings(
+        tmp_path, store="sqlite:///unused", text_search_types="HealthcareService,Location"
+    )
+    service = FhirService(settings, store)
+    expected = await _ring_map(service)
+    for radius in (5, 30):
+        wanted = [
+            id_
+            for id_, (km, word, language) in sorted(expected.items(), key=lambda kv: kv[1][0])
+            if km <= radius and keep(word, language)
+        ]
+        params = [("location.near", f"{GRAND_PLACE[0]}|{GRAND_PLACE[1]}|{radius}|km")]
+        for count in ("3", "7"):
+            found = await _all_pages(
+                service, "HealthcareService", [*params, *extra, ("_count", count)]
+            )
+            assert found == wanted, (radius, count)
+
+
+async def test_content_with_codes_matches_each_code_clause(service: FhirService):
+    """Words and codes together (SQLite answers them in one FTS5 query over the version's
+    codes): each code clause still filters, a comma is OR, a system still counts, and a code
+    removed by an update no longer matches."""
+    systems = {"rouw": "http://a", "deuil": "http://b", "borst": "http://a", "interp": "http://a"}
+    codes = {"rouw": ["grief", "group"], "deuil": ["grief"], "borst": ["lactation"]}
+    for id_, (name, description) in TEXTS.items():
+        body = {"resourceType": "Organization", "id": id_, "name": name}
+        body["alias"] = [description, "ouders parents"]
+        if id_ in codes:
+            body["type"] = [{"coding": [{"system": systems[id_], "code": c}]} for c in codes[id_]]
+        await _put(service, body)
+
+    async def ids(*params: tuple[str, str]) -> set[str]:
+        return set(_ids(await _search(service, "Organization", [("_content", "ouders"), *params])))
+
+    assert await ids() == {"rouw", "deuil", "borst", "interp"}
+    assert await ids(("type", "grief")) == {"rouw", "deuil"}
+    assert await ids(("type", "grief"), ("type", "group")) == {"rouw"}
+    assert await ids(("type", "group,lactation")) == {"rouw", "borst"}
+    assert await ids(("type", "http://b|grief")) == {"deuil"}
+    assert await ids(("type", "http://a|grief"), ("type", "grief")) == {"rouw"}
+    assert await ids(("type", "griefs")) == set()
+    assert await ids(("type:not", "grief")) == {"borst", "interp"}
+    await _put(
+        service,
+        {"resourceType": "Organization", "id": "rouw", "name": "Rouw", "alias": ["ouders"]},
+    )
+    assert await ids(("type", "grief")) == {"deuil"}

@@ -11,13 +11,16 @@ import pytest
 import pytest_asyncio
 
 from fhir_server import app as app_module
+from fhir_server import demo as demo_package
 from fhir_server.app import ServerApp
+from fhir_server.demo import load_file
 from fhir_server.store.mongo import MongoStore
 from tests.conftest import TEST_BASE, make_settings
 from tests.contract.conftest import STORES, store_url
 from tests.mongomock_async import AsyncMockClient
 
 DATA = Path(__file__).parent / "data"
+DEMO_SOCIAL_MAP = Path(demo_package.__file__).parent / "30-social-map.json"
 
 
 async def start(
@@ -35,9 +38,12 @@ async def start(
         load_content=True,
         load_terminology=False,  # the packaged terminology is used all the same
     )
-    server = ServerApp(settings, load_demo=demo)
+    server = ServerApp(settings)
     await server.startup()
     await server.service.search_parameters.wait_idle()
+    if demo:  # the demo social map alone: the other demo files (pathways: a minute on
+        # mongomock) are other capabilities' and tested there
+        await load_file(server.service, str(DEMO_SOCIAL_MAP))
     return server
 
 

@@ -167,6 +167,32 @@ async def test_stale_services_are_marked_and_searchable(http: httpx.AsyncClient)
     assert old <= stale
 
 
+async def test_stale_services_are_marked_in_history_and_when_included(http: httpx.AsyncClient):
+    """The tag is computed wherever a service goes out: reads, searches, history, _include and
+    _revinclude (it is never stored)."""
+    tag = {"system": model.CS_STATUS, "code": "stale", "display": "Not verified recently"}
+    service = _matches(await _bundle(http, "stale=true&_count=1"))[0]
+    history = await http.get(f"HealthcareService/{service['id']}/_history")
+    assert history.status_code == 200
+    versions = [e["resource"] for e in history.json()["entry"]]
+    assert versions and all(tag in v["meta"]["tag"] for v in versions)
+    everything = await http.get("HealthcareService/_history?_count=500")
+    by_id = {e["resource"]["id"]: e["resource"] for e in everything.json()["entry"]}
+    assert tag in by_id[service["id"]]["meta"]["tag"]
+    location = service["location"][0]["reference"].split("/")[1]
+    response = await http.get(f"Location?_id={location}&_revinclude=HealthcareService:location")
+    included = {
+        e["resource"]["id"]: e["resource"]
+        for e in response.json()["entry"]
+        if e["search"]["mode"] == "include"
+    }
+    assert tag in included[service["id"]]["meta"]["tag"]
+    back = await http.get(
+        f"HealthcareService?_id={service['id']}&_include=HealthcareService:location"
+    )
+    assert tag in _matches(back.json())[0]["meta"]["tag"]
+
+
 @pytest.mark.parametrize("language", ["nl", "fr"])
 async def test_results_come_in_the_callers_language(http: httpx.AsyncClient, language: str):
     response = await http.get(

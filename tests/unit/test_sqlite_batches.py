@@ -236,3 +236,37 @@ async def test_absent_parts_of_index_rows_are_stored_as_empty_text(store):
         "SELECT ref_type, ref_id, ref_version, url FROM ix_reference"
     ).fetchone()
     assert row == ("Patient", "p1", "", "")
+
+
+async def test_a_store_whose_text_rows_have_no_codes_is_rebuilt_at_start(tmp_path: Path):
+    """Stores written before ix_text had its ``facets`` column: reopened, the column is filled
+    from each version's token rows and words-with-codes searches find them."""
+    from fhir_server.store.query import TextPred
+
+    path = tmp_path / "old.db"
+    store = SqliteStore(f"sqlite:///{path}")
+    await store.open()
+    rows = IndexRows(tokens=[("gender", "", "female", 0)], texts=[("_content", "anna")])
+    await write(store, version("a", 1), 0, rows)
+    await store.close()
+    with sqlite3.connect(path) as db:  # the table as older stores have it
+        db.executescript(
+            "DROP TABLE ix_text; CREATE VIRTUAL TABLE ix_text USING fts5(content, narrative, "
+            "tokenize = 'unicode61 remove_diacritics 0', detail = column, columnsize = 0);"
+            "INSERT INTO ix_text (rowid, content, narrative) SELECT seq, 'anna', '' FROM versions;"
+        )
+    store = SqliteStore(f"sqlite:///{path}")
+    await store.open()
+    try:
+        query = Query(
+            types=("Patient",),
+            where=[
+                (TextPred("_content", (("anna",),)),),
+                (TokenPred("gender", "\x00any", "female"),),
+            ],
+        )
+        assert [h.id for h in (await store.search(query)).hits] == ["a"]
+        query.where[1] = (TokenPred("gender", "\x00any", "male"),)
+        assert (await store.search(query)).hits == []
+    finally:
+        await store.close()

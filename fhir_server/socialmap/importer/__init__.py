@@ -21,9 +21,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,9 +37,11 @@ from fhir_server.service.context import RequestContext
 from fhir_server.socialmap import model
 from fhir_server.socialmap.importer.build import build
 from fhir_server.socialmap.importer.formats import FORMATS, Rejected
+from fhir_server.store.protocol import StoredVersion
 from fhir_server.store.query import Query, TokenPred
 
 DEFAULT_BATCH = 100
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -197,13 +201,32 @@ async def run_import(
                     "reason": f"cannot map the record ({type(exc).__name__}: {exc})",
                 }
             )
+    if planned and not dry_run:
+        from fhir_server.service.core import Access
+
+        # what a transaction Bundle asks of the guard; each write is then checked on its own
+        await svc.authorize(ctx, Access("transaction"))
     done = len(records) - len(planned)
     if progress is not None:
         progress(done, len(records))
-    for start in range(0, len(planned), max(1, batch_size)):
-        batch = planned[start : start + batch_size]
-        await _write_batch(svc, ctx, batch, report, dry_run, start // batch_size + 1)
-        done += len(batch)
+    # one batch is prepared and validated while the one before it commits (the store makes it
+    # durable on its own thread): at most two in flight, finishing in file order
+    size = max(1, batch_size)
+    pending: tuple[asyncio.Future[None], int] | None = None
+    for start in range(0, len(planned), size):
+        batch = planned[start : start + size]
+        task = asyncio.ensure_future(
+            _write_batch(svc, ctx, batch, report, dry_run, start // size + 1)
+        )
+        if pending is not None:
+            await pending[0]
+            done += pending[1]
+            if progress is not None:
+                progress(done, len(records))
+        pending = (task, len(batch))
+    if pending is not None:
+        await pending[0]
+        done += pending[1]
         if progress is not None:
             progress(done, len(records))
     if full and source is not None and system is not None:
@@ -220,20 +243,59 @@ async def _write_batch(
     dry_run: bool,
     number: int,
 ) -> None:
-    keys = list(
-        dict.fromkeys((r["resourceType"], r["id"]) for item in batch for r in item.resources)
-    )
-    current = {(v.type, v.id): v for v in await svc.store.read_many(keys, None)}
-    entries: dict[tuple[str, str], dict[str, Any]] = {}
+    """Match a batch's records with what is stored and write the changes in one unit of work.
+
+    Matching reads inside the unit (its own view: what the batch before wrote is seen even
+    before it is on disk), so a resource shared by records of two batches (an Organization
+    offering several services) compares with its newest version."""
+    if dry_run:
+        changes, outcomes = await _match(batch, svc.store.current)
+        _count(report, outcomes)
+        return
+    try:
+        async with svc.store.unit_of_work() as uow:
+            changes, outcomes = await _match(batch, uow.current)
+            await write_in(svc, ctx, uow, changes)
+    except Exception as exc:  # FhirError, or a commit the store could not make durable
+        if not isinstance(exc, FhirError):
+            log.error("import batch %d failed: %s", number, type(exc).__name__)
+        for item in batch:
+            report.failed.append(
+                {
+                    "record": item.pointer or "/",
+                    "pointer": item.pointer or "/",
+                    "sourceId": item.source_id,
+                    "reason": f"batch {number} was not written (nothing of it): {exc}",
+                }
+            )
+        return
+    report.written += len(changes)
+    _count(report, outcomes)
+
+
+def _count(report: Report, outcomes: list[tuple[str, str]]) -> None:
+    for outcome, service_id in outcomes:
+        getattr(report, outcome).append(service_id)
+
+
+async def _match(
+    batch: list[_Planned], current: Callable[[str, str], Awaitable[StoredVersion | None]]
+) -> tuple[list[tuple[dict[str, Any], int]], list[tuple[str, str]]]:
+    """(changed resources with the version they must still be at, outcome per record)."""
+    changes: dict[tuple[str, str], tuple[dict[str, Any], int]] = {}
     outcomes: list[tuple[str, str]] = []
     for item in batch:
         changed = created = False
-        # as the store gives it back (decimals as Decimal), so that equal content compares equal
-        item.resources = [loads_trusted(dumps(r)) for r in item.resources]
         for resource in item.resources:
             key = (resource["resourceType"], resource["id"])
-            stored = current.get(key)
+            if key in changes:  # shared by two records of the batch: the later one wins
+                changes[key] = (resource, changes[key][1])
+                changed = True
+                continue
+            stored = await current(*key)
             if stored is not None and stored.body is not None:
+                # as the store gives it back (decimals as Decimal), so equal content compares equal
+                resource = loads_trusted(dumps(resource))
                 old = loads_trusted(stored.body)
                 if resource["resourceType"] == "HealthcareService" and not item.own_date:
                     # no date of its own: an unchanged record keeps its verification date
@@ -248,46 +310,66 @@ async def _write_batch(
                             continue
                 if _strip(resource) == _strip(old):
                     continue
-                request = {"method": "PUT", "url": f"{key[0]}/{key[1]}"}
-                request["ifMatch"] = f'W/"{stored.version}"'
+                changes[key] = (resource, stored.version)
             else:
-                request = {"method": "PUT", "url": f"{key[0]}/{key[1]}"}
-                if resource["resourceType"] == "HealthcareService":
-                    created = True
+                changes[key] = (resource, 0)
+                created = created or resource["resourceType"] == "HealthcareService"
             changed = True
-            entries[key] = {"resource": resource, "request": request}
         service_id = item.resources[-1]["id"]
         outcome = "created" if created else ("updated" if changed else "unchanged")
         outcomes.append((outcome, service_id))
-    if entries and not dry_run:
+    return list(changes.values()), outcomes
+
+
+async def write_unit(
+    svc: Any, ctx: RequestContext, changes: list[tuple[dict[str, Any], int]]
+) -> None:
+    """Write resources in one unit of work of their own (see write_in)."""
+    _require_transactions(svc)
+    async with svc.store.unit_of_work() as uow:
+        await write_in(svc, ctx, uow, changes)
+
+
+def _require_transactions(svc: Any) -> None:
+    if not svc.store.supports_transactions:
+        raise FhirError(
+            400,
+            "not-supported",
+            "this store cannot write a batch atomically (MongoDB needs a replica set)",
+        )
+
+
+async def write_in(
+    svc: Any, ctx: RequestContext, uow: Any, changes: list[tuple[dict[str, Any], int]]
+) -> None:
+    """Write resources in a unit of work: all commit together or none does.
+
+    Each goes through the service's write path, as a PUT of a transaction would: validation
+    (structure and profiles), the guard, write hooks (security labels, Provenance, ...), the
+    search index. ``version`` is the version the resource must still be at (``If-Match``), 0 for
+    one that must not exist yet (``If-None-Match: *``): a resource someone changed since it was
+    read fails the unit instead of being overwritten unseen. (A transaction Bundle would cost
+    more: it is validated whole before its entries are, and its references are rewritten.)
+    """
+    from fhir_server.service import crud
+
+    _require_transactions(svc)
+    for resource, version in changes:
         try:
-            await _transaction(svc, ctx, list(entries.values()))
+            svc.validate(resource, resource["resourceType"])
+            await crud.update_in(
+                svc,
+                ctx,
+                uow,
+                resource,
+                f'W/"{version}"' if version else None,
+                None if version else "*",
+            )
         except FhirError as exc:
-            for item in batch:
-                report.failed.append(
-                    {
-                        "record": item.pointer or "/",
-                        "pointer": item.pointer or "/",
-                        "sourceId": item.source_id,
-                        "reason": f"batch {number} was not written (nothing of it): {exc}",
-                    }
-                )
-            return
-        report.written += len(entries)
-    for outcome, service_id in outcomes:
-        getattr(report, outcome).append(service_id)
-
-
-async def _transaction(svc: Any, ctx: RequestContext, entries: list[dict[str, Any]]) -> None:
-    from fhir_server.service.transaction import process_bundle
-
-    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
-    previous = ctx.prefer_return
-    ctx.prefer_return = "minimal"
-    try:
-        await process_bundle(svc, ctx, bundle)
-    finally:
-        ctx.prefer_return = previous
+            where = f"{resource['resourceType']}/{resource.get('id')}"
+            raise FhirError(
+                exc.status, exc.issues[0].code, f"{where}: {exc}", issues=exc.issues
+            ) from exc
 
 
 async def _mark_missing(
@@ -343,15 +425,10 @@ async def _mark_missing(
         query.order_hint = page.order
     for start in range(0, len(missing), max(1, batch_size)):
         chunk = missing[start : start + batch_size]
-        entries = []
-        for resource, version in chunk:  # type: ignore[misc]
-            request = {"method": "PUT", "url": f"HealthcareService/{resource['id']}"}
-            if version:
-                request["ifMatch"] = f'W/"{version}"'
-            entries.append({"resource": _strip(resource), "request": request})
+        entries = [(_strip(r), v) for r, v in chunk]  # type: ignore[misc]
         if not dry_run:
             try:
-                await _transaction(svc, ctx, entries)
+                await write_unit(svc, ctx, entries)
             except FhirError as exc:
                 report.failed += [
                     {

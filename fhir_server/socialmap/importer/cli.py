@@ -58,6 +58,11 @@ async def _run(settings: Any, args: argparse.Namespace) -> int:
     await app.startup()
     try:
         await app.service.search_parameters.wait_idle()
+        from fhir_server.cli import _freeze_heap
+
+        # as `fhir-server serve` does: the collector would otherwise walk the whole start-up
+        # heap (R4 model, registry, terminology) again and again while records are written
+        await _freeze_heap()
         ctx = RequestContext(base_url=settings.public_url, prefer_return="minimal")
         with Progress(
             TextColumn("[bold]{task.description}"),

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import sqlite3
 import sys
+import time
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,17 @@ from fhir_server.store.protocol import (
     StoredVersion,
     VersionConflict,
 )
-from fhir_server.store.query import Hit, MissingPred, Query, SearchPage, SortKey
+from fhir_server.store.query import (
+    Hit,
+    MissingPred,
+    NearPred,
+    Query,
+    SearchPage,
+    SortKey,
+    first_ring,
+    ring_search,
+    with_radius,
+)
 from fhir_server.store.sqlite.batch import (
     CLOSE_INDEX,
     CLOSE_VERSIONS,
@@ -44,10 +55,14 @@ from fhir_server.store.sqlite.batch import (
 )
 from fhir_server.store.sqlite.schema import (
     DDL,
+    GEO_MIGRATION,
     INDEX_TABLES,
     OPEN_END,
     SCHEMA_VERSION,
     TEXT_COLUMNS,
+    TEXT_MIGRATION,
+    facet_term,
+    geo_band,
 )
 from fhir_server.store.sqlite.search_sql import Compiler, sort_sentinel
 
@@ -57,6 +72,8 @@ log = logging.getLogger(__name__)
 # default). A batch waits for that twice, so the interval bounds how fast batches turn
 # over: 0.2 ms gave about 30 % more creates per second (docs/benchmarks.md).
 SWITCH_INTERVAL_S = 0.0002
+SIZES_TTL_S = 600.0  # how long a counted clause size is trusted (it only steers plans)
+SIZES_MAX = 20_000
 _VERSION_COLUMNS = "r.type, r.id, v.version, v.last_updated, v.deleted, v.method, v.body, v.seq"
 
 
@@ -233,6 +250,7 @@ class _UnitScope:
 class SqliteStore:
     name = "sqlite"
     supports_transactions = True
+    plans_near_rings = True  # nearest-first searches: see _nearest
 
     def __init__(self, url: str, *, synchronous: str = "FULL", cache_size: int = 50_000) -> None:
         self.path = path_from_url(url)
@@ -251,6 +269,7 @@ class SqliteStore:
         self._cache: OrderedDict[tuple[str, str], tuple] = OrderedDict()
         self._cache_size = cache_size
         self._type_counts: dict[str, int] = {}  # live resources per type, for the planner
+        self._sizes: dict[str, tuple[int, float]] = {}  # clause key -> (rows, when counted)
         self._listeners: list[CommitListener] = []
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -272,6 +291,12 @@ class SqliteStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = self._connect()
         self._writer.executescript(DDL)
+        geo_columns = {row[1] for row in self._writer.execute("PRAGMA table_info(ix_geo)")}
+        if "band" not in geo_columns:  # a store written before positions had bands
+            self._writer.executescript(GEO_MIGRATION)
+        text_columns = {row[1] for row in self._writer.execute("PRAGMA table_info(ix_text)")}
+        if "facets" not in text_columns:  # a store written before text rows had codes
+            self._writer.executescript(TEXT_MIGRATION)
         found = self._writer.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         if found is None:
             self._writer.execute(
@@ -505,10 +530,18 @@ class SqliteStore:
         return HistoryPage(versions, next_cursor)
 
     def _estimate(self, conn: sqlite3.Connection) -> Any:
-        def estimate(sql: Any, cap: int) -> int:
+        def estimate(sql: Any, cap: int, key: str | None = None) -> int:
+            if key is not None:
+                known = self._sizes.get(key)
+                if known is not None and time.monotonic() - known[1] < SIZES_TTL_S:
+                    return known[0]
             row = conn.execute(
                 f"SELECT count(*) FROM ({sql.text} LIMIT {int(cap)})", sql.params
             ).fetchone()
+            if key is not None:
+                if len(self._sizes) >= SIZES_MAX:
+                    self._sizes.clear()
+                self._sizes[key] = (row[0], time.monotonic())
             return row[0]
 
         return estimate
@@ -516,6 +549,36 @@ class SqliteStore:
     async def search(self, query: Query) -> SearchPage:
         snapshot = query.snapshot if query.snapshot is not None else await self.latest_seq()
         compiler = Compiler(snapshot, self._estimate(self._reader), self._type_count)
+        near = ring_search(query)
+        if near is not None:
+            return self._nearest(compiler, query, near, snapshot)
+        return self._page(compiler, query, snapshot)
+
+    def _nearest(
+        self, compiler: Compiler, query: Query, near: NearPred, snapshot: int
+    ) -> SearchPage:
+        """Nearest first (see service/search.py nearest_first): rings around the point when
+        the other clauses keep many positions (Compiler.near_plan), else the smallest other
+        clause over the whole radius. A ring read through another clause (near_bound false)
+        means a wider one costs no less: the whole radius comes next."""
+        rings, smallest = compiler.near_plan(query)
+        if rings:
+            radius = first_ring(query, near)
+            while radius < near.km:
+                ring = with_radius(query, near, radius)
+                ring_compiler = Compiler(snapshot, compiler.estimate, compiler.type_count)
+                page = self._page(ring_compiler, ring, snapshot)
+                if page.has_more:
+                    return page
+                if not ring_compiler.near_bound:
+                    break
+                radius *= 2
+            else:  # every ring was read from its circle: the planner picks for the last one
+                smallest = None
+        compiler.forced_driver = smallest
+        return self._page(compiler, query, snapshot)
+
+    def _page(self, compiler: Compiler, query: Query, snapshot: int) -> SearchPage:
         sql = compiler.page(query)
         rows = self._reader.execute(sql.text, sql.params).fetchall()
         scanned = compiler.sort_scanned
@@ -533,7 +596,12 @@ class SqliteStore:
             count_sql = compiler.count(query)
             total = self._reader.execute(count_sql.text, count_sql.params).fetchone()[0]
         return SearchPage(
-            hits=hits, snapshot=snapshot, has_more=has_more, total=total, order=compiler.order_used
+            hits=hits,
+            snapshot=snapshot,
+            has_more=has_more,
+            total=total,
+            order=compiler.order_used,
+            near_bound=compiler.near_bound,
         )
 
     def _without_sort_value(
@@ -741,9 +809,19 @@ class SqliteStore:
         for attribute in INDEX_TABLES:
             found = getattr(index, attribute)
             if found:
+                if attribute == "geo":  # (code, lat, lon, x, y, z, group): the band goes first
+                    rows[attribute].extend(
+                        (param_key(type_, r[0]), geo_band(r[1]), *r[1:], *tail) for r in found
+                    )
+                    continue
                 rows[attribute].extend((param_key(type_, r[0]), *r[1:], *tail) for r in found)
         if index.texts:
             columns = dict.fromkeys(TEXT_COLUMNS.values(), "")
             for code, terms in index.texts:
                 columns[TEXT_COLUMNS[code]] = terms
-            rows[NEW_TEXT].append((seq, columns["content"], columns["narrative"]))
+            facets = " ".join(
+                dict.fromkeys(
+                    facet_term(param_key(type_, r[0]), r[2]) for r in index.tokens if r[2]
+                )
+            )
+            rows[NEW_TEXT].append((seq, columns["content"], columns["narrative"], facets))

@@ -5,6 +5,66 @@ from __future__ import annotations
 SCHEMA_VERSION = 2
 OPEN_END = 9223372036854775807  # "valid until further notice" sequence number / time
 
+GEO_BANDS_PER_DEGREE = 100  # band = int((lat + 90) * 100): 0.01 degree of latitude
+GEO_DDL = """
+CREATE TABLE IF NOT EXISTS ix_geo (
+    pid INTEGER NOT NULL, band INTEGER NOT NULL, lat REAL NOT NULL, lon REAL NOT NULL,
+    x REAL NOT NULL, y REAL NOT NULL, z REAL NOT NULL, rid INTEGER NOT NULL,
+    grp INTEGER NOT NULL, lo_seq INTEGER NOT NULL, hi_seq INTEGER NOT NULL,
+    PRIMARY KEY (pid, band, lon, lat, rid, grp, lo_seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS ix_geo_r ON ix_geo (rid, hi_seq, pid);
+"""
+# ix_geo before bands (pid, lat, lon... keyed by latitude alone): rebuilt at start-up
+GEO_MIGRATION = f"""
+BEGIN;
+ALTER TABLE ix_geo RENAME TO ix_geo_v1;
+DROP INDEX IF EXISTS ix_geo_r;
+{GEO_DDL}
+INSERT INTO ix_geo (pid, band, lat, lon, x, y, z, rid, grp, lo_seq, hi_seq)
+    SELECT pid, CAST((lat + 90.0) * {GEO_BANDS_PER_DEGREE} AS INTEGER), lat, lon, x, y, z, rid,
+           grp, lo_seq, hi_seq FROM ix_geo_v1;
+DROP TABLE ix_geo_v1;
+COMMIT;
+"""
+
+
+TEXT_DDL = """
+CREATE VIRTUAL TABLE IF NOT EXISTS ix_text USING fts5(
+    content, narrative, facets, tokenize = 'unicode61 remove_diacritics 0', detail = column,
+    columnsize = 0
+);
+"""
+
+
+def facet_term(pid: int, code: str) -> str:
+    """The FTS5 term of a token value: one word of hex digits and letters, whatever the code
+    (the SQL of TEXT_MIGRATION computes the same)."""
+    return f"f{pid & 0xFFFFFFFFFFFFFFFF:x}a{code.encode().hex()}"
+
+
+# ix_text before facets: rebuilt at start-up, each version's facets from its token rows
+TEXT_MIGRATION = f"""
+BEGIN;
+ALTER TABLE ix_text RENAME TO ix_text_v1;
+{TEXT_DDL}
+INSERT INTO ix_text (rowid, content, narrative, facets)
+    SELECT t.rowid, t.content, t.narrative, coalesce((
+        SELECT group_concat('f' || printf('%x', k.pid) || 'a' || lower(hex(k.code)), ' ')
+        FROM versions v JOIN ix_token k ON k.rid = v.rid AND k.lo_seq <= v.seq
+            AND k.hi_seq > v.seq
+        WHERE v.seq = t.rowid AND k.code != ''), '')
+    FROM ix_text_v1 t;
+DROP TABLE ix_text_v1;
+COMMIT;
+"""
+
+
+def geo_band(lat: float) -> int:
+    """The latitude band of a position (the SQL of GEO_MIGRATION computes the same)."""
+    return int((lat + 90.0) * GEO_BANDS_PER_DEGREE)
+
+
 DDL = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
@@ -92,23 +152,16 @@ CREATE TABLE IF NOT EXISTS ix_uri (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS ix_uri_r ON ix_uri (rid, hi_seq, pid);
 
--- Positions (near): latitude/longitude bound the scan, the unit vector (x, y, z) gives the
--- exact distance without trigonometry (search/geo.py).
-CREATE TABLE IF NOT EXISTS ix_geo (
-    pid INTEGER NOT NULL, lat REAL NOT NULL, lon REAL NOT NULL, x REAL NOT NULL,
-    y REAL NOT NULL, z REAL NOT NULL, rid INTEGER NOT NULL,
-    grp INTEGER NOT NULL, lo_seq INTEGER NOT NULL, hi_seq INTEGER NOT NULL,
-    PRIMARY KEY (pid, lat, lon, rid, grp, lo_seq)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS ix_geo_r ON ix_geo (rid, hi_seq, pid);
-
+-- Positions (near): latitude bands of 0.01 degree (1.1 km) then longitude bound the scan in two
+-- dimensions (one seek per band), the unit vector (x, y, z) gives the exact distance without
+-- trigonometry (search/geo.py).
+{GEO_DDL}
 -- Free text (_content, _text): one row per version (rowid = its sequence number), holding the
 -- folded and stemmed terms the search layer computed (search/text.py); validity comes from the
--- version row. detail=column: no positions (no phrase queries), column filters work.
-CREATE VIRTUAL TABLE IF NOT EXISTS ix_text USING fts5(
-    content, narrative, tokenize = 'unicode61 remove_diacritics 0', detail = column,
-    columnsize = 0
-);
+-- version row. detail=column: no positions (no phrase queries), column filters work. ``facets``
+-- holds the version's codes (one term per token value, facet_term): a search combining words
+-- with codes (language, target group...) is one FTS5 query whose lists FTS5 intersects itself.
+{TEXT_DDL}
 """
 TEXT_COLUMNS = {"_content": "content", "_text": "narrative"}
 
@@ -120,5 +173,5 @@ INDEX_TABLES = {
     "numbers": ("ix_number", ("value",)),
     "quantities": ("ix_quantity", ("system", "code", "value")),
     "uris": ("ix_uri", ("uri",)),
-    "geo": ("ix_geo", ("lat", "lon", "x", "y", "z")),
+    "geo": ("ix_geo", ("band", "lat", "lon", "x", "y", "z")),
 }

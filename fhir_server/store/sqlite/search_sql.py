@@ -7,6 +7,7 @@ sorts. Chains and ``_has`` nest the same compilation.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,13 +42,16 @@ from fhir_server.store.query import (
     TokenPred,
     UriPred,
 )
-from fhir_server.store.sqlite.schema import INDEX_TABLES, TEXT_COLUMNS
+from fhir_server.store.sqlite.schema import INDEX_TABLES, TEXT_COLUMNS, facet_term, geo_band
 
 TEXT_MAX = "\U0010ffff"
 DRIVER_CAP = 2000  # a clause matching fewer rows may drive the query; otherwise scan in order
 SCAN_SHARE = 0.05  # ...unless its matches are more than this share of the type: then scan
 SCAN_MIN_ROWS = 100
 WALK_FACTOR = 4  # walk an unsorted query's driving clause when it matches 4+ pages
+STATS_CAP = 50_000  # a value's rows counted (and remembered) up to this, to plan near searches
+RING_SMALL = 1_500  # a clause this small drives a near search over the whole radius at once
+RING_MARGIN = 3  # ...as does one smaller than 3x the candidates the rings would read
 NULL_LAST_TEXT_ASC = TEXT_MAX * 4
 NULL_LAST_NUM_ASC = 1e308
 DAY_US = 86_400_000_000
@@ -57,6 +61,14 @@ DAY_US = 86_400_000_000
 class Sql:
     text: str
     params: list[Any] = field(default_factory=list)
+
+
+@dataclass(slots=True, frozen=True)
+class FacetedText(TextPred):
+    """A text predicate with code clauses folded in (Compiler.fold_codes): ``facets`` is an AND
+    of ORs of facet terms (schema.facet_term), matched in the same FTS5 query as the words."""
+
+    facets: tuple[tuple[str, ...], ...] = ()
 
 
 def _pids(types: tuple[str, ...], code: str) -> tuple[str, list[int]]:
@@ -81,14 +93,18 @@ class Compiler:
     def __init__(
         self,
         snapshot: int,
-        estimate: Callable[[Sql, int], int] | None = None,
+        estimate: Callable[..., int] | None = None,
         type_count: Callable[[tuple[str, ...]], int] | None = None,
     ) -> None:
         self.snapshot = snapshot
-        self.estimate = estimate or (lambda sql, cap: cap)
+        # estimate(sql, cap, key=None): rows of a row-id query up to cap; with a key, the
+        # store may count further and remember the count (values of small domains)
+        self.estimate = estimate or (lambda sql, cap, key=None: cap)
+        self.forced_driver: int | None = None  # a driver the caller chose (near plans)
         self.type_count = type_count or (lambda types: 1)
         self.sort_scanned: SortKey | None = None
         self.order_used: str | None = None  # the order a page was read in (for the cursor)
+        self.near_bound = True  # whether a page was read from a position's circle
 
     def _valid(self, alias: str = "") -> tuple[str, list[int]]:
         prefix = f"{alias}." if alias else ""
@@ -278,10 +294,60 @@ class Compiler:
             [fts_match(pred), *types, self.snapshot, self.snapshot],
         )
 
-    def _text_probe(self, pred: TextPred, types: tuple[str, ...], outer: str) -> Sql:
-        """``outer IN (matches)``: SQLite computes the (non-correlated) match list once per query
-        and probes it per row. A correlated FTS5 lookup per row re-runs the full-text query for
-        every candidate (seconds at 10k resources)."""
+    def _FacetedText(self, pred: FacetedText, types, with_group) -> Sql:
+        return self._TextPred(pred, types, with_group)
+
+    def fold_codes(self, query: Query) -> Query:
+        """A search with words and codes (``_content=deuil&language=fr&target-group=x``): the
+        code clauses become facet terms of the text predicate, so FTS5 intersects the word and
+        code lists itself (C, ~0.05 µs a posting) instead of SQLite probing each candidate
+        (~3 µs). A code with a system stays a probe too (the facet holds the code alone)."""
+        text = next(
+            (i for i, c in enumerate(query.where) if len(c) == 1 and type(c[0]) is TextPred),
+            None,
+        )
+        if text is None:
+            return query
+        facets: list[tuple[str, ...]] = []
+        kept: list[tuple[Pred, ...]] = []
+        for index, clause in enumerate(query.where):
+            if index == text:
+                continue
+            if clause and all(isinstance(p, TokenPred) and p.code is not None for p in clause):
+                facets.append(
+                    tuple(
+                        dict.fromkeys(
+                            facet_term(param_key(t, p.param), p.code)  # type: ignore[attr-defined]
+                            for p in clause
+                            for t in query.types
+                        )
+                    )
+                )
+                if all(p.system == ANY_SYSTEM for p in clause):  # type: ignore[attr-defined]
+                    continue
+            kept.append(clause)
+        if not facets:
+            return query
+        words = query.where[text][0]
+        folded = FacetedText(words.param, words.words, tuple(facets))  # type: ignore[attr-defined]
+        return dataclasses.replace(query, where=[(folded,), *kept])
+
+    def _text_probe(
+        self, pred: TextPred, types: tuple[str, ...], outer: str, version: Sql | None = None
+    ) -> Sql:
+        """A row matches when its version's text row does: ``version IN (FTS5 row ids)`` when
+        the outer query has the version row at hand (its sequence number is the text row's id:
+        no validity or type check needed, and the list is read from FTS5 alone, ~0.1 µs a
+        match); ``outer IN (matching row ids)`` otherwise (the matches joined to their versions).
+        SQLite computes either (non-correlated) list once per query and probes it per row; a
+        correlated FTS5 lookup per row re-runs the full-text query for every candidate
+        (~40 µs each). The ``+`` keeps SQLite from turning the list into the driving loop (the
+        planner chose the driver: reading every match to find one page is what it avoids)."""
+        if version is not None:
+            return Sql(
+                f"+{version.text} IN (SELECT rowid FROM ix_text WHERE ix_text MATCH ?)",
+                [*version.params, fts_match(pred)],
+            )
         inner = self._TextPred(pred, types, False)
         return Sql(f"{outer} IN ({inner.text})", inner.params)
 
@@ -301,13 +367,13 @@ class Compiler:
         return Sql(text, params)
 
     def _ChainPred(self, pred: ChainPred, types, with_group) -> Sql:
-        inner = self.matching(pred.query)
+        inner = self.matching(pred.query, "r.rid AS rid, r.id AS id, r.type AS type")
         pid_sql, pid_params = _pids(types, pred.param)
         valid, valid_params = self._valid("x")
         return Sql(
-            f"SELECT x.rid FROM ({inner.text}) m CROSS JOIN resources t ON t.rid = m.rid "
-            f"CROSS JOIN ix_reference x ON x.{pid_sql} AND x.ref_id = t.id "
-            f"AND x.ref_type = t.type WHERE {valid}",
+            f"SELECT x.rid FROM ({inner.text}) m "
+            f"CROSS JOIN ix_reference x ON x.{pid_sql} AND x.ref_id = m.id "
+            f"AND x.ref_type = m.type WHERE {valid}",
             [*inner.params, *pid_params, *valid_params],
         )
 
@@ -324,12 +390,19 @@ class Compiler:
 
     # -- probes: "does row r match?" -----------------------------------------------------------
 
-    def probe(self, pred: Pred, types: tuple[str, ...], outer: str = "r.rid") -> Sql:
-        """A condition on the outer row (``outer`` is its row id): index predicates become an
-        EXISTS on the by-resource index, chains and _has correlated sub-queries, everything
-        else ``outer IN (...)``."""
+    def probe(
+        self,
+        pred: Pred,
+        types: tuple[str, ...],
+        outer: str = "r.rid",
+        version: Sql | None = None,
+    ) -> Sql:
+        """A condition on the outer row (``outer`` is its row id, ``version`` the sequence
+        number of its version valid at the snapshot, when the query has it): index predicates
+        become an EXISTS on the by-resource index, chains and _has correlated sub-queries,
+        everything else ``outer IN (...)``."""
         if isinstance(pred, TextPred):
-            return self._text_probe(pred, types, outer)
+            return self._text_probe(pred, types, outer, version)
         if isinstance(pred, (*INDEX_PREDS, NearPred)):
             inner = self.rids(pred, types)
             table = inner.text.split(" FROM ", 1)[1].split(" ", 1)[0]
@@ -374,9 +447,13 @@ class Compiler:
         )
 
     def clause_probe(
-        self, clause: tuple[Pred, ...], types: tuple[str, ...], outer: str = "r.rid"
+        self,
+        clause: tuple[Pred, ...],
+        types: tuple[str, ...],
+        outer: str = "r.rid",
+        version: Sql | None = None,
     ) -> Sql:
-        parts = [self.probe(p, types, outer) for p in clause]
+        parts = [self.probe(p, types, outer, version) for p in clause]
         return Sql(
             "(" + " OR ".join(p.text for p in parts) + ")", [x for p in parts for x in p.params]
         )
@@ -394,6 +471,15 @@ class Compiler:
             [*types, self.snapshot],
         )
 
+    def _version_seq(self) -> Sql:
+        """The sequence number of r's version valid at the snapshot, from r alone (no read of
+        the version row: rows that fail a probe never touch the versions table)."""
+        return Sql(
+            "(CASE WHEN r.seq <= ? THEN r.seq ELSE (SELECT max(v2.seq) FROM versions v2 "
+            "WHERE v2.rid = r.rid AND v2.seq <= ?) END)",
+            [self.snapshot, self.snapshot],
+        )
+
     def _version_join(self) -> Sql:
         """The version of r that was current at the snapshot, if it was live then."""
         return Sql(
@@ -409,12 +495,62 @@ class Compiler:
         best, best_count = None, cap or DRIVER_CAP
         order = sorted(range(len(query.where)), key=lambda i: _cost_rank(query.where[i]))
         for index in order:
-            estimate = self.estimate(self.clause_rids(query.where[index], query.types), best_count)
+            sql = self.clause_estimate(query.where[index], query.types)
+            estimate = self.estimate(sql, best_count)
             if estimate < best_count:
                 best, best_count = index, estimate
             if best_count <= 20:
                 break
         return best, best_count
+
+    def clause_estimate(self, clause: tuple[Pred, ...], types: tuple[str, ...]) -> Sql:
+        """Rows whose count estimates the size of a clause (at least its size, cheaply)."""
+        parts = [self._estimate_rows(p, types) for p in clause]
+        return Sql(" UNION ALL ".join(p.text for p in parts), [x for p in parts for x in p.params])
+
+    def _estimate_rows(self, pred: Pred, types: tuple[str, ...]) -> Sql:
+        if isinstance(pred, TextPred):
+            # the FTS5 matches of every version and type: no join, ~0.1 µs a match
+            return Sql("SELECT rowid FROM ix_text WHERE ix_text MATCH ?", [fts_match(pred)])
+        if isinstance(pred, ChainPred) and pred.query.where:
+            # about one reference per target: the size of the target query's most pinning
+            # clause (a position's box, a code...) without running the whole chain
+            inner = min(pred.query.where, key=_cost_rank)
+            return self.clause_estimate(inner, pred.query.types)
+        return self.rids(pred, types)
+
+    def near_plan(self, query: Query) -> tuple[bool, int | None]:
+        """(rings?, the smallest other clause) for a search nearest first.
+
+        Rings read a small circle first, then a wider one: worth it when the other clauses
+        together keep many of the positions, so a page is found in a small circle. When one of
+        them is small, or all of them together keep few (so the rings would go wide, reading
+        many positions for little), reading that clause over the whole radius is cheaper. The
+        sizes of token and text clauses are counted once and remembered for a while (a
+        value's share changes slowly); the expected candidates assume independent clauses."""
+        query = self.fold_codes(query)
+        near = next((i for i, c in enumerate(query.where) if any(map(_is_near, c))), None)
+        total = max(1, self.type_count(query.types))
+        share, best, best_size = 1.0, None, None
+        for index, clause in enumerate(query.where):
+            if index == near:
+                continue
+            key = _stats_key(clause, query.types)
+            sql = self.clause_estimate(clause, query.types)
+            size = self.estimate(sql, STATS_CAP if key else DRIVER_CAP, key)
+            share *= min(1.0, size / total)
+            if best_size is None or size < best_size:
+                best, best_size = index, size
+        if best is None or best_size is None:
+            return True, None
+        expected = (query.count + 1) / max(share, 1e-9)
+        rings = best_size > RING_SMALL and RING_MARGIN * expected < best_size
+        return rings, best
+
+    def fallback_driver(self, query: Query) -> int:
+        """When no clause is small: the one to read anyway rather than every resource of the
+        type (a position's box first: rings keep it small, search/nearest)."""
+        return min(range(len(query.where)), key=lambda i: _cost_rank(query.where[i]))
 
     def _plan(self, query: Query) -> tuple[int | None, SortKey | None, int | None]:
         """(driver, sorted walk, clause walk).
@@ -425,6 +561,9 @@ class Compiler:
         the walk follows the index of the most pinning clause (its own matching values, so only
         matches are read), and that choice is kept in the paging cursor (``order``), because
         the order of results without ``_sort`` is then that clause's value order."""
+        if self.forced_driver is not None:
+            self.order_used = None if query.sort else "rid"
+            return self.forced_driver, None, None
         hint = query.order_hint
         if hint is not None and hint.startswith("w") and not query.sort:
             index = int(hint[1:]) if hint[1:].isdigit() else -1
@@ -436,6 +575,10 @@ class Compiler:
         # pages: counting further would cost more than the walk
         cap = WALK_FACTOR * (query.count + 1) + 1 if may_walk else None
         driver, estimate = self.choose_driver(query, cap) if query.where else (None, 0)
+        if driver is None and query.where and query.sort and query.sort[0].near is not None:
+            # every match must be read to sort by distance: read the smallest clause rather
+            # than every resource of the type
+            driver = self.fallback_driver(query)
         sortable = len(query.sort) == 1 and bool(query.sort[0].table) and query.sort[0].near is None
         if driver is not None and estimate > SCAN_MIN_ROWS:
             share = estimate / max(1, self.type_count(query.types))
@@ -481,44 +624,67 @@ class Compiler:
             [*inner.params, *inner.params],
         )
 
-    def matching(self, query: Query) -> Sql:
-        """All row ids matching the query (no order, no paging), live at the snapshot."""
+    def matching(self, query: Query, columns: str = "r.rid") -> Sql:
+        """All row ids matching the query (no order, no paging), live at the snapshot
+        (``columns``: of the resource row ``r``)."""
+        query = self.fold_codes(query)
         driver = self.choose_driver(query)[0] if query.where else None
+        if driver is None and query.where:  # every match is read: through an index, not a scan
+            driver = self.fallback_driver(query)
         marks = ",".join("?" * len(query.types))
-        version = self._version_join()
-        if driver is not None:
+        version: Sql
+        if driver is not None and _live_rows(query.where[driver]):
+            # index rows valid at the snapshot belong to a live version: no version row needed
             source = self.clause_rids(query.where[driver], query.types)
             text = (
-                f"SELECT r.rid FROM (SELECT DISTINCT rid FROM ({source.text})) m "
-                f"JOIN resources r ON r.rid = m.rid {version.text} WHERE r.type IN ({marks})"
+                f"SELECT {columns} FROM (SELECT DISTINCT rid FROM ({source.text})) m "
+                f"JOIN resources r ON r.rid = m.rid WHERE r.type IN ({marks})"
             )
-            params = [*source.params, *version.params, *query.types]
+            params = [*source.params, *query.types]
+            version = self._version_seq()
         else:
-            text = f"SELECT r.rid FROM resources r {version.text} WHERE r.type IN ({marks})"
-            params = [*version.params, *query.types]
-        for index, clause in enumerate(query.where):
-            if index != driver:
-                probe = self.clause_probe(clause, query.types)
-                text += f" AND {probe.text}"
-                params.extend(probe.params)
+            join = self._version_join()
+            if driver is not None:
+                source = self.clause_rids(query.where[driver], query.types)
+                text = (
+                    f"SELECT {columns} FROM (SELECT DISTINCT rid FROM ({source.text})) m "
+                    f"JOIN resources r ON r.rid = m.rid {join.text} WHERE r.type IN ({marks})"
+                )
+                params = [*source.params, *join.params, *query.types]
+            else:
+                text = f"SELECT {columns} FROM resources r {join.text} WHERE r.type IN ({marks})"
+                params = [*join.params, *query.types]
+            version = Sql("v.seq")
+        for index in _probe_order(query, (driver,)):
+            probe = self.clause_probe(query.where[index], query.types, version=version)
+            text += f" AND {probe.text}"
+            params.extend(probe.params)
         return Sql(text, params)
 
     def page(self, query: Query) -> Sql:
-        """One page in the query's order after the keyset position."""
+        """One page in the query's order after the keyset position.
+
+        Two levels: the inner query finds the page's row ids and sort values (probing and
+        sorting candidates without reading their version rows when its source is index rows,
+        which only live versions have); the outer one reads the page's bodies."""
+        query = self.fold_codes(query)
         driver, sort_scan, walk = self._plan(query)
         self.sort_scanned = sort_scan
+        self.near_bound = driver is not None and _is_near(query.where[driver][0])
         if walk is not None:
             sort_exprs, sort_params = [("s.sv", False)], []
         else:
             sort_exprs, sort_params = self._sort_expressions(query, sort_scan)
         sort_cols = "".join(f", {expr} AS s{i}" for i, (expr, _) in enumerate(sort_exprs))
         marks = ",".join("?" * len(query.types))
-        version = self._version_join()
+        live = (
+            sort_scan is not None
+            or walk is not None
+            or (driver is not None and _live_rows(query.where[driver]))
+        ) and not any(key.param == "_lastUpdated" for key in query.sort)
         # on a sorted walk the row id comes from the walked index, so its order is the index's
         rid_source = "s.rid" if sort_scan is not None or walk is not None else "r.rid"
-        select = (
-            f"SELECT {rid_source} AS rid, r.type AS type, r.id AS id, v.body AS body{sort_cols}"
-        )
+        select = f"SELECT {rid_source} AS rid{sort_cols}"
         params: list[Any] = list(sort_params)
         if driver is not None:
             source = self.clause_rids(query.where[driver], query.types)
@@ -537,13 +703,20 @@ class Compiler:
             params += scan.params
         else:
             text = f"{select} FROM resources r"
-        text += f" {version.text} WHERE r.type IN ({marks})"
-        params += [*version.params, *query.types]
-        for index, clause in enumerate(query.where):
-            if index not in (driver, walk):
-                probe = self.clause_probe(clause, query.types)
-                text += f" AND {probe.text}"
-                params += probe.params
+        version: Sql
+        if live:
+            version = self._version_seq()
+            text += f" WHERE r.type IN ({marks})"
+            params += query.types
+        else:
+            join = self._version_join()
+            version = Sql("v.seq")
+            text += f" {join.text} WHERE r.type IN ({marks})"
+            params += [*join.params, *query.types]
+        for index in _probe_order(query, (driver, walk)):
+            probe = self.clause_probe(query.where[index], query.types, version=version)
+            text += f" AND {probe.text}"
+            params += probe.params
         order_terms = [(f"s{i}", desc) for i, (_, desc) in enumerate(sort_exprs)]
         # the row id breaks ties in the direction of the first sort key, so that walking a sort
         # parameter's index (value, row id) needs no extra sort in either direction
@@ -557,7 +730,15 @@ class Compiler:
         order = ", ".join(f"{name} {'DESC' if desc else 'ASC'}" for name, desc in order_terms)
         text += f" ORDER BY {order} LIMIT ?"
         params.append(query.count + 1)
-        return Sql(text, params)
+        # then the bodies of the page's rows only
+        join = self._version_join()
+        columns = "".join(f", p.s{i}" for i in range(len(sort_exprs)))
+        outer = ", ".join(f"p.{name} {'DESC' if desc else 'ASC'}" for name, desc in order_terms)
+        return Sql(
+            f"SELECT p.rid AS rid, r.type AS type, r.id AS id, v.body AS body{columns} "
+            f"FROM ({text}) p JOIN resources r ON r.rid = p.rid {join.text} ORDER BY {outer}",
+            [*params, *join.params],
+        )
 
     def _sort_scan_source(self, key: SortKey, types: tuple[str, ...]) -> Sql:
         """Walk the sort parameter's index in order; each resource is taken at its first value
@@ -664,7 +845,10 @@ def fts_match(pred: TextPred) -> str:
             if form.strip("*")
         ]
         words.append("(" + " OR ".join(alternatives) + ")")
-    return "{" + TEXT_COLUMNS[pred.param] + "} : (" + " AND ".join(words) + ")"
+    match = "{" + TEXT_COLUMNS[pred.param] + "} : (" + " AND ".join(words) + ")"
+    for terms in getattr(pred, "facets", ()):
+        match += " AND {facets} : (" + " OR ".join(f'"{t}"' for t in terms) + ")"
+    return match
 
 
 def _chord2_sql(near: NearPred, prefix: str) -> tuple[str, list[Any]]:
@@ -676,14 +860,26 @@ def _chord2_sql(near: NearPred, prefix: str) -> tuple[str, list[Any]]:
     )
 
 
+MAX_BAND_SEEKS = 400  # a box taller than this many latitude bands is read band range by range
+
+
 def near_condition(near: NearPred, prefix: str) -> tuple[str, list[Any]]:
-    """Inside the latitude/longitude box (an index range), then within the exact distance."""
+    """Inside the latitude/longitude box, then within the exact distance. The box is read as
+    one longitude range per latitude band it covers (``band IN (...)``: a seek each), so the
+    index scan stays inside the box in both dimensions."""
     lat_low, lat_high, lon_low, lon_high = bounding_box(near.lat, near.lon, near.km)
     distance, params = _chord2_sql(near, prefix)
+    first, last = geo_band(lat_low), geo_band(lat_high)
+    if last - first < MAX_BAND_SEEKS:
+        bands = list(range(first, last + 1))
+        band_sql = f"{prefix}band IN ({','.join('?' * len(bands))})"
+    else:
+        bands = [first, last]
+        band_sql = f"{prefix}band >= ? AND {prefix}band <= ?"
     return (
-        f"{prefix}lat >= ? AND {prefix}lat <= ? AND {prefix}lon >= ? AND {prefix}lon <= ? "
-        f"AND {distance} <= ?",
-        [lat_low, lat_high, lon_low, lon_high, *params, chord2_limit(near.km)],
+        f"{band_sql} AND {prefix}lon >= ? AND {prefix}lon <= ? AND {prefix}lat >= ? "
+        f"AND {prefix}lat <= ? AND {distance} <= ?",
+        [*bands, lon_low, lon_high, lat_low, lat_high, *params, chord2_limit(near.km)],
     )
 
 
@@ -699,17 +895,67 @@ _SORT_COLUMN = {
 
 
 def _cost_rank(clause: tuple[Pred, ...]) -> int:
-    """Equality-like predicates first: they are usually the most selective and cheap to count."""
+    """Equality-like predicates first: they are usually the most selective and cheap to count;
+    positions before them (a near search reads rings around its point: small ones first)."""
     pred = clause[0]
     if isinstance(pred, (IdPred, InPred)):
         return 0
+    if _is_near(pred):
+        return 1
     if isinstance(pred, (TokenPred, ReferencePred, UriPred)) or (
         isinstance(pred, StringPred) and pred.op == "exact"
     ):
-        return 1
-    if isinstance(pred, (StringPred, CompositePred, ChainPred, HasPred)):
         return 2
-    return 3
+    if isinstance(pred, (StringPred, CompositePred, ChainPred, HasPred)):
+        return 3
+    return 4
+
+
+def _stats_key(clause: tuple[Pred, ...], types: tuple[str, ...]) -> str | None:
+    """A key under which a clause's size may be remembered: codes and words (small domains,
+    asked again and again), not ranges, positions or chains."""
+    if all(isinstance(p, (TokenPred, TokenInPred, TextPred)) for p in clause):
+        return repr((clause, types))
+    return None
+
+
+def _probe_order(query: Query, skip: tuple[int | None, ...]) -> list[int]:
+    """The clauses to probe, cheapest first (SQLite checks them in the order written): words
+    (a list read once), then index lookups, then chains and _has."""
+
+    def rank(index: int) -> int:
+        pred = query.where[index][0]
+        if isinstance(pred, TextPred):
+            return 0
+        if isinstance(pred, INDEX_PREDS):
+            return 1
+        if isinstance(pred, (ChainPred, HasPred)):
+            return 3
+        return 2
+
+    return sorted((i for i in range(len(query.where)) if i not in skip), key=rank)
+
+
+def _live_rows(clause: tuple[Pred, ...]) -> bool:
+    """Whether a clause's row ids come from index rows valid at the snapshot (or text rows of
+    versions valid then): only live versions have them (a delete closes its resource's rows),
+    so the rows found need no check against their version."""
+    for pred in clause:
+        if isinstance(pred, MissingPred):
+            if pred.missing:
+                return False
+        elif not isinstance(pred, (*INDEX_PREDS, NearPred, TextPred, ChainPred, CompositePred)):
+            return False
+    return True
+
+
+def _is_near(pred: Pred) -> bool:
+    """A position in a circle, or a chain to resources with one (location.near=...)."""
+    if isinstance(pred, NearPred):
+        return True
+    return isinstance(pred, ChainPred) and any(
+        len(c) == 1 and _is_near(c[0]) for c in pred.query.where
+    )
 
 
 def _walkable(clause: tuple[Pred, ...]) -> bool:
