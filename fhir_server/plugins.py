@@ -16,6 +16,8 @@ INSTALLERS = [
     "fhir_server.terminology.operations",
     "fhir_server.service.validate_operation",
     "fhir_server.security",
+    "fhir_server.referrals",  # after security: its grant provider joins the relationship index
+    "fhir_server.subscriptions",  # after security: wraps the guard with the owner rule
 ]
 
 

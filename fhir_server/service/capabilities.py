@@ -82,7 +82,7 @@ def capability_statement(
         )
     if extra_rest:
         rest.update(extra_rest)
-    return {
+    statement = {
         "resourceType": "CapabilityStatement",
         "id": "bib-fhir-server",
         "url": f"{settings.public_url}/metadata",
@@ -101,6 +101,24 @@ def capability_statement(
         "patchFormat": list(PATCH_FORMATS),
         "rest": [rest],
     }
+    for hook in getattr(svc, "capability_hooks", ()):
+        hook(statement)
+    return statement
+
+
+def add_operation(
+    statement: dict[str, Any], name: str, definition: str, types: tuple[str, ...] = ()
+) -> None:
+    """List an operation in a CapabilityStatement: on each resource type of ``types`` (type and
+    instance level), or at system level when ``types`` is empty."""
+    entry = {"name": name, "definition": definition}
+    rest = statement["rest"][0]
+    if not types:
+        rest.setdefault("operation", []).append(entry)
+        return
+    for resource in rest["resource"]:
+        if resource["type"] in types:
+            resource.setdefault("operation", []).append(dict(entry))
 
 
 def _usable(param: SearchParam) -> bool:

@@ -149,6 +149,9 @@ class FhirService:
         self.start_hooks: list[Any] = []  # async callables run by start() (plug-ins load state)
         # extra CapabilityStatement.rest fields from plug-ins (e.g. "security": SMART)
         self.capability_extras: dict[str, Any] = {}
+        # plug-ins that add to the CapabilityStatement (operations, instantiates...): each is
+        # called with the statement being built and changes it in place
+        self.capability_hooks: list[Any] = []
         self._maintenance: asyncio.Task[None] | None = None
         from fhir_server.content.shipped import ShippedContent
         from fhir_server.service.search_parameters import SearchParameterManager

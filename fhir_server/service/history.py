@@ -70,6 +70,8 @@ async def history(
         raise bad_request(str(exc)) from exc
     entries = []
     for version in page.versions:
+        if not svc.model.is_resource(version.type):
+            continue  # a plug-in's internal record (e.g. subscription state): not a FHIR resource
         if not await svc.visible(ctx, version):
             continue
         full_url = ctx.url(version.type, version.id)
