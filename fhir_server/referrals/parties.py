@@ -76,11 +76,13 @@ async def organisation_of(read: Reader, ref: str | None, base_url: str) -> str |
 
 
 async def side_of(read: Reader, ref: str | None, base_url: str) -> frozenset[str]:
-    """The references that count as one side of a referral: the party and its organisation."""
+    """The references that count as one side of a referral: the party, its organisation and,
+    for a PractitionerRole, the practitioner herself."""
     if not ref:
         return frozenset()
     org = await organisation_of(read, ref, base_url)
-    return frozenset(r for r in (ref, org) if r)
+    person = await practitioner_of(read, ref) if ref.startswith("PractitionerRole/") else None
+    return frozenset(r for r in (ref, org, person) if r)
 
 
 async def practitioner_of(read: Reader, ref: str) -> str | None:
