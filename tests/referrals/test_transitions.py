@@ -25,31 +25,31 @@ STATUSES = (
     "failed",
     "entered-in-error",
 )
-R, O = "requester", "owner"
+REQ, OWN = "requester", "owner"
 # from -> to -> who may make the move
 EXPECTED = {
-    "draft": {"requested": R, "cancelled": R, "entered-in-error": R},
+    "draft": {"requested": REQ, "cancelled": REQ, "entered-in-error": REQ},
     "requested": {
-        "received": O,
-        "accepted": O,
-        "rejected": O,
-        "cancelled": R,
-        "entered-in-error": R,
+        "received": OWN,
+        "accepted": OWN,
+        "rejected": OWN,
+        "cancelled": REQ,
+        "entered-in-error": REQ,
     },
-    "received": {"accepted": O, "rejected": O, "cancelled": R, "entered-in-error": R},
-    "accepted": {"in-progress": O, "failed": O, "cancelled": R, "entered-in-error": R},
+    "received": {"accepted": OWN, "rejected": OWN, "cancelled": REQ, "entered-in-error": REQ},
+    "accepted": {"in-progress": OWN, "failed": OWN, "cancelled": REQ, "entered-in-error": REQ},
     "in-progress": {
-        "on-hold": O,
-        "completed": O,
-        "failed": O,
-        "cancelled": R,
-        "entered-in-error": R,
+        "on-hold": OWN,
+        "completed": OWN,
+        "failed": OWN,
+        "cancelled": REQ,
+        "entered-in-error": REQ,
     },
-    "on-hold": {"in-progress": O, "failed": O, "cancelled": R, "entered-in-error": R},
-    "completed": {"entered-in-error": R},
-    "failed": {"entered-in-error": R},
-    "rejected": {"entered-in-error": R},
-    "cancelled": {"entered-in-error": R},
+    "on-hold": {"in-progress": OWN, "failed": OWN, "cancelled": REQ, "entered-in-error": REQ},
+    "completed": {"entered-in-error": REQ},
+    "failed": {"entered-in-error": REQ},
+    "rejected": {"entered-in-error": REQ},
+    "cancelled": {"entered-in-error": REQ},
     "entered-in-error": {},
 }
 PATHS = {  # how a referral reaches each status: (status, party) steps after "requested"
@@ -65,7 +65,7 @@ PATHS = {  # how a referral reaches each status: (status, party) steps after "re
     "completed": [("accepted", "sw"), ("in-progress", "sw"), ("completed", "sw")],
     "failed": [("accepted", "sw"), ("failed", "sw")],
 }
-PARTY = {R: "mw", O: "sw"}  # the referrer (Role A, hosp) and the receiver (Role B, cpas)
+PARTY = {REQ: "mw", OWN: "sw"}  # the referrer (Role A, hosp) and the receiver (Role B, cpas)
 # the statuses in which the receiving organisation may write the Task at all (its access tier)
 OWNER_WRITES = {"requested", "received", "accepted", "in-progress", "on-hold"}
 REASONS = {"rejected", "cancelled", "on-hold", "failed"}
