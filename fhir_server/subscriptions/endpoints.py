@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -54,6 +55,9 @@ def public(address: IPAddress) -> bool:
 
 class EndpointPolicy:
     def __init__(self, allowed: str = "", dns_timeout: float = 2.0) -> None:
+        # how names are resolved: the system resolver; replaceable (a test plays a DNS server
+        # whose answer changes between the subscription and the delivery)
+        self.resolver: Callable[[str, int], Awaitable[list[str]]] = _system_resolver
         self.names: set[tuple[str, int | None]] = set()
         self.networks: list[tuple[Network, int | None]] = []
         self.dns_timeout = dns_timeout
@@ -121,20 +125,17 @@ class EndpointPolicy:
             ):
                 raise EndpointRefused(_private(endpoint.host))
             return Pinned(endpoint, str(literal))
-        loop = asyncio.get_running_loop()
         try:
-            infos = await asyncio.wait_for(
-                loop.getaddrinfo(endpoint.host, endpoint.port, type=socket.SOCK_STREAM),
-                self.dns_timeout,
-            )
+            async with asyncio.timeout(self.dns_timeout):
+                found = await self.resolver(endpoint.host, endpoint.port)
         except (OSError, TimeoutError) as exc:
             raise EndpointRefused(
                 f"the endpoint's host {endpoint.host} cannot be resolved ({type(exc).__name__})"
             ) from None
         addresses = []
-        for info in infos:
+        for text in found:
             try:
-                addresses.append(ipaddress.ip_address(info[4][0].split("%", 1)[0]))
+                addresses.append(ipaddress.ip_address(text.split("%", 1)[0]))
             except ValueError:
                 continue
         if not addresses:
@@ -144,6 +145,11 @@ class EndpointPolicy:
                 continue
             raise EndpointRefused(_private(endpoint.host))
         return Pinned(endpoint, str(addresses[0]))
+
+
+async def _system_resolver(host: str, port: int) -> list[str]:
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [info[4][0] for info in infos]
 
 
 def _private(host: str) -> str:

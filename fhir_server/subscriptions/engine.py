@@ -79,6 +79,15 @@ NOTIFICATION_PROFILE = (
 _METHOD = {"create": ("POST", "201"), "update": ("PUT", "200"), "delete": ("DELETE", "204")}
 
 
+async def pause(event: asyncio.Event, seconds: float) -> None:
+    """Wait until ``event`` is set or ``seconds`` pass. (``asyncio.timeout``, not ``wait_for``:
+    on Python 3.11 a cancellation that arrives as the event is set can be lost in ``wait_for``,
+    and a loop that should stop would run on.)"""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await event.wait()
+
+
 class LeaseLost(Exception):
     """Another process holds the lease now: stop, it carries on."""
 
@@ -218,8 +227,7 @@ class Matcher:
                 busy = False
                 await asyncio.sleep(1.0)
             if not busy:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), self.engine.poll)
+                await pause(self.wake, self.engine.poll)
 
     async def _claim(self) -> dict[str, Any] | None:
         """Hold (take or renew) the matcher lease; the matcher's record, or None."""
@@ -485,8 +493,7 @@ class Delivery:
             except Exception:
                 log.exception("subscription delivery sweep failed; retrying")
                 await asyncio.sleep(1.0)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), self.engine.poll)
+            await pause(self.wake, self.engine.poll)
 
     async def stop(self) -> None:
         workers = list(self.workers.values())
