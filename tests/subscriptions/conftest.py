@@ -47,7 +47,7 @@ def subscription(
         "resourceType": "Subscription",
         "status": "requested",
         "reason": "test",
-        "criteria": criteria if "?" in criteria or "/" not in criteria else criteria,
+        "criteria": criteria,
         "channel": channel,
     }
     if filters:

@@ -26,7 +26,7 @@ async def test_the_closed_loop_is_notified_to_each_party(
     )
     assert {r.kind for r in receiver.received} == {"handshake"}
     # a new referral for cpas (its service is the owner): cpas is notified, with the Task
-    sr, task = await world.refer()
+    _, task = await world.refer()
     first = await wait_for(lambda: [r for r in receiver.on("/cpas") if r.kind != "handshake"])
     event = first[0]
     assert event.headers["Content-Type"] == "application/fhir+json"
