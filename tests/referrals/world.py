@@ -5,7 +5,7 @@ own key, a real SQLite file or the MongoDB store on mongomock) and a small world
 - ``cpas`` (the receiving social service): social worker ``sw`` (Role B), colleague ``sw2``
   (Role A), its service ``HealthcareService/cpas-service``;
 - ``other``: the woman's GP ``gp`` (Role A, in her care team, neither party of the referral);
-- ``far``: ``nobody`` (Role A, no relation at all);
+- ``far``: ``nobody`` (Role A, no relation at all); ``clerk`` (no BiB role);
 - a backend client (``backend``, Role A, patient data, no organisation) and an administrator;
 - women ``p`` (care team: hosp and gp; home in Anderlecht) and ``q`` (care team: hosp), with
   observations of ``p``: ``obs-shared`` (weight), ``obs-private`` (lab), ``obs-dep`` (a
@@ -44,6 +44,8 @@ USERS: dict[str, dict[str, Any]] = {
         "organization": "Organization/far",
         "role": "A",
     },
+    # administrative staff: no BiB role
+    "clerk": {"practitioner": "Practitioner/nobody", "organization": "Organization/hosp"},
 }
 
 
