@@ -41,7 +41,7 @@ PARAMS = {
     "reportType": "code",
 }
 MEASURE_URL = "https://borninbelgiumpro.be/fhir/Measure/bib-referral-outcomes"
-DEFINITION = "http://hl7.org/fhir/OperationDefinition/Measure-evaluate-measure"
+DEFINITION = "https://borninbelgiumpro.be/fhir/OperationDefinition/bib-referral-evaluate-measure"
 ABSENT = "http://hl7.org/fhir/StructureDefinition/data-absent-reason"
 POPULATIONS = ("initial-population", "denominator", "numerator")
 

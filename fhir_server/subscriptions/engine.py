@@ -42,7 +42,7 @@ import httpx
 import orjson
 
 from fhir_server.errors import FhirError
-from fhir_server.fhirpath import FhirPathError, evaluate
+from fhir_server.fhirpath import FhirPathError, check, evaluate
 from fhir_server.json_codec import loads_trusted
 from fhir_server.referrals.parties import party_aliases, ref_of
 from fhir_server.search.dates import format_instant
@@ -133,6 +133,30 @@ class Engine:
         self.http: httpx.AsyncClient | None = None
         self._criteria: dict[tuple[str, str], Criteria] = {}
         self._aliases: dict[str, tuple[float, frozenset[str]]] = {}
+        for topic in list(self.topics.values()):
+            problem = self.check_topic(topic)
+            if problem:
+                log.error("subscription topic %s is not usable: %s", topic.url, problem)
+                self.topics.pop(topic.url)
+
+    def check_topic(self, topic: Topic) -> str | None:
+        """Why a topic cannot be used (its criteria or FHIRPath do not compile), or None."""
+        for trigger in topic.triggers:
+            if not self.svc.model.is_resource(trigger.resource):
+                return f"{trigger.resource!r} is not a resource type"
+            for text in (trigger.current, trigger.previous):
+                if text:
+                    try:
+                        self.criteria(trigger.resource, text)
+                    except FhirError as exc:
+                        return exc.issues[0].diagnostics
+            for expression in (trigger.fhirpath, trigger.audience):
+                if expression:
+                    try:
+                        check(expression)
+                    except FhirPathError as exc:
+                        return str(exc)
+        return None
 
     # -- lifecycle -------------------------------------------------------------------------
 

@@ -47,7 +47,7 @@ def parse_criteria(svc: Any, raw: str, allowed_types: frozenset[str] | None = No
     if not isinstance(raw, str) or not raw.strip():
         raise FhirError(422, "invalid", "the criteria is empty", "Subscription.criteria")
     text = raw.strip()
-    if "://" in text:  # an absolute URL: [base]/Type?params of this server
+    if "://" in text.partition("?")[0]:  # an absolute URL: [base]/Type?params of this server
         base = svc.settings.public_url.rstrip("/") + "/"
         if not text.startswith(base):
             raise FhirError(

@@ -265,8 +265,9 @@ class World:
             "authoredOn": authored,
             "requester": ref(requester),
             "performer": [ref(owner)],
-            "supportingInfo": [ref(s) for s in supporting],
         }
+        if supporting:
+            request["supportingInfo"] = [ref(s) for s in supporting]
         task = {
             "resourceType": "Task",
             "fullUrl": "urn:uuid:0d4c6a1e-0000-4000-8000-000000000002",

@@ -269,3 +269,55 @@ async def test_events_operation_and_the_owner_rule(world: World, receiver: Recei
     # the administrator sees every Subscription
     assert (await world.get(f"/Subscription/{sid}", "admin")).status_code == 200
     assert task
+
+
+async def test_safety_alerts_and_thread_messages(world: World, receiver: Receiver) -> None:
+    """The screening's safety alert (a Flag, category safety) reaches those who may read the
+    woman's record; a message in a referral thread reaches its recipient's party."""
+    await subscribe(
+        world, "gp", subscription(TOPIC + "safety-alert", receiver.url("/alerts"), "full-resource")
+    )
+    await subscribe(world, "mw", subscription(TOPIC + "referral-message", receiver.url("/inbox")))
+
+    def flag(patient: str, category: str, status: str = "active") -> dict:
+        return {
+            "resourceType": "Flag",
+            "status": status,
+            "category": [
+                {
+                    "coding": [
+                        {
+                            "system": "http://terminology.hl7.org/CodeSystem/flag-category",
+                            "code": category,
+                        }
+                    ]
+                }
+            ],
+            "code": {"text": "self-harm thoughts"},
+            "subject": ref(f"Patient/{patient}"),
+        }
+
+    for body in (flag("p", "admin"), flag("p", "safety", "inactive"), flag("q", "safety")):
+        assert (await world.request("POST", "/Flag", "mw", json=body)).status_code == 201
+    alert = await world.request("POST", "/Flag", "mw", json=flag("p", "safety"))
+    assert alert.status_code == 201
+    got = await wait_for(lambda: [r for r in receiver.acknowledged("/alerts") if r.numbers])
+    assert got[0].numbers == [1]
+    assert got[0].bundle["entry"][1]["resource"]["id"] == alert.json()["id"]
+    # the thread: cpas asks the midwife's role a question
+    sr, task = await world.refer()
+    await world.move(task, "accepted", "sw")
+    question = {
+        "resourceType": "Communication",
+        "status": "completed",
+        "basedOn": [ref(f"ServiceRequest/{sr}")],
+        "subject": ref("Patient/p"),
+        "sender": ref("Practitioner/sw"),
+        "recipient": [ref("PractitionerRole/mw-role")],
+        "payload": [{"contentString": "Is the due date still 20 December?"}],
+    }
+    assert (await world.request("POST", "/Communication", "sw", json=question)).status_code == 201
+    inbox = await wait_for(lambda: [r for r in receiver.acknowledged("/inbox") if r.numbers])
+    assert inbox[0].bundle["entry"][1]["fullUrl"].split("/")[-2] == "Communication"
+    await asyncio.sleep(0.3)
+    assert [n for r in receiver.acknowledged("/alerts") for n in r.numbers] == [1]
