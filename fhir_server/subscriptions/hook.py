@@ -126,7 +126,12 @@ class SubscriptionHook:
         for name in SERVER_FIELDS:
             resource.pop(name, None)
         _set_owner(resource, owner_of(old) if old is not None else owner_code(principal))
-        spec = parse_spec(engine.svc, resource, engine.topics, engine.policy, engine.watched)
+        try:
+            spec = parse_spec(engine.svc, resource, engine.topics, engine.policy, engine.watched)
+        except FhirError:
+            if resource["status"] == "off" and old is not None:
+                return  # turning off a subscription that is no longer valid (new rules)
+            raise
         if resource["status"] == "requested":
             await engine.policy.pin(spec.endpoint)  # the name must not lead inside
 
@@ -171,14 +176,16 @@ class SubscriptionHook:
             elif status == "off":
                 state["handshake"] = False
         if resource is not None:
-            spec = parse_spec(
-                self.engine.svc,
-                resource,
-                self.engine.topics,
-                self.engine.policy,
-                self.engine.watched,
-            )
-            state["heartbeat"] = spec.heartbeat
-            state["end"] = spec.end
+            try:
+                spec = parse_spec(
+                    self.engine.svc,
+                    resource,
+                    self.engine.topics,
+                    self.engine.policy,
+                    self.engine.watched,
+                )
+                state["heartbeat"], state["end"] = spec.heartbeat, spec.end
+            except FhirError:  # an off subscription that no longer passes (checked before)
+                state["heartbeat"], state["end"] = None, None
         state["changed"] = now_us()
         await put(uow, STATE, written.id, state, current)
