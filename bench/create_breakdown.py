@@ -15,11 +15,13 @@ two stages is the cost of what the later one adds. Prints the event loop's CPU p
 - ``full``: the whole create, committed to SQLite (WAL, synchronous=FULL).
 
     python bench/create_breakdown.py [--creates 20000] [--runs 3]
-    python bench/create_breakdown.py --compare-fhirpath [--creates 5000] [--runs 3]
+    python bench/create_breakdown.py --baseline REV [--body observation]
 
-``--compare-fhirpath`` runs only the ``full`` stage, alternately with the former search-value
-evaluator (``bench/reference``: the compiled subset with fhirpathpy behind it) and with the
-FHIRPath engine, and prints both create rates.
+``--baseline REV`` measures the ``validate`` and ``full`` stages of this code and of git
+revision REV in the same run, alternating them run by run (the machine's speed drifts), and
+prints the create rate of both and the change. ``--body`` picks the resource: ``patient`` (the
+default, as in rest_throughput.py) or ``observation`` (a vital sign with a Period, a Quantity
+and a reference, where more R4 invariants apply).
 """
 
 from __future__ import annotations
@@ -46,6 +48,31 @@ from fhir_server.store.sqlite import batch as sqlite_batch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from rest_throughput import PATIENT
 
+OBSERVATION = {
+    "resourceType": "Observation",
+    "status": "final",
+    "category": [
+        {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                    "code": "vital-signs",
+                }
+            ]
+        }
+    ],
+    "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+    "subject": {"reference": "Patient/bench"},
+    "effectivePeriod": {"start": "2024-03-01T10:00:00+01:00", "end": "2024-03-01T10:05:00+01:00"},
+    "valueQuantity": {
+        "value": 72,
+        "unit": "/min",
+        "system": "http://unitsofmeasure.org",
+        "code": "/min",
+    },
+    "referenceRange": [{"low": {"value": 60}, "high": {"value": 100}}],
+}
+BODIES = {"patient": PATIENT, "observation": OBSERVATION}
 BODY = json.dumps(PATIENT).encode()
 STAGES = ("api", "validate", "unit", "no-index", "no-sql", "full")
 IN_FLIGHT = 32
@@ -67,6 +94,19 @@ SCOPE = {
     "http_version": "1.1",
     "asgi": {"version": "3.0"},
 }
+
+
+def use_body(name: str) -> None:
+    global BODY
+    BODY = json.dumps(BODIES[name]).encode()
+    resource_type = BODIES[name]["resourceType"]
+    SCOPE["path"] = f"/fhir/{resource_type}"
+    SCOPE["raw_path"] = SCOPE["path"].encode()
+    SCOPE["headers"] = [
+        (b"host", b"bench"),
+        (b"content-type", b"application/fhir+json"),
+        (b"content-length", str(len(BODY)).encode()),
+    ]
 
 
 async def one_create(app: ServerApp) -> None:
@@ -108,15 +148,6 @@ def switch_off(stage: str, app: ServerApp) -> None:
         app.service.extractor.extract = lambda *args, **kwargs: IndexRows()
 
 
-def use_old_fhirpath() -> None:
-    """Search values through the former evaluator (a copy kept in bench/reference)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from bench.reference import old_fhirpath
-    from fhir_server.search import registry
-
-    registry.compile_expression = old_fhirpath.compile_expression
-
-
 async def run_stage(stage: str, creates: int) -> tuple[float, float]:
     with tempfile.TemporaryDirectory(prefix="bench-breakdown-") as data:
         settings = Settings(data_dir=Path(data), store=f"sqlite:///{data}/fhir.db", auth="open")
@@ -140,39 +171,17 @@ def main() -> int:
     parser.add_argument("--creates", type=int, default=20000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--stage", choices=STAGES, help="run one stage (used internally)")
-    parser.add_argument("--old-fhirpath", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--compare-fhirpath", action="store_true")
+    parser.add_argument("--baseline", help="git revision to compare with (before/after)")
+    parser.add_argument("--body", choices=sorted(BODIES), default="patient")
     args = parser.parse_args()
+    use_body(args.body)
     if args.stage:  # each stage in its own process: switching parts off cannot leak
-        if args.old_fhirpath:
-            use_old_fhirpath()
         cpu, rate = uvloop.run(run_stage(args.stage, args.creates))
         print(f"{cpu:.1f} {rate:.0f}")
         return 0
+    if args.baseline:
+        return compare(args.baseline, args.creates, args.runs, args.body)
     import subprocess
-
-    if args.compare_fhirpath:
-        results: dict[str, list[tuple[float, float]]] = {"old": [], "new": []}
-        for _ in range(args.runs):
-            for engine in ("old", "new"):
-                command = [
-                    sys.executable,
-                    __file__,
-                    "--stage",
-                    "full",
-                    "--creates",
-                    str(args.creates),
-                ] + (["--old-fhirpath"] if engine == "old" else [])
-                out = subprocess.run(command, capture_output=True, text=True, check=True)
-                cpu, rate = out.stdout.split()
-                results[engine].append((float(cpu), float(rate)))
-        for engine, runs in results.items():
-            print(
-                f"{engine} FHIRPath: loop CPU {min(r[0] for r in runs):.1f} µs/create, "
-                f"{max(r[1] for r in runs):.0f} creates/s (runs: "
-                f"{', '.join(f'{r[1]:.0f}' for r in runs)})"
-            )
-        return 0
 
     print(f"{'stage':<10}{'loop CPU µs/create':>20}{'creates/s':>12}{'added µs':>10}")
     previous = None
@@ -195,6 +204,36 @@ def main() -> int:
         f"\nin process, {IN_FLIGHT} creates in flight, {args.creates} creates per run, "
         f"min of {args.runs} runs; `full` is the only stage that writes to disk"
     )
+    return 0
+
+
+def compare(revision: str, creates: int, runs: int, body: str) -> int:
+    """This code next to ``revision``, stage by stage, alternating the two run by run."""
+    from baseline import extract, run
+
+    tree = extract(revision)
+    print(f"create rate, {body}: {revision} (before) vs this tree (after), {runs} alternated runs")
+    header = f"{'stage':<10}{'before/s':>10}{'after/s':>10}{'change':>9}"
+    print(header + f"{'before µs':>11}{'after µs':>10}")
+    for stage in ("validate", "full"):
+        results: dict[str, list[tuple[float, float]]] = {"before": [], "after": []}
+        for _ in range(runs):
+            for label, where in (("before", tree), ("after", None)):
+                out = run(
+                    where,
+                    "create_breakdown.py",
+                    ["--stage", stage, "--creates", str(creates), "--body", body],
+                ).split()
+                results[label].append((float(out[0]), float(out[1])))
+        before = max(r[1] for r in results["before"])
+        after = max(r[1] for r in results["after"])
+        cpu_before = min(r[0] for r in results["before"])
+        cpu_after = min(r[0] for r in results["after"])
+        print(
+            f"{stage:<10}{before:>10.0f}{after:>10.0f}{(after / before - 1) * 100:>8.1f}%"
+            f"{cpu_before:>11.1f}{cpu_after:>10.1f}"
+        )
+    print("best run of each; µs = event-loop CPU per create (min); the machine is shared")
     return 0
 
 

@@ -159,7 +159,7 @@ def woman(index: int, seed: int = 7) -> Iterator[dict]:
         "resourceType": "QuestionnaireResponse",
         "id": f"qr{index}",
         "status": "completed",
-        "questionnaire": f"{BIB}/Questionnaire/bib-psychosocial-screening",
+        "questionnaire": BENCH_QUESTIONNAIRE["url"],
         "subject": {"reference": f"Patient/{pid}"},
         "authored": f"{first_visit.isoformat()}T10:30:00+01:00",
         "item": [
@@ -186,6 +186,22 @@ def woman(index: int, seed: int = 7) -> Iterator[dict]:
             }
         ],
     }
+
+
+# The responses answer one yes/no question per indicator. They name a Questionnaire of their own
+# (not the shipped BiB screening, whose completed responses are scored and extracted on write,
+# see bench/screening_bench.py): the server checks every response against its Questionnaire, so
+# this one is written before the population.
+BENCH_QUESTIONNAIRE = {
+    "resourceType": "Questionnaire",
+    "id": "bench-indicators",
+    "url": f"{BIB}/Questionnaire/bench-indicators",
+    "version": "1",
+    "status": "active",
+    "item": [
+        {"linkId": indicator, "type": "boolean", "text": indicator} for indicator in INDICATORS
+    ],
+}
 
 
 def organizations(count: int = 50) -> Iterator[dict]:

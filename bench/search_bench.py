@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from population import RESOURCES_PER_WOMAN, organizations, woman
+from population import BENCH_QUESTIONNAIRE, RESOURCES_PER_WOMAN, organizations, woman
 
 from fhir_server.app import ServerApp
 from fhir_server.config import Settings
@@ -179,6 +179,7 @@ async def main() -> int:
             ctx = RequestContext(base_url=BASE)
             for org in organizations():
                 await crud.update_in(app.service, ctx, uow, org, None)
+            await crud.update_in(app.service, ctx, uow, dict(BENCH_QUESTIONNAIRE), None)
         # a kept folder is reused: only the women not loaded yet are added
         loaded = await app.service.store.count_current(("Patient",))
         for size in sizes:

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from fhir_server import FHIR_VERSION, __version__
+from fhir_server.api.access_log import AccessLog
 from fhir_server.api.fhir import FhirApi
 from fhir_server.api.limits import TOO_LARGE_MESSAGE, head_size, outcome_body
 from fhir_server.api.render import HARDENING
@@ -68,9 +69,11 @@ class ServerApp:
                 log.info("loaded %d demo resources", loaded)
         for hook in self.startup_hooks:
             await hook()
+        self.fhir.access_log = AccessLog()  # logging is configured by now
         log.info("FHIR server ready at %s (store: %s)", self.settings.public_url, self.store.name)
 
     async def shutdown(self) -> None:
+        self.fhir.access_log.flush()
         if self.started:
             for hook in self.shutdown_hooks:
                 try:
@@ -105,7 +108,7 @@ class ServerApp:
         limit = self.settings.max_header_bytes
         message = TOO_LARGE_MESSAGE.format(limit=limit)
         client = scope.get("client")
-        self.service.audit.refused(
+        await self.service.audit.refused(
             scope.get("method", "?"),
             scope.get("path", "")[:200],
             "",

@@ -81,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     _add_store_flags(load)
     load.add_argument("file")
 
+    from fhir_server.socialmap.importer.cli import add_parser as add_import_parser
+
+    add_import_parser(sub, _add_store_flags)
+
     token = sub.add_parser(
         "demo-token",
         help="print an access token for local use (signed with this server's key)",
@@ -115,6 +119,10 @@ def main(argv: list[str] | None = None) -> int:
         return _serve(settings, load_demo=not args.no_demo, log_level=args.log_level)
     if args.command == "load":
         return asyncio.run(_load(settings, args.file))
+    if args.command == "import":
+        from fhir_server.socialmap.importer.cli import run as run_import
+
+        return run_import(settings, args)
     if args.command == "demo-token":
         return _demo_token(settings, args)
     if args.command == "hash-secret":

@@ -35,6 +35,9 @@ class Settings:
     required_profiles: str = ""
     reject_unknown_profiles: bool = False  # meta.profile unknown to the server: error, not warning
     log_level: str = "info"
+    # resource types whose free text is indexed for _content / _text (comma-separated; plug-ins
+    # add their own, e.g. the social map adds HealthcareService, Organization, Location)
+    text_search_types: str = ""
     # -- security (docs/security.md) --------------------------------------------------------
     auth: str = "required"  # required | open ("open" = --insecure-open: no authentication at all)
     auth_issuer: str = ""  # issuer of the built-in authorization server (default: public origin)
@@ -55,7 +58,7 @@ class Settings:
     idp_organization_claim: str = "bib_organization"
     break_glass: bool = True  # Role A may claim emergency access (X-Break-Glass, audited)
     cors_origins: str = "*"
-    audit_flush_ms: int = 50
+    audit_flush_ms: int = 0  # the audit writer lingers this long for more entries (group commit)
     relationship_cache_seconds: int = 60
     # -- subscriptions and referrals (docs/subscriptions.md, docs/referrals.md) -------------
     # hosts (names, IPs or CIDR networks, optionally :port) a rest-hook may reach over plain

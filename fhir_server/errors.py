@@ -14,15 +14,26 @@ class Issue:
     code: str  # http://hl7.org/fhir/issue-type
     diagnostics: str
     expression: str | None = None
+    # a failed invariant: its key (``pat-1``) and the canonical URL of the definition declaring it
+    key: str | None = None
+    source: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "severity": self.severity,
             "code": self.code,
-            "diagnostics": self.diagnostics,
         }
+        if self.key:
+            coding: dict[str, Any] = {"code": self.key}
+            if self.source:
+                coding = {"system": self.source, "code": self.key}
+            out["details"] = {"coding": [coding], "text": self.diagnostics}
+        out["diagnostics"] = self.diagnostics
         if self.expression:
+            # FHIRPath location; R4's deprecated ``location`` carries the same path (clients
+            # written for older servers read only that one)
             out["expression"] = [self.expression]
+            out["location"] = [self.expression]
         return out
 
 
@@ -43,6 +54,9 @@ class FhirError(Exception):
         self.status = status
         self.issues = issues or [Issue("error", code, diagnostics, expression)]
         self.headers = headers or {}
+        # a refusal the audit trail is recording (before any request context existed): the
+        # answer waits for it to be durable
+        self.audited: Any = None
 
     def outcome(self) -> dict[str, Any]:
         return operation_outcome(self.issues)

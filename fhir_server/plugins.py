@@ -16,6 +16,10 @@ INSTALLERS = [
     "fhir_server.terminology.operations",
     "fhir_server.service.validate_operation",
     "fhir_server.security",
+    "fhir_server.socialmap",
+    "fhir_server.service.everything",
+    "fhir_server.pathways",
+    "fhir_server.screening",  # after security: its write hook goes first (labels see scores)
     "fhir_server.referrals",  # after security: its grant provider joins the relationship index
     "fhir_server.subscriptions",  # after security: wraps the guard with the owner rule
 ]

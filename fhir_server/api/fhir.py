@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
+from fhir_server.api.access_log import AccessLog
 from fhir_server.api.http import Request
 from fhir_server.api.negotiation import FORM, body_type, check_accept, parse_prefer
 from fhir_server.api.render import INTERNAL_ERROR, Response, render, render_error
@@ -27,13 +28,19 @@ from fhir_server.service.core import FhirService
 from fhir_server.service.result import Result
 from fhir_server.service.versioning import parse_etag, parse_http_date
 
-log = logging.getLogger("fhir_server.access")
 _PROCESS_TAG = uuid.uuid4().hex[:8]
 _REQUEST_IDS = itertools.count(1)
 error_log = logging.getLogger("fhir_server.errors")
 
 Operation = Callable[[FhirService, RequestContext, Request, dict[str, Any]], Awaitable[Result]]
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+AUDIT_UNAVAILABLE = FhirError(
+    503,
+    "transient",
+    "the server could not record this request in its audit trail, so it does not answer it; "
+    "try again later (a write that was part of it may have been stored: check before repeating "
+    "it, or repeat it conditionally)",
+)
 
 
 class FhirApi:
@@ -44,6 +51,7 @@ class FhirApi:
         self.operations: dict[str, Operation] = {}
         self._capabilities: bytes | None = None
         self.context_factory: Callable[[Request], Awaitable[RequestContext]] | None = None
+        self.access_log = AccessLog()  # made at start-up, when logging is configured
 
     def capabilities_changed(self) -> None:
         self._capabilities = None
@@ -62,24 +70,37 @@ class FhirApi:
             self._preferences(request, ctx)
             check_accept(request.header("accept"), request.param("_format"))
             response, template = await self._dispatch(request, ctx, pretty)
+            if ctx.response_headers:  # set by output hooks (e.g. Content-Language)
+                response.headers.extend(
+                    (k.lower().encode(), v.encode()) for k, v in ctx.response_headers.items()
+                )
         except FhirError as exc:
             response = render_error(exc, pretty)
+            if ctx is None and exc.audited is not None:  # refused before a context existed
+                response = await self._audited(exc.audited, response, method, template)
         except Exception:  # never leak a stack trace to the client
             error_log.exception("unhandled error on %s %s", method, template)
             response = render_error(INTERNAL_ERROR)
-        await response.send(send, head=method == "HEAD")
         if ctx is not None and ctx.accesses:
-            try:
-                await self.svc.audit.record(ctx, response.status)
-            except Exception:  # the response is sent; an audit failure is logged loudly
-                error_log.exception("audit record failed for %s %s", method, template)
-        log.info(
-            "%s %s -> %d (%.1f ms)",
-            method,
-            template,
-            response.status,
-            (time.perf_counter() - started) * 1000,
-        )
+            # no answer leaves before its AuditEvent is durable (group-committed with the
+            # other writes: docs/security.md "Audit trail")
+            response = await self._audited(
+                self.svc.audit.record(ctx, response.status), response, method, template
+            )
+        await response.send(send, head=method == "HEAD")
+        self.access_log.request(method, template, response.status, started)
+
+    async def _audited(
+        self, recorded: Awaitable[None], response: Response, method: str, template: str
+    ) -> Response:
+        """``response``, once its audit record is durable; if the audit trail cannot be
+        written, a 503 instead (the request is not answered unaudited)."""
+        try:
+            await recorded
+        except Exception:
+            error_log.exception("audit record failed for %s %s", method, template)
+            return render_error(AUDIT_UNAVAILABLE)
+        return response
 
     async def _context(self, request: Request) -> RequestContext:
         if self.context_factory is not None:
@@ -87,6 +108,7 @@ class FhirApi:
         else:
             ctx = RequestContext(base_url=self.settings.public_url)
         ctx.request_id = request.header("x-request-id") or f"{_PROCESS_TAG}-{next(_REQUEST_IDS)}"
+        ctx.accept_language = request.header("accept-language")
         return ctx
 
     @staticmethod

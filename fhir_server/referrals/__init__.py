@@ -33,9 +33,6 @@ def install(app: Any) -> None:
     report = Report(svc)
     app.fhir.operations["evaluate-measure"] = report.operation
 
-    def capabilities(statement: dict[str, Any]) -> None:
-        from fhir_server.service.capabilities import add_operation
-
-        add_operation(statement, "evaluate-measure", DEFINITION, ("Measure",))
-
-    svc.capability_hooks.append(capabilities)
+    svc.capability_operations.append(
+        {"name": "evaluate-measure", "definition": DEFINITION, "types": ("Measure",)}
+    )

@@ -17,8 +17,10 @@ from typing import Any
 from fhir_server.fhirpath import Node
 from fhir_server.model.structure import Model
 from fhir_server.search.dates import MAX_US, MIN_US, date_range
+from fhir_server.search.geo import unit_vector
 from fhir_server.search.normalize import MAX_INDEXED_CHARS, normalize, phonetic
 from fhir_server.search.registry import Registry, SearchParam
+from fhir_server.search.text import narrative_text, strings_of, terms_of
 from fhir_server.store.protocol import IndexRows
 
 QUANTITY_TYPES = frozenset(
@@ -320,6 +322,34 @@ class Extractor:
                 item = value.get(bound)
                 if isinstance(item, dict):
                     self._quantity(code, Node(item, "Quantity"), rows, group, _r)
+
+    def _special(self, code: str, node: Node, rows: IndexRows, group: int, _r: dict) -> None:
+        """Free text (``_content``: every string of the resource; ``_text``: the narrative) and
+        positions (a ``near`` parameter on an element with latitude and longitude)."""
+        value = node.value
+        if code == "_content":
+            texts: list[str] = []
+            strings_of(value, texts)
+            terms = terms_of(texts)
+            if terms:
+                rows.texts.append((code, terms))
+        elif code == "_text":
+            if isinstance(value, str):
+                terms = terms_of([narrative_text(value)])
+                if terms:
+                    rows.texts.append((code, terms))
+        elif isinstance(value, dict):
+            lat, lon = value.get("latitude"), value.get("longitude")
+            if (
+                isinstance(lat, (int, float, Decimal))
+                and isinstance(lon, (int, float, Decimal))
+                and not isinstance(lat, bool)
+                and not isinstance(lon, bool)
+                and -90 <= lat <= 90
+                and -180 <= lon <= 180
+            ):
+                lat_f, lon_f = float(lat), float(lon)
+                rows.geo.append((code, lat_f, lon_f, *unit_vector(lat_f, lon_f), group))
 
     def _uri(self, code: str, node: Node, rows: IndexRows, group: int, _r: dict) -> None:
         if isinstance(node.value, str):

@@ -10,8 +10,10 @@ from decimal import Decimal, InvalidOperation
 from fhir_server.errors import FhirError, Issue, bad_request
 from fhir_server.search.dates import date_range
 from fhir_server.search.extract import IDENTIFIER_SUFFIX, OF_TYPE_SUFFIX, TEXT_SUFFIX
+from fhir_server.search.geo import DEFAULT_DISTANCE_KM, MAX_DISTANCE_KM, UNITS_KM
 from fhir_server.search.normalize import normalize, phonetic
 from fhir_server.search.registry import TABLE_OF_TYPE, Registry, SearchParam
+from fhir_server.search.text import query_terms
 from fhir_server.store.query import (
     ANY_SYSTEM,
     NO_SYSTEM,
@@ -21,6 +23,7 @@ from fhir_server.store.query import (
     HasPred,
     IdPred,
     MissingPred,
+    NearPred,
     NotPred,
     NumberPred,
     Pred,
@@ -29,6 +32,7 @@ from fhir_server.store.query import (
     ReferencePred,
     SortKey,
     StringPred,
+    TextPred,
     TokenInPred,
     TokenPred,
     UriPred,
@@ -53,7 +57,11 @@ RESULT_PARAMS = frozenset(
     }
 )
 IGNORED_PARAMS = frozenset({"_totalMethod"})  # sent by fhirpy; harmless
-UNSUPPORTED_SPECIAL = frozenset({"_text", "_content", "_list", "_query", "_filter"})
+UNSUPPORTED_SPECIAL = frozenset({"_list", "_query", "_filter"})
+TEXT_PARAMS = ("_content", "_text")
+# A plug-in's own meaning for a parameter (by SearchParameter URL): (param, modifier, value) ->
+# the predicates of the clause (ORed), e.g. a token value expanded through a ConceptMap.
+ParamHandler = Callable[[SearchParam, str, str], tuple[Pred, ...]]
 MAX_CHAIN_DEPTH = 4
 _SPLIT_COMMA = re.compile(r"(?<!\\),")
 _NUMBER = re.compile(r"^-?(\d+)(?:\.(\d+))?(?:[eE]([-+]?\d+))?$")
@@ -106,6 +114,7 @@ class SearchParser:
         # value set reference -> its codes, for :in / :not-in (set by the terminology services;
         # without them, canonical URLs of the packaged terminology are expanded)
         self.value_set_codes: Callable[[str], frozenset[tuple[str, str]]] | None = None
+        self.handlers: dict[str, ParamHandler] = {}  # SearchParameter URL -> plug-in handler
 
     def parse(
         self, types: tuple[str, ...], params: list[tuple[str, str]], strict: bool
@@ -132,6 +141,8 @@ class SearchParser:
             if strict:
                 raise FhirError(400, "not-supported", "; ".join(problems))
             parsed.warnings.extend(Issue("warning", "not-supported", p) for p in problems)
+        if not parsed.query.sort:
+            parsed.query.sort = _distance_sort(parsed.query)
         return parsed
 
     # -- result parameters ----------------------------------------------------------------
@@ -240,6 +251,8 @@ class SearchParser:
         if "." in name:
             return (self._chain(types, name, value, depth),)
         code, _, modifier = name.partition(":")
+        if code in TEXT_PARAMS:
+            return self._text(types, code, modifier, value)
         if code == "_id":
             ids = tuple(unescape(v) for v in split_values(value) if v)
             if modifier == "not":
@@ -254,6 +267,9 @@ class SearchParser:
             raise _Unknown(
                 f"search parameter {code!r} is still being indexed and cannot be used yet"
             )
+        handler = self.handlers.get(param.url) if param.url else None
+        if handler is not None:
+            return handler(param, modifier, value)
         if modifier == "missing":
             if value not in ("true", "false"):
                 raise bad_request(f":missing takes true or false, got {value!r}")
@@ -434,7 +450,66 @@ class SearchParser:
         return CompositePred(param.code, tuple(preds))
 
     def _v_special(self, param: SearchParam, modifier: str, raw: str) -> Pred:
+        if param.code == "near" and param.evaluator is not None:
+            return self._near(param, modifier, raw)
         raise _Unknown(f"special search parameter {param.code!r} is not supported")
+
+    def _near(self, param: SearchParam, modifier: str, raw: str) -> Pred:
+        """``near=latitude|longitude|distance|units`` (R4: units default km; without a
+        distance the server chooses, here DEFAULT_DISTANCE_KM)."""
+        if modifier:
+            raise bad_request(f"modifier :{modifier} is not valid on {param.code!r}")
+        parts = unescape(raw).split("|")
+        if len(parts) < 2 or len(parts) > 4:
+            raise bad_request(f"{param.code} takes latitude|longitude|distance|units, got {raw!r}")
+        try:
+            lat, lon = float(parts[0]), float(parts[1])
+            distance = float(parts[2]) if len(parts) > 2 and parts[2] else DEFAULT_DISTANCE_KM
+        except ValueError as exc:
+            raise bad_request(
+                f"{param.code}: latitude, longitude and distance must be numbers, got {raw!r}"
+            ) from exc
+        unit = parts[3] if len(parts) > 3 and parts[3] else "km"
+        factor = UNITS_KM.get(unit)
+        if factor is None:
+            raise bad_request(
+                f"{param.code}: unknown distance unit {unit!r} (use {', '.join(UNITS_KM)})"
+            )
+        km = distance * factor
+        if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+            raise bad_request(f"{param.code}: latitude must be -90..90 and longitude -180..180")
+        if not (0 < km <= MAX_DISTANCE_KM) or km != km:
+            raise bad_request(
+                f"{param.code}: the distance must be above 0 and at most {MAX_DISTANCE_KM:g} km"
+            )
+        return NearPred(param.code, lat, lon, km)
+
+    def _text(
+        self, types: tuple[str, ...], code: str, modifier: str, value: str
+    ) -> tuple[Pred, ...]:
+        """``_content`` / ``_text``: free text over the types' text index (search/text.py)."""
+        if modifier:
+            raise bad_request(f"modifier :{modifier} is not valid on {code}")
+        missing = [t for t in types if not self.registry.text_enabled(t)]
+        if missing:
+            raise _Unknown(
+                f"{code} is not supported for {', '.join(missing[:5])}"
+                f"{'...' if len(missing) > 5 else ''}: free text is indexed only for the types "
+                "in FHIR_TEXT_SEARCH_TYPES"
+            )
+        for resource_type in types:
+            param = self.registry.get(resource_type, code)
+            if param is not None and param.status != "active":
+                raise _Unknown(
+                    f"{code} on {resource_type} is still being indexed and cannot be used yet"
+                )
+        preds = []
+        for text in split_values(value):
+            try:
+                preds.append(TextPred(code, query_terms(text)))
+            except ValueError as exc:
+                raise bad_request(f"{code}: {exc}") from exc
+        return tuple(preds)
 
     # -- chains -------------------------------------------------------------------------------
 
@@ -487,6 +562,32 @@ class SearchParser:
         inner = Query(types=(source_type,))
         inner.where.append(self._clause((source_type,), rest, value, depth + 1))
         return HasPred(source_type, ref_code, inner)
+
+
+def _distance_sort(query: Query) -> tuple[SortKey, ...]:
+    """Results of a ``near`` search come nearest first unless ``_sort`` says otherwise: on the
+    resource's own position, or on its nearest referenced resource for a chained near
+    (``HealthcareService?location.near=...``)."""
+    for clause in query.where:
+        if len(clause) != 1:
+            continue
+        pred = clause[0]
+        if isinstance(pred, NearPred):
+            return (SortKey(pred.param, "geo", False, near=pred),)
+        if isinstance(pred, ChainPred):
+            for inner in pred.query.where:
+                if len(inner) == 1 and isinstance(inner[0], NearPred):
+                    return (
+                        SortKey(
+                            inner[0].param,
+                            "geo",
+                            False,
+                            near=inner[0],
+                            via=pred.param,
+                            via_types=pred.query.types,
+                        ),
+                    )
+    return ()
 
 
 class _Unknown(Exception):

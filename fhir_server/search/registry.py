@@ -250,11 +250,64 @@ class Registry:
             )
         return found
 
+    def keep_only(self, resource_type: str, codes: frozenset[str]) -> None:
+        """Drop every parameter of ``resource_type`` but ``codes``: what is not indexed must not
+        be searchable either (it is then an unknown parameter, reported as such)."""
+        params = self._by_type.get(resource_type, {})
+        for code in [c for c in params if c not in codes]:
+            del params[code]
+        self._indexed.pop(resource_type, None)
+
+    # -- free text ------------------------------------------------------------------------------
+
+    def enable_text(self, resource_type: str, status: str = "active") -> None:
+        """Index ``_content`` and ``_text`` of this type (search/text.py). Other types keep the
+        R4 definitions without an expression, so their writes pay nothing for free text."""
+        params = self._by_type.setdefault(resource_type, {})
+        for code, evaluator, roots in (
+            ("_content", _whole_resource(resource_type), None),
+            ("_text", _narrative, frozenset({"text"})),
+        ):
+            base = params.get(code)
+            params[code] = SearchParam(
+                code=code,
+                type="special",
+                resource_type=resource_type,
+                url=base.url if base is not None else "",
+                expression=None,
+                evaluator=evaluator,  # type: ignore[arg-type]
+                status=status,
+                definition=base.definition if base is not None else {},
+                roots=roots,
+            )
+        self._indexed.clear()
+
+    def text_enabled(self, resource_type: str) -> bool:
+        param = self.get(resource_type, "_content")
+        return param is not None and param.evaluator is not None
+
     def get(self, resource_type: str, code: str) -> SearchParam | None:
         return self._by_type.get(resource_type, {}).get(code)
 
     def definition(self, url: str) -> dict | None:
         return self._by_url.get(url)
+
+
+def _whole_resource(resource_type: str):
+    from fhir_server.fhirpath import Node
+
+    def evaluate(resource: dict) -> list:
+        return [Node(resource, resource_type)]
+
+    return evaluate
+
+
+def _narrative(resource: dict) -> list:
+    from fhir_server.fhirpath import Node
+
+    text = resource.get("text")
+    div = text.get("div") if isinstance(text, dict) else None
+    return [Node(div, "xhtml")] if isinstance(div, str) else []
 
 
 @cache

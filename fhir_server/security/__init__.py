@@ -186,6 +186,9 @@ def install(app: Any) -> None:
     app.fhir.context_factory = state.context_factory
     app.service.guard = state.guard
     app.service.audit = state.audit
+    from fhir_server.security.audit import BALP_PARAMS
+
+    app.service.registry.keep_only("AuditEvent", BALP_PARAMS)
     from fhir_server.security.audit import ProvenanceHook
     from fhir_server.security.labels import LabelHook
     from fhir_server.security.registration import Identification, RegistrationHook

@@ -1,13 +1,10 @@
 """The audit trail: one AuditEvent per FHIR request (IHE Basic Audit Log Patterns), and one
 Provenance per write.
 
-``record`` runs after the response is sent and only appends a small tuple to an in-memory buffer;
-a background task turns the buffer into AuditEvents and writes them every ``audit_flush_ms``
-milliseconds (or as soon as 500 are waiting) in one unit of work, so a read never waits for a
-write. If the buffer grows beyond 20,000 entries (the store cannot keep up), requests wait for the
-next flush instead of dropping audit records. What a crash can lose: the entries of the last flush
-interval (docs/security.md). Refused requests are audited the same way, including requests refused
-before any identity was known (bad or missing token).
+An answered request has a durable AuditEvent: ``record`` returns once the event is committed,
+and the API answers only then (``AuditLog``: one writer task group-commits everything queued, in
+one unit of work that joins the store's group commit). Refused requests are audited the same way,
+including requests refused before any identity was known (bad or missing token).
 
 AuditEvent shape (BALP): type ``rest``, subtype the RESTful interaction, action C/R/U/D/E, outcome
 0/4/8, agents for the client application (DCM 110150, OAuth client id, network address) and the
@@ -23,6 +20,7 @@ import base64
 import calendar
 import contextlib
 import logging
+from collections.abc import Awaitable
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -31,13 +29,15 @@ from fhir_server.search.dates import date_range, format_instant
 from fhir_server.search.extract import IDENTIFIER_SUFFIX, TEXT_SUFFIX
 from fhir_server.search.normalize import MAX_INDEXED_CHARS, normalize
 from fhir_server.service.context import RequestContext
+from fhir_server.service.core import Done
 from fhir_server.service.versioning import new_id, now_us, stamp_meta
 from fhir_server.store.protocol import IndexRows, StoredVersion
 
 log = logging.getLogger("fhir_server.security.audit")
 
-FLUSH_BATCH = 500
-HIGH_WATER = 20_000
+
+_DONE = Done()  # entries queued outside an event loop (tests building events)
+
 MAX_ENTITIES = 50
 
 SUBTYPE_SYSTEM = "http://hl7.org/fhir/restful-interaction"
@@ -59,6 +59,23 @@ ACT_REASON = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
 CLIENT_ID = "urn:ietf:params:oauth:client-id"
 BALP_ENTITY = "https://profiles.ihe.net/ITI/BALP/CodeSystem/BasicAuditEntityType"
 PATIENT_PARAMS = ("patient", "subject", "beneficiary", "for")
+# what IHE BALP's audit queries search by (patient, agent, entity, type and subtype, outcome,
+# date) and little more: the only AuditEvent parameters indexed, so each audited request writes
+# about a dozen index rows instead of thirty (the others are unknown parameters, reported so)
+BALP_PARAMS = frozenset(
+    {
+        "_id",
+        "_lastUpdated",
+        "date",
+        "patient",
+        "agent",
+        "entity",
+        "type",
+        "subtype",
+        "outcome",
+        "action",
+    }
+)
 
 
 def interaction_of(method: str, path: str) -> str:
@@ -81,19 +98,32 @@ def interaction_of(method: str, path: str) -> str:
     )
 
 
-class AuditLog:
-    """The ``Auditor`` of the service layer (service/core.py)."""
+class AuditUnavailable(Exception):
+    """The audit trail could not be written (the store failed): the request is not answered."""
 
-    def __init__(self, svc: Any, flush_ms: int = 50) -> None:
+
+class AuditLog:
+    """The ``Auditor`` of the service layer (service/core.py).
+
+    Durable before the answer: ``record`` (and ``refused``) queue an entry and return once the
+    AuditEvent is committed; the API sends the response only then, so a crash never leaves an
+    answered request without its AuditEvent. Group commit: one writer task takes everything
+    queued, writes it in one unit of work (which joins the store's own group commit, next to
+    the other writes) and wakes the waiting requests when it is durable; what arrives meanwhile
+    goes into the next unit. ``audit_flush_ms`` (default 0) lets the writer linger for more
+    entries before writing."""
+
+    def __init__(self, svc: Any, flush_ms: int = 0) -> None:
         self.svc = svc
-        self.interval = max(flush_ms, 1) / 1000
+        self.linger = max(flush_ms, 0) / 1000
         self.site = svc.settings.public_url
         self.buffer: list[tuple] = []
+        self._waiters: list[asyncio.Future[None]] = []
         self._task: asyncio.Task | None = None
         self._wake: asyncio.Event | None = None
-        self._flushed: asyncio.Event | None = None
         self._stopping = False
         self.written = 0
+        self.units = 0  # units of work written (fewer than events: group commit)
         self.failures = 0
 
     # -- Auditor.record --------------------------------------------------------------------------
@@ -107,7 +137,7 @@ class AuditLog:
         if not accesses:  # refused or failed before the service authorized anything
             method, path = getattr(ctx, "method", ""), getattr(ctx, "path", "")
             accesses = ((interaction_of(method, path), *_target(path), None),)
-        self._append(
+        await self._append(
             (
                 now_us(),
                 ctx.principal,
@@ -124,8 +154,6 @@ class AuditLog:
                 getattr(ctx, "refusal", None),
             )
         )
-        if len(self.buffer) > HIGH_WATER:
-            await self._wait_flush()
 
     def refused(
         self,
@@ -137,11 +165,12 @@ class AuditLog:
         status: int,
         reason: str,
         principal: Any = None,
-    ) -> None:
-        """A request refused before a request context existed (missing or invalid token)."""
+    ) -> Awaitable[None]:
+        """A request refused before a request context existed (missing or invalid token, a head
+        too large...); the refusal is answered once the returned awaitable is done."""
         interaction = interaction_of(method, path)
         type_, id_ = _target(path)
-        self._append(
+        return self._append(
             (
                 now_us(),
                 principal,
@@ -159,22 +188,25 @@ class AuditLog:
             )
         )
 
-    def _append(self, entry: tuple) -> None:
+    def _append(self, entry: tuple) -> Awaitable[None]:
+        """Queue one entry; the returned future is done when its AuditEvent is durable."""
         self.buffer.append(entry)
+        try:
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        except RuntimeError:  # no event loop (tests building events): written at shutdown
+            return _DONE
+        self._waiters.append(waiter)
         self._ensure_task()
-        if len(self.buffer) >= FLUSH_BATCH and self._wake is not None:
+        if self._wake is not None:
             self._wake.set()
+        return waiter
 
-    # -- background flushing ---------------------------------------------------------------------
+    # -- the writer ------------------------------------------------------------------------------
 
     def _ensure_task(self) -> None:
         if self._task is None and not self._stopping:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                return
+            loop = asyncio.get_running_loop()
             self._wake = asyncio.Event()
-            self._flushed = asyncio.Event()
             self._task = loop.create_task(self._run())
 
     async def start(self) -> None:
@@ -182,7 +214,7 @@ class AuditLog:
         self._ensure_task()
 
     async def stop(self) -> None:
-        """Flush what is buffered and stop (graceful shutdown loses nothing)."""
+        """Write what is queued and stop (graceful shutdown loses nothing)."""
         self._stopping = True
         task, self._task = self._task, None
         if task is not None:
@@ -192,37 +224,42 @@ class AuditLog:
         await self.flush()
 
     async def _run(self) -> None:
-        assert self._wake is not None and self._flushed is not None
+        assert self._wake is not None
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval)
+            await self._wake.wait()
             self._wake.clear()
-            if self.buffer:
+            if self.linger:
+                await asyncio.sleep(self.linger)
+            while self.buffer:
                 await self.flush()
-            self._flushed.set()
-            self._flushed = asyncio.Event()
-
-    async def _wait_flush(self) -> None:
-        if self._wake is not None and self._flushed is not None:
-            flushed = self._flushed
-            self._wake.set()
-            await flushed.wait()
 
     async def flush(self) -> int:
+        """Write everything queued in one unit of work; wake its requests when durable."""
         if not self.buffer:
             return 0
         entries, self.buffer = self.buffer, []
+        waiters, self._waiters = self._waiters, []
         try:
+            items = [self._version(self.build(entry)) for entry in entries]
             async with self.svc.store.unit_of_work() as uow:
-                await uow.create_many([self._version(self.build(entry)) for entry in entries])
-        except Exception:
+                await uow.create_many(items)
+        except Exception as exc:
             self.failures += 1
-            log.exception(
-                "could not write %d audit events; they are kept for the next try", len(entries)
+            log.error(
+                "could not write %d audit events (%s); their requests are refused",
+                len(entries),
+                type(exc).__name__,
             )
-            self.buffer[:0] = entries[-HIGH_WATER:]
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(AuditUnavailable(type(exc).__name__))
+                    waiter.exception()  # retrieved by its request; never "never retrieved"
             return 0
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
         self.written += len(entries)
+        self.units += 1
         return len(entries)
 
     def _version(self, event: dict[str, Any]) -> tuple[StoredVersion, IndexRows]:
@@ -429,18 +466,26 @@ def _nodes(event: dict[str, Any]) -> dict[str, list[tuple[Any, str]]]:
         "entity-role": [(e["role"], "Coding") for e in entities if "role" in e],
         "entity-type": [(e["type"], "Coding") for e in entities if "type" in e],
         "outcome": [(event["outcome"], "code")] if "outcome" in event else [],
-        "patient": [
+        "patient": _union(  # FHIRPath's | removes equal values
             (item[key], "Reference")
             for key, items in (("who", agents), ("what", entities))
             for item in items
             if str(item.get(key, {}).get("reference", "")).startswith("Patient/")
-        ],
+        ),
         "policy": [(p, "uri") for a in agents for p in a.get("policy", ())],
         "site": [(source["site"], "string")] if "site" in source else [],
         "source": [(source["observer"], "Reference")] if "observer" in source else [],
         "subtype": [(c, "Coding") for c in event.get("subtype", ())],
         "type": [(event["type"], "Coding")] if "type" in event else [],
     }
+
+
+def _union(values: Any) -> list[tuple[Any, str]]:
+    out: list[tuple[Any, str]] = []
+    for value in values:
+        if value not in out:
+            out.append(value)
+    return out
 
 
 KNOWN_PARAMS = frozenset({"_id", "_content", "_query", "_text", *_nodes({}).keys()})

@@ -117,7 +117,7 @@ class ContextFactory:
     ) -> FhirError:
         client = request.scope.get("client")
         request_id = request.headers.get("x-request-id") or f"{_TAG}-a{next(_IDS)}"
-        self.audit.refused(
+        recorded = self.audit.refused(
             request.method,
             request.path,
             request.query_string,
@@ -131,4 +131,6 @@ class ContextFactory:
         if error:
             challenge += f', error="{error}", error_description="{message}"'
         code = "login" if status == 401 else "forbidden"
-        return FhirError(status, code, message, headers={"WWW-Authenticate": challenge})
+        refusal = FhirError(status, code, message, headers={"WWW-Authenticate": challenge})
+        refusal.audited = recorded
+        return refusal

@@ -174,7 +174,7 @@ class AuthWeb:
             body if isinstance(body, dict) else {}, status_code=status, headers=header_map
         )
 
-    def _audit(
+    async def _audit(
         self,
         event: str,
         status: int,
@@ -188,7 +188,7 @@ class AuthWeb:
             subject=client_id or "unknown client", client_id=client_id, kind="system"
         )
         client = request.client
-        self.state.audit._append(
+        await self.state.audit._append(
             (
                 time_us(),
                 who,
@@ -248,7 +248,9 @@ class AuthWeb:
         try:
             req, grant = self._grant(request, params)
         except OAuth2Error as error:
-            self._audit("authorize", 400, error.description or error.error, client_id, request)
+            await self._audit(
+                "authorize", 400, error.description or error.error, client_id, request
+            )
             if error.redirect_uri:
                 return self._respond(self.server.handle_error_response(None, error))
             return self._page(
@@ -258,7 +260,7 @@ class AuthWeb:
             )
         data = req.payload.data
         if _norm(data.get("aud")) != _norm(self.settings.public_url):
-            self._audit("authorize", 400, "aud is not this FHIR server", client_id, request)
+            await self._audit("authorize", 400, "aud is not this FHIR server", client_id, request)
             return self._error_redirect(
                 grant, InvalidRequestError("aud must be the FHIR base URL of this server")
             )
@@ -271,7 +273,7 @@ class AuthWeb:
                 or launch["expires"] < time.time()
                 or (launch.get("client_id") and launch["client_id"] != client_id)
             ):
-                self._audit("authorize", 400, "unknown or expired launch", client_id, request)
+                await self._audit("authorize", 400, "unknown or expired launch", client_id, request)
                 return self._error_redirect(
                     grant, InvalidRequestError("the launch is unknown or expired")
                 )
@@ -279,7 +281,7 @@ class AuthWeb:
             user.context = dict(launch["context"])
             user.auth_time = int(time.time())
             self.state.record_launch(user)
-            self._audit(
+            await self._audit(
                 "authorize",
                 302,
                 None,
@@ -290,12 +292,12 @@ class AuthWeb:
             )
             return self._respond(self.server.create_authorization_response(req, user, grant))
         if "launch" in scopes:
-            self._audit("authorize", 400, "launch scope without a launch", client_id, request)
+            await self._audit("authorize", 400, "launch scope without a launch", client_id, request)
             return self._error_redirect(
                 grant,
                 InvalidRequestError("the 'launch' scope needs a 'launch' parameter (EHR launch)"),
             )
-        self._audit("authorize", 200, "sign-in page shown", client_id, request)
+        await self._audit("authorize", 200, "sign-in page shown", client_id, request)
         return self._login_page(params)
 
     def _login_page(self, params: list[tuple[str, str]], message: str = "") -> Response:
@@ -353,7 +355,9 @@ class AuthWeb:
         params = [(k, v) for k, v in form if k not in ("username", "password", CSRF_FIELD)]
         client_id = fields.get("client_id")
         if not self._form_token_valid(request, fields):
-            self._audit("login", 403, "sign-in form token missing or invalid", client_id, request)
+            await self._audit(
+                "login", 403, "sign-in form token missing or invalid", client_id, request
+            )
             return self._page(
                 "Authorization error",
                 "<p>This sign-in form has expired or was not sent from this server's sign-in "
@@ -363,14 +367,14 @@ class AuthWeb:
         try:
             req, grant = self._grant(request, params)
         except OAuth2Error as error:
-            self._audit("login", 400, error.description or error.error, client_id, request)
+            await self._audit("login", 400, error.description or error.error, client_id, request)
             return self._page(
                 "Authorization error",
                 f"<p>{html.escape(error.description or error.error)}</p>",
                 400,
             )
         if _norm(req.payload.data.get("aud")) != _norm(self.settings.public_url):
-            self._audit("login", 400, "aud is not this FHIR server", client_id, request)
+            await self._audit("login", 400, "aud is not this FHIR server", client_id, request)
             return self._error_redirect(
                 grant, InvalidRequestError("aud must be the FHIR base URL of this server")
             )
@@ -384,7 +388,7 @@ class AuthWeb:
             )
         ):
             self.failures.setdefault(username, []).append(time.time())
-            self._audit("login", 401, "wrong user name or password", client_id, request)
+            await self._audit("login", 401, "wrong user name or password", client_id, request)
             return self._login_page(params, "Wrong user name or password.")
         self.failures.pop(username, None)
         user = GrantUser(
@@ -397,14 +401,16 @@ class AuthWeb:
             auth_time=int(time.time()),
         )
         if user.role is None and not user.admin:
-            self._audit("login", 403, "no BiB role for this profession", client_id, request)
+            await self._audit("login", 403, "no BiB role for this profession", client_id, request)
             return self._error_redirect(
                 grant, AccessDeniedError("your profession gives no access to BiB")
             )
         scopes = (req.scope or "").split()
         needs_patient = "launch/patient" in scopes or any(s.startswith("patient/") for s in scopes)
         if not needs_patient:
-            self._audit("login", 302, None, client_id, request, self.state.user_principal(user))
+            await self._audit(
+                "login", 302, None, client_id, request, self.state.user_principal(user)
+            )
             return self._respond(self.server.create_authorization_response(req, user, grant))
         ticket = secrets.token_urlsafe(24)
         now = time.time()
@@ -413,7 +419,7 @@ class AuthWeb:
         self.tickets[ticket] = {"params": params, "user": user, "expires": now + 600}
         patients = await self.state.patients_for(user)
         # the picker lists names: a disclosure of those patients, audited as such
-        self._audit(
+        await self._audit(
             "login",
             200,
             "signed in; patient picker shown",
@@ -446,7 +452,7 @@ class AuthWeb:
         fields = dict(await self._form(request))
         ticket = self.tickets.pop(fields.get("ticket", ""), None)
         if ticket is None or ticket["expires"] < time.time():
-            self._audit(
+            await self._audit(
                 "authorize", 400, "unknown, expired or replayed picker ticket", None, request
             )
             return self._page(
@@ -458,22 +464,24 @@ class AuthWeb:
         try:
             req, grant = self._grant(request, params)
         except OAuth2Error as error:
-            self._audit("authorize", 400, error.description or error.error, client_id, request)
+            await self._audit(
+                "authorize", 400, error.description or error.error, client_id, request
+            )
             return self._page(
                 "Authorization error",
                 f"<p>{html.escape(error.description or error.error)}</p>",
                 400,
             )
         if fields.get("decision") != "allow":
-            self._audit("authorize", 302, "the user denied access", client_id, request)
+            await self._audit("authorize", 302, "the user denied access", client_id, request)
             return self._respond(self.server.create_authorization_response(req, None, grant))
         allowed = {pid for pid, _ in await self.state.patients_for(user)}
         patient = fields.get("patient")
         if patient not in allowed:
-            self._audit("authorize", 403, "patient not selectable", client_id, request)
+            await self._audit("authorize", 403, "patient not selectable", client_id, request)
             return self._error_redirect(grant, AccessDeniedError("the patient cannot be selected"))
         user.context = {"patient": patient, "need_patient_banner": True}
-        self._audit(
+        await self._audit(
             "authorize", 302, None, client_id, request, self.state.user_principal(user), (patient,)
         )
         return self._respond(self.server.create_authorization_response(req, user, grant))
@@ -518,7 +526,9 @@ class AuthWeb:
         reason = None
         if status >= 400 and isinstance(body, dict):
             reason = f"{body.get('error')}: {body.get('error_description', '')}"[:300]
-        self._audit(f"token:{fields.get('grant_type', '?')}", status, reason, client_id, request)
+        await self._audit(
+            f"token:{fields.get('grant_type', '?')}", status, reason, client_id, request
+        )
         return self._respond(result)
 
     async def introspect(self, request: Request) -> Response:
@@ -533,7 +543,7 @@ class AuthWeb:
             if not token:
                 return JSONResponse({"error": "invalid_request"}, status_code=400, headers=NO_STORE)
             record = self.server.find_token(token, dict(form).get("token_type_hint"))
-            self._audit("introspect", 200, None, caller.client_id, request, caller)
+            await self._audit("introspect", 200, None, caller.client_id, request, caller)
             if (
                 record is None
                 or record.is_expired()
@@ -545,14 +555,16 @@ class AuthWeb:
         req = FormRequest("POST", self._uri(request), request.headers, [], form)
         result = self.server.create_endpoint_response("introspection", req)
         client = getattr(req, "client", None)
-        self._audit("introspect", result[0], None, getattr(client, "client_id", None), request)
+        await self._audit(
+            "introspect", result[0], None, getattr(client, "client_id", None), request
+        )
         return self._respond(result)
 
     async def revoke(self, request: Request) -> Response:
         form = await self._form(request)
         req = FormRequest("POST", self._uri(request), request.headers, [], form)
         result = self.server.create_endpoint_response("revocation", req)
-        self._audit("revoke", result[0], None, dict(form).get("client_id"), request)
+        await self._audit("revoke", result[0], None, dict(form).get("client_id"), request)
         return self._respond(result)
 
     # -- EPD launch registration -----------------------------------------------------------------
@@ -584,7 +596,7 @@ class AuthWeb:
     async def register_launch(self, request: Request) -> Response:
         client = await self._registrar(request)
         if client is None:
-            self._audit(
+            await self._audit(
                 "launch", 401, "launch registration without valid client credentials", None, request
             )
             return JSONResponse(
@@ -593,7 +605,7 @@ class AuthWeb:
                 headers={**NO_STORE, "WWW-Authenticate": 'Basic realm="BiB launch"'},
             )
         if not client.launch_registrar:
-            self._audit(
+            await self._audit(
                 "launch", 403, "client may not register launches", client.client_id, request
             )
             return JSONResponse({"error": "unauthorized_client"}, status_code=403, headers=NO_STORE)
@@ -617,7 +629,7 @@ class AuthWeb:
             )
         stored = await self.state.svc.store.current("Patient", patient)
         if stored is None or stored.deleted:
-            self._audit("launch", 422, "unknown patient", client.client_id, request)
+            await self._audit("launch", 422, "unknown patient", client.client_id, request)
             return JSONResponse(
                 {"error": "invalid_request", "error_description": "unknown patient"},
                 status_code=422,
@@ -630,7 +642,7 @@ class AuthWeb:
             name=user.get("name"),
         )
         if grant_user.role is None:
-            self._audit(
+            await self._audit(
                 "launch", 422, "no BiB role for the user's profession", client.client_id, request
             )
             return JSONResponse(
@@ -658,7 +670,7 @@ class AuthWeb:
             "expires": now + self.settings.launch_seconds,
             "registrar": client.client_id,
         }
-        self._audit("launch", 201, None, client.client_id, request, patients=(patient,))
+        await self._audit("launch", 201, None, client.client_id, request, patients=(patient,))
         return JSONResponse(
             {"launch": launch_id, "expires_in": self.settings.launch_seconds},
             status_code=201,

@@ -36,10 +36,19 @@ def capability_statement(
 ) -> dict[str, Any]:
     settings = svc.settings
     conditional_delete = "multiple" if settings.allow_multiple_delete else "single"
+    operations = list(getattr(svc, "capability_operations", ()))
     resources = []
     for resource_type in svc.model.resource_types:
         params = svc.registry.params_for(resource_type)
-        active = sorted((p for p in params.values() if _usable(p)), key=lambda p: p.code)
+        handled = svc.parser.handlers
+        active = sorted(
+            (
+                p
+                for p in params.values()
+                if _usable(p) or (p.url in handled and p.status == "active")
+            ),
+            key=lambda p: p.code,
+        )
         references = [p.code for p in active if p.type == "reference"]
         resources.append(
             {
@@ -59,6 +68,13 @@ def capability_statement(
                 "searchParam": [_search_param(p) for p in active],
             }
         )
+        type_operations = [
+            {"name": o["name"], "definition": o["definition"]}
+            for o in operations
+            if resource_type in o.get("types", ())
+        ]
+        if type_operations:
+            resources[-1]["operation"] = type_operations
     rest: dict[str, Any] = {
         "mode": "server",
         "documentation": "FHIR R4 REST API of the Born in Belgium Professionals server",
@@ -75,6 +91,11 @@ def capability_statement(
             for name in RESULT_PARAMS
         ],
     }
+    system_operations = [
+        {"name": o["name"], "definition": o["definition"]} for o in operations if not o.get("types")
+    ]
+    if system_operations:
+        rest["operation"] = system_operations
     if not svc.store.supports_transactions:
         rest["interaction"] = [i for i in rest["interaction"] if i["code"] != "transaction"]
         rest["documentation"] += (
@@ -106,21 +127,6 @@ def capability_statement(
     return statement
 
 
-def add_operation(
-    statement: dict[str, Any], name: str, definition: str, types: tuple[str, ...] = ()
-) -> None:
-    """List an operation in a CapabilityStatement: on each resource type of ``types`` (type and
-    instance level), or at system level when ``types`` is empty."""
-    entry = {"name": name, "definition": definition}
-    rest = statement["rest"][0]
-    if not types:
-        rest.setdefault("operation", []).append(entry)
-        return
-    for resource in rest["resource"]:
-        if resource["type"] in types:
-            resource.setdefault("operation", []).append(dict(entry))
-
-
 def _usable(param: SearchParam) -> bool:
     return param.status == "active" and (param.evaluator is not None or param.code == "_id")
 
@@ -129,4 +135,7 @@ def _search_param(param: SearchParam) -> dict[str, Any]:
     out = {"name": param.code, "type": param.type}
     if param.url:
         out["definition"] = param.url
+    description = param.definition.get("description") if param.definition else None
+    if isinstance(description, str) and param.url.startswith("https://borninbelgiumpro.be/"):
+        out["documentation"] = description
     return out

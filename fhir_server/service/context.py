@@ -40,6 +40,8 @@ class RequestContext:
     # patient records this request created (or, in a transaction, is creating): their creator
     # may write their data in the same request, before the care relationship is committed
     new_patients: set[str] = field(default_factory=set)
+    accept_language: str | None = None  # the Accept-Language header (output hooks use it)
+    response_headers: dict[str, str] = field(default_factory=dict)  # added to the response
 
     def url(self, *parts: str) -> str:
         return "/".join((self.base_url, *parts))

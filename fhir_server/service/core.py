@@ -75,8 +75,9 @@ class Auditor(Protocol):
         status: int,
         reason: str,
         principal: Any = None,
-    ) -> None:
-        """Record a request refused before any request context existed (format, size...)."""
+    ) -> Any:
+        """Record a request refused before any request context existed (size, token...);
+        returns an awaitable done when the record is durable."""
 
 
 class OpenGuard:
@@ -93,12 +94,19 @@ class OpenGuard:
         return False
 
 
+class Done:
+    """An awaitable that is already done."""
+
+    def __await__(self):  # type: ignore[no-untyped-def]
+        return iter(())
+
+
 class NoAudit:
     async def record(self, ctx: RequestContext, status: int) -> None:
         return None
 
-    def refused(self, *args: Any, **kwargs: Any) -> None:
-        return None
+    def refused(self, *args: Any, **kwargs: Any) -> Done:
+        return Done()
 
 
 class WriteHook(Protocol):
@@ -149,8 +157,12 @@ class FhirService:
         self.start_hooks: list[Any] = []  # async callables run by start() (plug-ins load state)
         # extra CapabilityStatement.rest fields from plug-ins (e.g. "security": SMART)
         self.capability_extras: dict[str, Any] = {}
-        # plug-ins that add to the CapabilityStatement (operations, instantiates...): each is
-        # called with the statement being built and changes it in place
+        # operations plug-ins add, listed in the CapabilityStatement with their definitions:
+        # {"name": "apply", "definition": canonical, "types": ("PlanDefinition",)} (no types:
+        # a system-level operation)
+        self.capability_operations: list[dict[str, Any]] = []
+        # plug-ins that add to the CapabilityStatement (e.g. the SDC capabilities it instantiates):
+        # each is called with the statement being built and changes it in place
         self.capability_hooks: list[Any] = []
         self._maintenance: asyncio.Task[None] | None = None
         from fhir_server.content.shipped import ShippedContent
@@ -162,16 +174,47 @@ class FhirService:
 
         self.sealer = Sealer()  # paging cursors: sealed, bound to the caller
 
+        # transforms of resources on the way out (reads, search entries), by resource type:
+        # fn(ctx, resource dict) -> None (edits it). Only called when registered for the type.
+        self.output_hooks: dict[str, list[Any]] = {}
+        for resource_type in filter(
+            None, (t.strip() for t in settings.text_search_types.split(","))
+        ):
+            self.enable_text(resource_type)
+
         self.search_parameters = SearchParameterManager(self)
         self.profile_validators.append(self.search_parameters)
         self.parser.pending_message = self.search_parameters.pending_message
         store.add_listener(self.search_parameters.committed)
+
+    def enable_text(self, resource_type: str) -> None:
+        """Index free text (_content, _text) of a resource type; resources stored before are
+        indexed in the background at start-up (search_parameters.backfill_builtin)."""
+        if self.model.is_resource(resource_type) and not self.registry.text_enabled(resource_type):
+            self.registry.enable_text(resource_type)
+
+    def add_output_hook(self, resource_type: str, hook: Any) -> None:
+        self.output_hooks.setdefault(resource_type, []).append(hook)
+
+    def outgoing(self, ctx: RequestContext, resource_type: str, body: bytes) -> bytes | None:
+        """The body as the caller should get it, or None when no output hook changes it."""
+        hooks = self.output_hooks.get(resource_type)
+        if not hooks:
+            return None
+        from fhir_server.json_codec import loads_trusted
+
+        resource = loads_trusted(body)
+        changed = False
+        for hook in hooks:
+            changed = bool(hook(ctx, resource)) or changed
+        return dumps(resource) if changed else None
 
     async def start(self) -> None:
         """Called once the store is open: load stored SearchParameters, resume their jobs, write
         the shipped content, and start the maintenance loop."""
         await self.sealer.load(self.store)
         await self.search_parameters.load()
+        await self.search_parameters.backfill_builtin()
         await self.shipped.load_all()
         for hook in self.start_hooks:
             await hook()

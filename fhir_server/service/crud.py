@@ -55,6 +55,10 @@ async def read(svc: FhirService, ctx: RequestContext, type_: str, id_: str) -> R
         raise unknown(type_, id_)
     if current.deleted:
         raise _deleted_error(current)
+    if svc.output_hooks and current.body is not None:
+        return Result(
+            200, raw=svc.outgoing(ctx, type_, current.body) or current.body, version=current
+        )
     return Result(200, raw=current.body, version=current)
 
 
@@ -70,6 +74,8 @@ async def vread(svc: FhirService, ctx: RequestContext, type_: str, id_: str, vid
         raise missing
     if stored.deleted:
         raise _deleted_error(stored)
+    if svc.output_hooks and stored.body is not None:
+        return Result(200, raw=svc.outgoing(ctx, type_, stored.body) or stored.body, version=stored)
     return Result(200, raw=stored.body, version=stored)
 
 

@@ -17,6 +17,7 @@ from fhir_server.definitions import load_r4
 from fhir_server.errors import FhirError, Issue, bad_request, operation_outcome
 from fhir_server.json_codec import loads_trusted
 from fhir_server.search.dates import format_instant
+from fhir_server.search.geo import km_of_chord2
 from fhir_server.search.parse import Include, ParsedSearch
 from fhir_server.service.bundles import bundle, resource_fragment
 from fhir_server.service.context import RequestContext
@@ -27,6 +28,7 @@ from fhir_server.store.protocol import StoredVersion, UnitOfWork
 from fhir_server.store.query import Hit, Query, ReferencePred, SearchPage
 
 MAX_INCLUDE_ITERATIONS = 4
+LOCATION_DISTANCE = "http://hl7.org/fhir/StructureDefinition/location-distance"
 
 
 @cache
@@ -54,7 +56,14 @@ async def search(
     params: list[tuple[str, str]],
     link_base: str,
     compartment: tuple[str, str] | None = None,
+    *,
+    extra_where: list[tuple] | None = None,
+    link_params: list[tuple[str, str]] | None = None,
 ) -> Result:
+    """``extra_where``: more AND clauses (operations that filter beyond URL parameters, e.g.
+    ``$everything``'s care dates); ``link_params``: the parameters the paging links repeat (and
+    the cursor is bound to) instead of the parsed ones, for operations whose own parameters are
+    not search parameters."""
     for resource_type in types:
         svc.require_type(resource_type)
     interaction = "search-system" if len(types) != 1 else "search-type"
@@ -63,7 +72,11 @@ async def search(
     await restrict(svc, ctx, parsed.query)
     if compartment is not None:
         parsed.query.where.append(_compartment_clause(svc, types, *compartment))
+    if extra_where:
+        parsed.query.where.extend(extra_where)
     query = parsed.query
+    if link_params is not None:
+        parsed.used = list(link_params)
     params_hash = _params_hash(types, parsed.used)
     first_page = True
     if parsed.cursor:
@@ -90,7 +103,7 @@ async def search(
     total = page.total
     if total is None and first_page and not page.has_more:
         total = len(page.hits)
-    entries = [_entry(svc, ctx, hit.type, hit.id, hit.body, "match", parsed) for hit in hits]
+    entries = [_entry(svc, ctx, hit.type, hit.id, hit.body, "match", parsed, hit) for hit in hits]
     warnings = list(parsed.warnings)
     if parsed.includes and hits:
         included, include_warnings = await _includes(svc, ctx, parsed, hits, page.snapshot)
@@ -157,12 +170,31 @@ def _entry(
     body: bytes | None,
     mode: str,
     parsed: ParsedSearch,
+    hit: Hit | None = None,
 ) -> dict[str, Any]:
     assert body is not None
+    if svc.output_hooks:
+        body = svc.outgoing(ctx, type_, body) or body
+    search_info: dict[str, Any] = {"mode": mode}
+    sort = parsed.query.sort
+    if hit is not None and sort and sort[0].near is not None and hit.sort_values:
+        value = hit.sort_values[0]
+        if isinstance(value, (int, float)) and value <= 4:  # a chord (else: no position)
+            search_info["extension"] = [
+                {
+                    "url": LOCATION_DISTANCE,
+                    "valueDistance": {
+                        "value": round(km_of_chord2(value), 3),
+                        "unit": "km",
+                        "system": "http://unitsofmeasure.org",
+                        "code": "km",
+                    },
+                }
+            ]
     return {
         "fullUrl": ctx.url(type_, id_),
         "resource": resource_fragment(body, svc.model, parsed.summary, parsed.elements),
-        "search": {"mode": mode},
+        "search": search_info,
     }
 
 

@@ -27,6 +27,7 @@ SEARCH_TYPES = frozenset(
 )
 BATCH = 500
 META_PREFIX = "searchparameter-status:"
+BUILTIN_PREFIX = "builtin-index:"
 
 
 @dataclass(slots=True)
@@ -246,6 +247,66 @@ class SearchParameterManager:
             job.state = "failed"
             job.error = type(exc).__name__
             log.exception("indexing search parameter %s failed", job.code)
+
+    # -- built-in indexes added by a release (free text of a type, positions) ------------------
+
+    async def backfill_builtin(self) -> None:
+        """Index resources stored before an index existed: free text of the types that have it
+        (``_content``, ``_text``) and positions (``near``). Until done, searches on them say
+        they are being indexed, never return partial results silently."""
+        registry = self.svc.registry
+        wanted: list[tuple[str, tuple[str, ...], str]] = []
+        for resource_type in self.svc.model.resource_types:
+            if registry.text_enabled(resource_type):
+                wanted.append((f"text:{resource_type}", ("_content", "_text"), resource_type))
+            near = registry.get(resource_type, "near")
+            if near is not None and near.evaluator is not None and near.type == "special":
+                wanted.append((f"geo:{resource_type}", ("near",), resource_type))
+        for name, codes, resource_type in wanted:
+            key = BUILTIN_PREFIX + name
+            if await self.svc.store.get_meta(key) == "active":
+                continue
+            if await self.svc.store.count_current((resource_type,)) == 0:
+                await self.svc.store.set_meta(key, "active")
+                continue
+            params = [registry.get(resource_type, code) for code in codes]
+            for param in params:
+                if param is not None:
+                    param.status = "indexing"
+            job = ReindexJob(key, codes[0], (resource_type,))
+            self.jobs[key] = job
+            self._spawn(self._run_builtin(job, set(codes), key))
+
+    async def _run_builtin(self, job: ReindexJob, codes: set[str], key: str) -> None:
+        svc = self.svc
+        try:
+            job.state = "running"
+            job.total = await svc.store.count_current(job.types)
+            after = None
+            while True:
+                versions, after = await svc.store.current_versions(job.types, after, BATCH)
+                async with svc.store.unit_of_work() as uow:
+                    for version in versions:
+                        rows = svc.extractor.extract(loads_trusted(version.body), only=codes)
+                        await uow.add_index_rows(version, rows)
+                job.done += len(versions)
+                if after is None:
+                    break
+                await asyncio.sleep(0)
+            for resource_type in job.types:
+                for code in codes:
+                    param = svc.registry.get(resource_type, code)
+                    if param is not None:
+                        param.status = "active"
+            await svc.store.set_meta(key, "active")
+            job.state = "completed"
+            job.done = job.total
+            log.info("built-in index %s is complete (%d resources)", key, job.total)
+            self._changed()
+        except Exception as exc:
+            job.state = "failed"
+            job.error = type(exc).__name__
+            log.exception("indexing %s failed", key)
 
     async def stop(self) -> None:
         for task in list(self._tasks):

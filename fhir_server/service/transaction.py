@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -206,7 +206,8 @@ def _check_overlaps(entries: list[_Entry], mapping: dict[str, str]) -> None:
 
 def _entry_error(exc: FhirError, entry: _Entry) -> FhirError:
     prefix = f"Bundle.entry[{entry.index}] ({entry.method} {entry.url[:80]}): "
-    issues = [Issue(i.severity, i.code, prefix + i.diagnostics, i.expression) for i in exc.issues]
+    # keeps each issue's invariant key and definition (details.coding)
+    issues = [replace(i, diagnostics=prefix + i.diagnostics) for i in exc.issues]
     return FhirError(
         exc.status, issues[0].code, issues[0].diagnostics, issues=issues, headers=exc.headers
     )

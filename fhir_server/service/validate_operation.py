@@ -95,7 +95,8 @@ async def validate_operation(
             )
         )
         return _outcome(issues)
-    issues += svc.validator.validate(resource, type_)
+    # best-practice invariants (dom-6, con-3) too: warnings, which only $validate shows
+    issues += svc.validator.validate(resource, type_, best_practice=True)  # type: ignore[call-arg]
     for other in svc.profile_validators:
         if other is not validator:
             issues += other.validate(resource, type_)

@@ -29,6 +29,8 @@ QuantityRow = tuple[
     str, str | None, str | None, float, int
 ]  # param, system, code|unit, value, group
 UriRow = tuple[str, str, int]  # param, uri, group
+TextRow = tuple[str, str]  # param (_content / _text), space-separated terms (search/text.py)
+GeoRow = tuple[str, float, float, float, float, float, int]  # param, lat, lon, x, y, z, group
 
 
 @dataclass(slots=True)
@@ -40,6 +42,8 @@ class IndexRows:
     numbers: list[NumberRow] = field(default_factory=list)
     quantities: list[QuantityRow] = field(default_factory=list)
     uris: list[UriRow] = field(default_factory=list)
+    geo: list[GeoRow] = field(default_factory=list)
+    texts: list[TextRow] = field(default_factory=list)
 
 
 # -- stored versions ---------------------------------------------------------------------------
@@ -213,6 +217,8 @@ def rows_count(index: IndexRows | None) -> int:
         index.numbers,
         index.quantities,
         index.uris,
+        index.geo,
+        index.texts,
     )
     return sum(len(g) for g in groups)
 

@@ -119,6 +119,25 @@ class HasPred:
 
 
 @dataclass(slots=True, frozen=True)
+class TextPred:
+    """Free text (``_content``, ``_text``): every word matches one of the resource's terms; a
+    word is an OR of forms (search/text.py), a form ending in ``*`` is a prefix."""
+
+    param: str  # "_content" or "_text"
+    words: tuple[tuple[str, ...], ...]
+
+
+@dataclass(slots=True, frozen=True)
+class NearPred:
+    """A position within ``km`` of (lat, lon) (Location ``near``; search/geo.py)."""
+
+    param: str
+    lat: float
+    lon: float
+    km: float
+
+
+@dataclass(slots=True, frozen=True)
 class NotPred:
     """No value matches any of ``preds`` (resources without any value match too)."""
 
@@ -148,6 +167,8 @@ Pred = (
     | HasPred
     | NotPred
     | InPred
+    | TextPred
+    | NearPred
 )
 
 # predicates on one parameter's index values (the others combine or nest queries)
@@ -168,6 +189,13 @@ class SortKey:
     param: str  # "_id", "_lastUpdated" or a search parameter code
     table: str  # index table holding the sort values ("" for _id/_lastUpdated)
     descending: bool = False
+    # distance order (table "geo"): the searched point and radius of the near predicate; the
+    # value is the squared chord to the nearest position within the radius (search/geo.py),
+    # of the resource itself or, with ``via`` (a reference parameter), of the resources it
+    # refers to through it (HealthcareService?location.near=...)
+    near: NearPred | None = None
+    via: str | None = None
+    via_types: tuple[str, ...] = ()  # the types the ``via`` references lead to
 
 
 @dataclass(slots=True)

@@ -43,11 +43,14 @@ def install(app: Any) -> None:
     svc.shipped.add_library("subscriptions", "subscriptions")
     app.fhir.operations.update(handlers(engine))
 
-    def capabilities(statement: dict[str, Any]) -> None:
-        from fhir_server.service.capabilities import add_operation
+    svc.capability_operations.extend(
+        [
+            {"name": "status", "definition": STATUS_DEFINITION, "types": ("Subscription",)},
+            {"name": "events", "definition": EVENTS_DEFINITION, "types": ("Subscription",)},
+        ]
+    )
 
-        add_operation(statement, "status", STATUS_DEFINITION, ("Subscription",))
-        add_operation(statement, "events", EVENTS_DEFINITION, ("Subscription",))
+    def capabilities(statement: dict[str, Any]) -> None:
         for resource in statement["rest"][0]["resource"]:
             if resource["type"] == "Subscription":
                 resource["extension"] = [

@@ -27,7 +27,13 @@ from typing import Any
 from fhir_server.errors import Issue
 from fhir_server.model.structure import PRIMITIVE_TYPES, Model, r4_model
 from fhir_server.terminology.catalog import Catalog, default_catalog
-from fhir_server.validation.invariants import Invariant, base_constraint_keys, select_invariants
+from fhir_server.validation.core_invariants import inherited_from_r4
+from fhir_server.validation.invariants import (
+    NATIVE,
+    Invariant,
+    base_constraint_keys,
+    select_invariants,
+)
 from fhir_server.validation.registry import R4_BASE, DefinitionRegistry, strip_version
 from fhir_server.validation.slicing import SliceRule, build_matcher, json_equal, pattern_match
 from fhir_server.validation.snapshot import SnapshotError, generate_snapshot
@@ -122,6 +128,7 @@ class Node:
         "slice_rules",
         "slices",
         "slicing",
+        "source",
         "target_types",
         "type_codes",
         "types",
@@ -178,6 +185,7 @@ class Node:
         self.ref_target: Node | None = None
         self.fp_type: str | None = None
         self.active = False
+        self.source: str | None = None  # URL of the profile (OperationOutcome details.coding)
 
     def type_profiles(self, code: str) -> tuple[str, ...]:
         return tuple(p for t in self.types if t.code == code for p in t.profiles)
@@ -695,16 +703,16 @@ class ProfileValidator:
             problem = invariant.evaluate(val.value, fp_type, val.partner, ctx.resource, ctx.root)
             if problem is None:
                 continue
+            source = node.source
             if problem.startswith("could not be evaluated"):
-                ctx.add(
-                    "warning",
-                    "invariant",
-                    f"{invariant.key} {problem}: {invariant.expression}",
-                    val.path,
+                text = f"{invariant.key} {problem}: {invariant.expression}"
+                ctx.issues.append(
+                    Issue("warning", "invariant", text, val.path, invariant.key, source)
                 )
                 continue
             severity = "error" if invariant.severity == "error" else "warning"
-            ctx.add(severity, "invariant", f"{invariant.key}: {problem}", val.path)
+            text = f"{invariant.key}: {problem}"
+            ctx.issues.append(Issue(severity, "invariant", text, val.path, invariant.key, source))
 
     # -- extensions by URL -------------------------------------------------------------------
 
@@ -888,11 +896,10 @@ class ProfileValidator:
                 parent.children[node.name] = node
             nodes[node.id] = node
             self._prepare(node, element, profiled_type)
-        root.invariants = select_invariants(
-            elements[0].get("constraint", []), profiled_type, self._base_keys
-        )
+        root.invariants = self._select(elements[0].get("constraint", []), profiled_type)
         root.fp_type = profiled_type if sd.get("kind") == "resource" else None
         for node in nodes.values():
+            node.source = sd.get("url")
             self._slice_rules(node)
             if node.content_reference:
                 node.ref_target = nodes.get(node.content_reference)
@@ -908,10 +915,14 @@ class ProfileValidator:
             sd["url"], profiled_type, sd.get("kind", ""), root, sd.get("name", ""), target_profiles
         )
 
+    def _select(self, constraints: list[dict[str, Any]], profiled_type: str) -> list[Invariant]:
+        """The invariants a profile adds: the R4 base ones run for every resource in the
+        structural validator (core_invariants.py), so they are not repeated here."""
+        own = [c for c in constraints if c.get("key") in NATIVE or not inherited_from_r4(c)]
+        return select_invariants(own, profiled_type, frozenset())
+
     def _prepare(self, node: Node, element: dict[str, Any], profiled_type: str) -> None:
-        node.invariants = select_invariants(
-            element.get("constraint", []), profiled_type, self._base_keys
-        )
+        node.invariants = self._select(element.get("constraint", []), profiled_type)
         base_path = (element.get("base") or {}).get("path") or node.path
         base_element = self.model.element_at(base_path)
         if base_element is not None:

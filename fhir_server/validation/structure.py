@@ -4,18 +4,46 @@ Driven entirely by the R4 type model: unknown or misspelt elements, R4B/R5-only 
 where one value is allowed (and the reverse), wrong JSON types, primitive formats, missing required
 elements, empty objects/arrays/strings, and unsafe narrative are all errors with a FHIRPath
 location. It runs on every write, so it is a single pass over the JSON without building objects.
+
+The same pass queues the invariants of the R4 base definitions (``core_invariants.py``) where
+their elements occur; when the structure is sound they are evaluated, each failure an issue with
+the invariant's key and the FHIRPath location of the element.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from fhir_server.errors import Issue
 from fhir_server.model.structure import PRIMITIVE_TYPES, ComplexType, Model, r4_model
 from fhir_server.terminology import Catalog, default_catalog
+from fhir_server.validation.core_invariants import (
+    R4_SD,
+    Queued,
+    Walk,
+    applicable,
+    evaluate_queue,
+    plans_for,
+)
 from fhir_server.validation.primitives import primitive_checks
 
 MAX_DEPTH = 64
 _MISSING = object()
 _ID_CHECK_TYPE = "id"
+_NO_WALK = Walk({}, {})
+
+
+class _Run(list):
+    """The issues of one validation, plus what the walk gathered for the invariants."""
+
+    __slots__ = ("best_practice", "partial", "plans", "queue", "walk")
+
+    def __init__(self, best_practice: bool, plans: dict) -> None:  # the list starts empty
+        self.best_practice = best_practice
+        self.plans = plans
+        self.queue: list[Queued] = []
+        self.walk: Walk = _NO_WALK
+        self.partial = False  # some primitive has no value (only "_name" or a null in an array)
 
 
 class StructuralValidator:
@@ -24,13 +52,40 @@ class StructuralValidator:
         self.checks = primitive_checks()
         self.catalog = catalog if catalog is not None else default_catalog()
         self._bindings: dict[str, object] = {}
+        self.plans = plans_for(self.model)
+        # structure name -> (its invariants, its elements' invariants by JSON key, or None when
+        # it has none); one cache without, one with the best-practice invariants
+        self._plan_caches: tuple[dict[str, tuple[tuple, dict | None]], ...] = ({}, {})
 
-    def validate(self, resource: object, expected_type: str | None = None) -> list[Issue]:
-        issues: list[Issue] = []
+    def validate(
+        self, resource: object, expected_type: str | None = None, best_practice: bool = False
+    ) -> list[Issue]:
+        """Issues of ``resource``; ``best_practice`` adds the best-practice invariants (dom-6,
+        con-3) as warnings, for $validate (a write ignores warnings, so it skips them)."""
         if not isinstance(resource, dict):
             return [Issue("error", "structure", "a resource must be a JSON object")]
+        issues = _Run(best_practice, self._plan_caches[best_practice])
         self._resource(resource, expected_type or "", "", issues, 0, contained=False)
+        if issues.queue:
+            if not any(i.severity == "error" for i in issues):
+                self._invariants(issues)
+            issues.queue = []
         return issues
+
+    def _invariants(self, run: _Run) -> None:
+        for invariant, problem, path in evaluate_queue(run.queue, run.partial):
+            source = R4_SD + invariant.source
+            if problem.startswith("could not be evaluated"):
+                text = f"{invariant.key} {problem}: {invariant.expression}"
+                run.append(Issue("warning", "invariant", text, path, invariant.key, source))
+                continue
+            text = f"{invariant.key}: {invariant.human}"
+            if invariant.native is not None and problem != invariant.human:
+                text += f" ({problem})"
+            elif invariant.native is None:
+                text += f" [{invariant.expression}]"
+            severity = "error" if invariant.severity == "error" else "warning"
+            run.append(Issue(severity, "invariant", text, path, invariant.key, source))
 
     # -- resources -------------------------------------------------------------------------
 
@@ -63,7 +118,18 @@ class StructuralValidator:
         root = path or resource_type
         if contained:
             self._contained_rules(obj, root, issues)
-        self._object(obj, structure, root, issues, depth + 1, resource_root=True)
+        run = issues if type(issues) is _Run else None
+        if run is None:
+            self._object(obj, structure, root, issues, depth + 1, resource_root=True)
+            return
+        outer = run.walk
+        # %resource is the resource itself; %rootResource its container when it is contained
+        # (a Bundle entry, Parameters resource or response outcome stands on its own)
+        run.walk = Walk(obj, outer.root if contained and outer is not _NO_WALK else obj)
+        try:
+            self._object(obj, structure, root, issues, depth + 1, resource_root=True)
+        finally:
+            run.walk = outer
 
     def _contained_rules(self, obj: dict, path: str, issues: list[Issue]) -> None:
         if "contained" in obj:
@@ -73,6 +139,8 @@ class StructuralValidator:
                     "invariant",
                     "a contained resource cannot contain resources (dom-2)",
                     path,
+                    "dom-2",
+                    R4_SD + "DomainResource",
                 )
             )
         meta = obj.get("meta")
@@ -83,6 +151,19 @@ class StructuralValidator:
                     "invariant",
                     "a contained resource cannot have meta.versionId or meta.lastUpdated (dom-4)",
                     path,
+                    "dom-4",
+                    R4_SD + "DomainResource",
+                )
+            )
+        if isinstance(meta, dict) and "security" in meta:
+            issues.append(
+                Issue(
+                    "error",
+                    "invariant",
+                    "a contained resource cannot have security labels (dom-5)",
+                    path,
+                    "dom-5",
+                    R4_SD + "DomainResource",
                 )
             )
 
@@ -96,19 +177,42 @@ class StructuralValidator:
         issues: list[Issue],
         depth: int,
         resource_root: bool = False,
+        has_value: bool = False,
     ) -> None:
         if depth > MAX_DEPTH:
             issues.append(Issue("error", "structure", "the content is nested too deeply", path))
             return
-        if not obj:
+        if not obj or (len(obj) == 1 and "id" in obj and not resource_root and not has_value):
             issues.append(
                 Issue(
-                    "error", "structure", "an object must have at least one property (ele-1)", path
+                    "error",
+                    "structure",
+                    "an element must have a value or children other than id (ele-1)",
+                    path,
+                    "ele-1",
+                    R4_SD + "Element",
                 )
             )
             return
         keys = structure.keys
         choices: dict[str, str] | None = None
+        run = issues if type(issues) is _Run else None
+        element_plan = None
+        if run is not None:
+            plan = run.plans.get(structure.name)
+            if plan is None:
+                plan = self._plan(structure, run.best_practice)
+            type_plan, element_plan = plan
+            for invariant in type_plan:
+                guards = invariant.guards
+                if guards is not None:
+                    for guard in guards:
+                        if guard.isdisjoint(obj):
+                            break
+                    else:
+                        run.queue.append((invariant, obj, None, path, run.walk))
+                else:
+                    run.queue.append((invariant, obj, None, path, run.walk))
         for key, value in obj.items():
             if resource_root and key == "resourceType":
                 continue
@@ -138,6 +242,12 @@ class StructuralValidator:
                 if not element.choice
                 else (f"{path}.{element.name}.ofType({spec.type_code})")
             )
+            if spec.extension_part and run is not None and key[1:] not in obj:
+                run.partial = True  # a primitive with extensions and no value
+            if element_plan is not None:
+                own = element_plan.get(key[1:] if spec.extension_part else key)
+                if own is not None and (not spec.extension_part or key[1:] not in obj):
+                    self._queue_element(run, own, obj, key, spec.extension_part, where)  # type: ignore[arg-type]
             if element.repeats:
                 if not isinstance(value, list):
                     issues.append(
@@ -185,7 +295,7 @@ class StructuralValidator:
                     )
                     continue
                 if spec.extension_part:
-                    self._element_extension(value, where, issues, depth)
+                    self._element_extension(value, where, issues, depth, key[1:] in obj)
                 elif resource_root and key == "id":
                     self._primitive(value, _ID_CHECK_TYPE, where, issues)
                 else:
@@ -203,6 +313,40 @@ class StructuralValidator:
         if structure.name == "Extension":
             self._extension_rules(obj, path, issues)
 
+    def _plan(self, structure: ComplexType, best_practice: bool) -> tuple[tuple, dict | None]:
+        def keep(invariants: tuple) -> tuple:
+            return tuple(i for i in invariants if best_practice or not i.best_practice)
+
+        elements = {
+            key: kept
+            for key, invariants in self.plans.element_plan(structure).items()
+            if (kept := keep(invariants))
+        }
+        plan = (keep(self.plans.type_plan(structure)), elements or None)
+        self._plan_caches[best_practice][structure.name] = plan
+        return plan
+
+    def _queue_element(
+        self, run: _Run, invariants, obj: dict, key: str, extension_only: bool, where: str
+    ) -> None:
+        name = key[1:] if extension_only else key
+        value = obj.get(name)
+        partner = obj.get("_" + name)
+        if isinstance(value, list) or isinstance(partner, list):
+            values = value if isinstance(value, list) else []
+            partners = partner if isinstance(partner, list) else []
+            for index in range(max(len(values), len(partners))):
+                item = values[index] if index < len(values) else None
+                extra = partners[index] if index < len(partners) else None
+                self._queue_value(run, invariants, item, extra, f"{where}[{index}]")
+            return
+        self._queue_value(run, invariants, value, partner, where)
+
+    def _queue_value(self, run: _Run, invariants, value: Any, partner: Any, where: str) -> None:
+        for invariant in invariants:
+            if applicable(invariant, value):
+                run.queue.append((invariant, value, partner, where, run.walk))
+
     def _value(
         self, value, type_code: str, element, path: str, issues: list[Issue], depth: int
     ) -> None:
@@ -215,11 +359,16 @@ class StructuralValidator:
             ):
                 self._code_binding(value, element, path, issues)
             return
-        if type_code == "Resource":
+        if type_code == "Resource" or self.model.kinds.get(type_code) == "resource":
+            # contained, Bundle.entry.resource, Parameters.parameter.resource (any resource),
+            # Bundle.entry.response.outcome (an OperationOutcome): a resource inline
             if not isinstance(value, dict):
                 issues.append(Issue("error", "structure", "expected a resource object", path))
                 return
-            self._resource(value, "", path, issues, depth, contained=element.name == "contained")
+            expected = "" if type_code == "Resource" else type_code
+            self._resource(
+                value, expected, path, issues, depth, contained=element.name == "contained"
+            )
             return
         if not isinstance(value, dict):
             issues.append(
@@ -313,6 +462,8 @@ class StructuralValidator:
             where = f"{path}[{index}]"
             if item is None:
                 other = partner_list[index] if partner_list and index < len(partner_list) else None
+                if type(issues) is _Run:
+                    issues.partial = True
                 if other is None:
                     issues.append(
                         Issue(
@@ -324,11 +475,15 @@ class StructuralValidator:
                     )
                 continue
             if extension_part:
-                self._element_extension(item, where, issues, depth)
+                values = partner if isinstance(partner, list) else []
+                has_value = index < len(values) and values[index] is not None
+                self._element_extension(item, where, issues, depth, has_value)
             else:
                 self._primitive(item, type_code, where, issues)
 
-    def _element_extension(self, value, path: str, issues: list[Issue], depth: int) -> None:
+    def _element_extension(
+        self, value, path: str, issues: list[Issue], depth: int, has_value: bool
+    ) -> None:
         if not isinstance(value, dict):
             issues.append(
                 Issue(
@@ -339,10 +494,13 @@ class StructuralValidator:
                 )
             )
             return
-        self._object(value, self.model.types["Element"], path, issues, depth + 1)
+        self._object(
+            value, self.model.types["Element"], path, issues, depth + 1, has_value=has_value
+        )
 
     def _extension_rules(self, obj: dict, path: str, issues: list[Issue]) -> None:
-        has_value = any(k.startswith("value") for k in obj)
+        # a primitive value given only as "_valueString" (extensions, no value) is a value too
+        has_value = any(k.startswith(("value", "_value")) for k in obj)
         if has_value and "extension" in obj:
             issues.append(
                 Issue(
@@ -350,6 +508,8 @@ class StructuralValidator:
                     "invariant",
                     "an extension must have either extensions or a value, not both (ext-1)",
                     path,
+                    "ext-1",
+                    R4_SD + "Extension",
                 )
             )
         if not has_value and "extension" not in obj:
@@ -359,5 +519,7 @@ class StructuralValidator:
                     "invariant",
                     "an extension must have either extensions or a value (ext-1)",
                     path,
+                    "ext-1",
+                    R4_SD + "Extension",
                 )
             )

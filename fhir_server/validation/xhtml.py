@@ -69,9 +69,27 @@ ALLOWED_TAGS = frozenset(
     ]
 )
 URL_ATTRIBUTES = frozenset({"href", "src", "cite", "longdesc", "usemap"})
-SAFE_SCHEMES = ("http:", "https:", "mailto:", "tel:", "urn:", "#", "data:image/")
+# URL schemes that only fetch or name something (none runs code in the reader's browser); an
+# unknown scheme is refused (javascript:, vbscript:, data:text/html...). ftp: occurs in the
+# official R4 narratives (ValueSet/formatcodes).
+SAFE_SCHEMES = (
+    "http:",
+    "https:",
+    "ftp:",
+    "ftps:",
+    "sftp:",
+    "mailto:",
+    "tel:",
+    "urn:",
+    "#",
+    "data:image/",
+)
 _INVISIBLE = re.compile(r"[\x00-\x20\x7f-\xa0\u1680\u180e\u2000-\u200f\u2028-\u202f\u205f\ufeff]")
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.\-]*:")
+_CSS_COMMENT = re.compile(r"/\*.*?\*/", re.S)
+_CSS_URL = re.compile(r"url\s*\(([^)]*)\)", re.I)
+_URL_OPEN = re.compile(r"url\s*\(", re.I)
+_CSS_ACTIVE = ("expression(", "behavior", "-moz-binding", "javascript:", "vbscript:", "@import")
 
 
 def _unsafe_url(value: str) -> bool:
@@ -81,6 +99,27 @@ def _unsafe_url(value: str) -> bool:
     if not _SCHEME.match(cleaned):
         return False  # a relative URL
     return not cleaned.startswith(SAFE_SCHEMES)
+
+
+def _unsafe_style(value: str) -> bool:
+    """True for a style that can run or fetch something: ``expression()``, ``behavior``,
+    ``-moz-binding``, or a ``url()`` that is not an inline ``data:image/`` (which fetches nothing;
+    190 of the official R4 StructureDefinitions use one for their tree icons). CSS escapes
+    (``\\75 rl(``) could hide any of these, so a style with a backslash is refused too."""
+    if "\\" in value:
+        return True
+    cleaned = _CSS_COMMENT.sub("", value).lower()
+    if any(word in cleaned for word in _CSS_ACTIVE):
+        return True
+    if "url" not in cleaned:
+        return False
+    if _URL_OPEN.search(_CSS_URL.sub("", cleaned)):
+        return True  # a url( left that is not well-formed: refuse rather than guess
+    for target in _CSS_URL.findall(cleaned):
+        target = _INVISIBLE.sub("", target).strip("'\"")
+        if not target.startswith("data:image/"):
+            return True
+    return False
 
 
 def check_xhtml(div: str) -> str | None:
@@ -109,8 +148,8 @@ def check_xhtml(div: str) -> str | None:
                 return f"the narrative contains an event handler attribute {local!r}"
             if local in URL_ATTRIBUTES and _unsafe_url(value):
                 return f"the narrative contains an unsafe URL in {local!r}"
-            if local == "style" and ("expression(" in value.lower() or "url(" in value.lower()):
-                return "the narrative contains an active style"
+            if local == "style" and _unsafe_style(value):
+                return "the narrative contains an active style (script, binding or external url())"
         if (
             name == "img"
             or (element.text and element.text.strip())

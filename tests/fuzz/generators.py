@@ -427,6 +427,7 @@ SENSIBLE_OPERATIONS = {
     ),
     "translate": ("/ConceptMap", "system=http://hl7.org/fhir/administrative-gender&code=female"),
     "status": ("/Subscription", "status=active"),  # the caller's subscriptions (none here)
+    "everything": ("/Patient/{pid}", "_count=5"),
 }
 
 
@@ -469,6 +470,7 @@ def operation_request(rnd: random.Random, operations: list[str], pid: str) -> Fu
     )
     if sensible and rnd.random() < 0.6:
         level, query = sensible
+        level = level.format(pid=pid)
         return FuzzRequest("GET", f"{level}/${name}?{query}" + (f"&{extra}" if extra else ""))
     level = rnd.choice(
         ("", "/ValueSet", "/CodeSystem", "/ConceptMap", "/Patient", f"/Patient/{pid}",

@@ -218,7 +218,9 @@ async def test_any_operation_call_gets_a_fhir_answer_never_a_500(fuzz_client, se
         response = await send(client, request)
         check(response, request, server_errors, SEED + 3)
         seen[response.status_code] += 1
-    assert seen[200] > 150, seen
+    # a tenth of the calls succeed; $populate and $extract (screening) need a stored
+    # Questionnaire, which the fuzzed store has not, so they answer 400/404 here
+    assert seen[200] > 100, seen
 
 
 async def test_patches_never_fail_half_way_nor_store_an_invalid_resource(

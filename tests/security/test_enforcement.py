@@ -106,7 +106,7 @@ def test_questionnaire_item_codes_label_the_answers(secure: SecureServer) -> Non
         "item": [
             {
                 "linkId": "phq9-9",
-                "type": "choice",
+                "type": "boolean",  # answers are checked against their item (screening)
                 "text": "Thoughts of self-harm",
                 "code": [{"system": "http://loinc.org", "code": "44260-8"}],
             },

@@ -6,16 +6,17 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import httpx
 import pytest
 
 from fhir_server.app import ServerApp
 from fhir_server.search.dates import date_range
-from fhir_server.security.authserver import check_secret, hash_secret
+from fhir_server.security.authserver import access_claims, check_secret, hash_secret
 from fhir_server.security.policy import access_policy, label_policy, professions
 from fhir_server.security.relationships import _consent_verdict, _period_active
 from fhir_server.security.scopes import ScopeSet, narrow, parse_rule
 from fhir_server.service.context import RequestContext
-from fhir_server.service.core import Access
+from fhir_server.service.core import Access, Done
 from tests.conftest import make_settings
 
 
@@ -173,39 +174,63 @@ def test_secrets_are_hashed() -> None:
     assert check_secret("plain", None, "plain") and not check_secret("x", None, None)
 
 
-async def test_audit_buffer_is_flushed_on_shutdown(tmp_path: Path) -> None:
-    app = ServerApp(make_settings(tmp_path, auth="required", audit_flush_ms=60_000))
+async def test_audit_events_are_durable_when_record_returns(tmp_path: Path) -> None:
+    """``record`` returns once the AuditEvent is committed (the API answers only then); many
+    requests at once share units of work (group commit)."""
+    app = ServerApp(make_settings(tmp_path, auth="required"))
     await app.startup()
-    audit = app.security.audit
-    ctx = RequestContext(base_url=app.settings.public_url, request_id="r-1")
-    ctx.accesses.append(Access("read", "Patient", "x"))
-    for _ in range(3):
-        await audit.record(ctx, 404)
-    assert len(audit.buffer) == 3  # the read did not write anything yet
-    await app.shutdown()
-    app2 = ServerApp(make_settings(tmp_path, auth="required"))
-    await app2.startup()
     try:
-        assert await app2.store.count_current(("AuditEvent",)) == 3
+        audit = app.security.audit
+        ctx = RequestContext(base_url=app.settings.public_url, request_id="r-1")
+        ctx.accesses.append(Access("read", "Patient", "x"))
+        for n in range(1, 4):
+            await audit.record(ctx, 404)
+            assert await app.store.count_current(("AuditEvent",)) == n
+        units = audit.units
+        await asyncio.wait_for(asyncio.gather(*(audit.record(ctx, 200) for _ in range(200))), 10)
+        assert await app.store.count_current(("AuditEvent",)) == 203
+        assert audit.units - units < 50, audit.units - units  # grouped, not one unit each
+        assert not audit.buffer
     finally:
-        await app2.shutdown()
+        await app.shutdown()
 
 
-async def test_audit_backpressure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from fhir_server.security import audit as audit_module
+async def test_a_request_is_not_answered_when_its_audit_event_cannot_be_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fhir_server.security.audit import AuditUnavailable
 
-    monkeypatch.setattr(audit_module, "HIGH_WATER", 10)
-    app = ServerApp(make_settings(tmp_path, auth="required", audit_flush_ms=60_000))
+    app = ServerApp(make_settings(tmp_path, auth="required"))
     await app.startup()
     try:
-        ctx = RequestContext(base_url=app.settings.public_url)
-        ctx.accesses.append(Access("search-type", "Patient"))
-        await asyncio.wait_for(
-            asyncio.gather(*(app.security.audit.record(ctx, 200) for _ in range(25))), 10
+        ctx = RequestContext(base_url=app.settings.public_url, request_id="r-2")
+        ctx.accesses.append(Access("read", "Patient", "x"))
+
+        def broken() -> None:
+            raise OSError("disk full")
+
+        monkeypatch.setattr(app.store, "unit_of_work", broken)
+        with pytest.raises(AuditUnavailable):
+            await asyncio.wait_for(app.security.audit.record(ctx, 200), 5)
+        token = app.security.key.sign(
+            access_claims(
+                app.settings,
+                subject="x",
+                client_id="c",
+                scope="user/*.rs",
+                lifetime=60,
+                role="A",
+                practitioner="Practitioner/x",
+            ),
+            typ="at+jwt",
         )
-        assert len(app.security.audit.buffer) <= 10  # writers waited for a flush
-        assert app.security.audit.written >= 15
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=app.settings.public_url) as c:
+            response = await c.get("/Patient", headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 503
+        assert "audit trail" in response.json()["issue"][0]["diagnostics"]
     finally:
+        monkeypatch.undo()
         await app.shutdown()
 
 
@@ -233,6 +258,13 @@ async def test_fast_audit_index_matches_the_extractor(tmp_path: Path) -> None:
         name="N",
     )
     system = SecurePrincipal(subject="b", client_id="backend", kind="system")
+    captured: list[tuple] = []
+
+    def capture(entry: tuple) -> Done:
+        captured.append(entry)
+        return Done()
+
+    audit._append = capture  # type: ignore[method-assign]
     contexts = []
     for principal, patients, path, query, glass in (
         (user, ("p1", "p2"), "/Observation", "subject=Patient/p1&code=x", False),
@@ -274,8 +306,8 @@ async def test_fast_audit_index_matches_the_extractor(tmp_path: Path) -> None:
             "invalid_client",
         )
     )
-    assert len(audit.buffer) == 6
-    for entry in audit.buffer:
+    assert len(captured) == 6
+    for entry in captured:
         event = audit.build(entry)
         stamp_meta(event, 1, 1_700_000_000_000_000)
         fast = audit_index(app.service, event)

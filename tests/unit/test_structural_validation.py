@@ -36,6 +36,7 @@ def test_a_complete_valid_resource_passes() -> None:
         "_birthDate": {"id": "b"},
         "deceasedBoolean": False,
         "contained": [{"resourceType": "Organization", "id": "o", "name": "Org"}],
+        "managingOrganization": {"reference": "#o"},  # dom-3: contained resources are referenced
         "text": {
             "status": "generated",
             "div": '<div xmlns="http://www.w3.org/1999/xhtml"><p>An</p></div>',

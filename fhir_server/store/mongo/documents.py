@@ -29,8 +29,19 @@ dates      low bound µs            high bound µs (inclusive)
 numbers    value
 quantities code or unit ("")       value                     c: system ("")
 uris       uri
+geo        latitude                longitude
+texts      one entry per term (search/text.py): free text as a multikey "token array"
 composite  ``c0``, ``c1``...: the component entries (without ``p``) of one repetition
 ========== ======================= ========================= =================
+
+Free text is deliberately not a MongoDB ``$text`` index: a collection has one text index only,
+``$text`` cannot sit inside ``$elemMatch``, ``$or`` or ``$nor`` with other conditions as this
+store builds them, it stems each document in one language (our resources are bilingual), it
+knows nothing of the snapshot bound ``u``, and mongomock (the test engine) does not run it. Terms
+as ordinary entries use the same multikey index as every other parameter: each word of a query is
+an ``$elemMatch`` with equality (or a prefix range) on ``x.a``, bounded by the index.
+Positions are entries too: the latitude/longitude box of a ``near`` search is an index range;
+the exact distance is checked in search.py (staged, like chains).
 """
 
 from __future__ import annotations
@@ -144,6 +155,12 @@ def index_entries(type_: str, index: IndexRows) -> tuple[list[dict[str, Any]], d
             slot["l"] = low
         if high > slot["h"]:
             slot["h"] = high
+    for code, terms in index.texts:
+        key = param_key(type_, code)
+        for term in terms.split():
+            entries.append({"p": key, "a": term})
+    for code, lat, lon, _x, _y, _z, _group in index.geo:
+        _append(entries, seen, {"p": param_key(type_, code), "a": lat, "b": lon})
     for (_, name), parts in groups.items():
         positions = sorted(parts)
         key = param_key(type_, name)

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from fhir_server.search.geo import bounding_box
 from fhir_server.search.normalize import normalize
 from fhir_server.store.keys import param_key
 from fhir_server.store.query import (
@@ -25,12 +26,14 @@ from fhir_server.store.query import (
     IdPred,
     InPred,
     MissingPred,
+    NearPred,
     NotPred,
     NumberPred,
     Pred,
     QuantityPred,
     ReferencePred,
     StringPred,
+    TextPred,
     TokenInPred,
     TokenPred,
     UriPred,
@@ -205,6 +208,19 @@ def pred_filter(pred: Pred, types: tuple[str, ...], staged: Staged) -> Filter:
             parts.append(_prefixed(entry_condition(component), f"c{position}."))
         match = all_of([{"p": param_keys(types, pred.param)}, *parts])
         return {"x": {"$elemMatch": match}}
+    if isinstance(pred, TextPred):
+        return text_filter(pred, types)
+    if isinstance(pred, NearPred):  # the box; search.py checks the exact distance
+        lat_low, lat_high, lon_low, lon_high = bounding_box(pred.lat, pred.lon, pred.km)
+        return {
+            "x": {
+                "$elemMatch": {
+                    "p": param_keys(types, pred.param),
+                    "a": {"$gte": lat_low, "$lte": lat_high},
+                    "b": {"$gte": lon_low, "$lte": lon_high},
+                }
+            }
+        }
     if isinstance(pred, MissingPred):
         present = {"x": {"$elemMatch": {"p": param_keys(types, pred.param)}}}
         return {"$nor": [present]} if pred.missing else present
@@ -215,6 +231,21 @@ def pred_filter(pred: Pred, types: tuple[str, ...], staged: Staged) -> Filter:
     if isinstance(pred, NotPred):
         return {"$nor": [pred_filter(p, types, staged) for p in pred.preds]}
     return staged(pred)  # ChainPred, HasPred
+
+
+def text_filter(pred: TextPred, types: tuple[str, ...]) -> Filter:
+    """Every word of the text is one of the resource's term entries (any of its forms)."""
+    keys = param_keys(types, pred.param)
+    words: list[Filter] = []
+    for forms in pred.words:
+        exact = [f for f in forms if not f.endswith("*")]
+        options: list[Filter] = [{"a": one_or_in(exact)}] if exact else []
+        for form in forms:
+            if form.endswith("*"):
+                options.append({"a": {"$gte": form[:-1], "$lt": form[:-1] + TEXT_MAX}})
+        condition = options[0] if len(options) == 1 else {"$or": options}
+        words.append({"x": {"$elemMatch": {"p": keys, **condition}}})
+    return all_of(words)
 
 
 def keys_filter(keys: tuple[tuple[str, str], ...] | list[tuple[str, str]], types: tuple) -> Filter:

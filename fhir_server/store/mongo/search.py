@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from fhir_server.errors import FhirError
+from fhir_server.search.geo import chord2, chord2_limit, unit_vector
 from fhir_server.store.keys import param_key
 from fhir_server.store.mongo.documents import sort_field
 from fhir_server.store.mongo.filters import (
@@ -31,7 +32,16 @@ from fhir_server.store.mongo.filters import (
     param_keys,
     snapshot_filter,
 )
-from fhir_server.store.query import ChainPred, HasPred, Hit, Pred, Query, SearchPage, SortKey
+from fhir_server.store.query import (
+    ChainPred,
+    HasPred,
+    Hit,
+    NearPred,
+    Pred,
+    Query,
+    SearchPage,
+    SortKey,
+)
 from fhir_server.store.sqlite.search_sql import sort_sentinel  # same "missing sorts last" rule
 
 _FIELD_OF = {"_id": "i", "_lastUpdated": "lu"}
@@ -47,11 +57,18 @@ class Searcher:
         self.snapshot = snapshot
         self.staged_limit = staged_limit
         self.session = session
+        # exact distances (squared chords) found by near stages, per predicate and resource
+        self.distances: dict[NearPred, dict[tuple[str, str], float]] = {}
 
     # -- filters ------------------------------------------------------------------------------
 
-    async def where(self, query: Query) -> Filter:
-        """The whole filter of a query: snapshot validity and every clause."""
+    async def where(self, query: Query, exact_near: bool = True) -> Filter:
+        """The whole filter of a query: snapshot validity and every clause.
+
+        ``near`` clauses are staged: the index finds the resources inside the searched box
+        (with every other clause), their exact distances are computed here, and those within
+        the distance become an ``$in`` of ids (``exact_near`` False: the box alone)."""
+        near_keys = await self._near_matches(query) if exact_near and _near_clauses(query) else None
         staged: dict[int, Filter] = {}
         for clause in query.where:
             for pred in clause:
@@ -61,8 +78,55 @@ class Searcher:
         def resolved(pred: Pred) -> Filter:
             return staged[id(pred)]
 
-        clauses = [clause_filter(clause, query.types, resolved) for clause in query.where]
+        clauses = [
+            clause_filter(clause, query.types, resolved)
+            for clause in query.where
+            if near_keys is None or not _is_near_clause(clause)
+        ]
+        if near_keys is not None:
+            clauses.append(keys_filter(near_keys, query.types) if near_keys else NOTHING)
         return all_of([snapshot_filter(query.types, self.snapshot), *clauses])
+
+    async def _near_matches(self, query: Query) -> list[tuple[str, str]]:
+        """Resources of the query within the distance of every near clause (and their
+        distances, kept for sorting)."""
+        clauses = _near_clauses(query)
+        codes = {pred.param for clause in clauses for pred in clause}
+        keys = [param_key(t, code) for t in query.types for code in codes]
+        docs = await self._aggregate(
+            [
+                {"$match": await self.where(query, exact_near=False)},
+                {"$limit": self.staged_limit + 1},
+                {"$project": {"_id": 0, "t": 1, "i": 1, "g": _entries_of(keys)}},
+            ]
+        )
+        self._check_limit(len(docs), "the near search")
+        found: list[tuple[str, str]] = []
+        for doc in docs:
+            key = (doc["t"], doc["i"])
+            entries = doc.get("g") or ()
+            # every pred of a clause is evaluated (its distance is kept), any one satisfies it
+            if all(any([self._within(p, key, entries) for p in clause]) for clause in clauses):
+                found.append(key)
+        return found
+
+    def _within(self, pred: NearPred, key: tuple[str, str], entries: Any) -> bool:
+        point = unit_vector(pred.lat, pred.lon)
+        limit = chord2_limit(pred.km)
+        param = param_key(key[0], pred.param)
+        best = None
+        for entry in entries:
+            if entry.get("p") != param:
+                continue
+            lat, lon = entry.get("a"), entry.get("b")
+            if not isinstance(lat, (int, float)) or not isinstance(lon, (int, float)):
+                continue
+            distance = chord2(point, unit_vector(lat, lon))
+            if distance <= limit and (best is None or distance < best):
+                best = distance
+        if best is not None:
+            self.distances.setdefault(pred, {})[key] = best
+        return best is not None
 
     async def _stage(self, pred: ChainPred | HasPred, types: tuple[str, ...]) -> Filter:
         if isinstance(pred, ChainPred):
@@ -119,6 +183,8 @@ class Searcher:
         return [(doc["t"], doc["i"]) for doc in await cursor.to_list(None)]
 
     async def page(self, query: Query) -> SearchPage:
+        if query.sort and query.sort[0].near is not None:
+            return await self._distance_page(query)
         match = await self.where(query)
         terms, computed = _order(query)
         if query.reverse:
@@ -155,9 +221,79 @@ class Searcher:
             total = await self.versions.count_documents(match, session=self.session)
         return SearchPage(hits=hits, snapshot=self.snapshot, has_more=has_more, total=total)
 
+    async def _distance_page(self, query: Query) -> SearchPage:
+        """Nearest first: the matches (at most ``staged_limit``, like a stage) are ordered by
+        the distance their near stage found, of the resource itself or of the nearest resource
+        it refers to (``via``); ties by type and id. The page's bodies are read afterwards."""
+        key = query.sort[0]
+        near = key.near
+        assert near is not None
+        match = await self.where(query)
+        projection: dict[str, Any] = {"_id": 0, "t": 1, "i": 1}
+        if key.via is not None:
+            projection["r"] = _entries_of([param_key(t, key.via) for t in query.types])
+        docs = await self._aggregate(
+            [{"$match": match}, {"$limit": self.staged_limit + 1}, {"$project": projection}]
+        )
+        self._check_limit(len(docs), "the search sorted by distance")
+        distances = self.distances.get(near, {})
+        sentinel = sort_sentinel(key)
+        multi = len(query.types) > 1
+        rows: list[tuple] = []
+        for doc in docs:
+            if key.via is None:
+                value = distances.get((doc["t"], doc["i"]), sentinel)
+            else:
+                found = [
+                    distances[(e.get("b"), e.get("a"))]
+                    for e in doc.get("r") or ()
+                    if (e.get("b"), e.get("a")) in distances
+                ]
+                value = min(found) if found else sentinel
+            rows.append((value, doc["t"], doc["i"]) if multi else (value, doc["i"]))
+        rows.sort(reverse=query.reverse)
+        if query.after is not None:
+            after = tuple(query.after)
+            if rows and len(after) != len(rows[0]):
+                raise FhirError(400, "invalid", "the paging cursor does not fit this search")
+            rows = [r for r in rows if (r < after if query.reverse else r > after)]
+        chosen = rows[: query.count + 1]
+        has_more = len(chosen) > query.count
+        chosen = chosen[: query.count]
+        if query.reverse:
+            chosen.reverse()
+        type_of = (lambda r: r[1]) if multi else (lambda r: query.types[0])
+        wanted = [(type_of(r), r[-1]) for r in chosen]
+        bodies: dict[tuple[str, str], bytes] = {}
+        if wanted:
+            cursor = self.versions.find(
+                all_of(
+                    [snapshot_filter(query.types, self.snapshot), keys_filter(wanted, query.types)]
+                ),
+                {"_id": 0, "t": 1, "i": 1, "b": 1},
+                session=self.session,
+            )
+            bodies = {(d["t"], d["i"]): d["b"] for d in await cursor.to_list(None)}
+        hits = [Hit(k[0], k[1], bodies[k], tuple(r)) for k, r in zip(wanted, chosen, strict=True)]
+        total = len(docs) if query.total in ("accurate", "estimate") else None
+        return SearchPage(hits=hits, snapshot=self.snapshot, has_more=has_more, total=total)
+
     async def _aggregate(self, pipeline: list[dict[str, Any]]) -> list[dict[str, Any]]:
         cursor = await self.versions.aggregate(pipeline, session=self.session, allowDiskUse=True)
         return await cursor.to_list(None)
+
+
+def _near_clauses(query: Query) -> list[tuple[NearPred, ...]]:
+    return [clause for clause in query.where if _is_near_clause(clause)]  # type: ignore[misc]
+
+
+def _is_near_clause(clause: tuple[Pred, ...]) -> bool:
+    return bool(clause) and all(isinstance(pred, NearPred) for pred in clause)
+
+
+def _entries_of(keys: list[int]) -> dict[str, Any]:
+    """The ``x`` entries of some parameter keys (a projection expression)."""
+    return {"$filter": {"input": "$x", "as": "e", "cond": {"$in": ["$$e.p", keys]}}}
 
 
 def _order(query: Query) -> tuple[list[tuple[str, bool]], dict[str, Any]]:

@@ -34,6 +34,7 @@ from fhir_server.store.sqlite.batch import (
     CLOSE_VERSIONS,
     MOVE_RESOURCES,
     NEW_RESOURCES,
+    NEW_TEXT,
     NEW_VERSIONS,
     Batch,
     Head,
@@ -41,7 +42,13 @@ from fhir_server.store.sqlite.batch import (
     encode,
     install,
 )
-from fhir_server.store.sqlite.schema import DDL, INDEX_TABLES, OPEN_END, SCHEMA_VERSION
+from fhir_server.store.sqlite.schema import (
+    DDL,
+    INDEX_TABLES,
+    OPEN_END,
+    SCHEMA_VERSION,
+    TEXT_COLUMNS,
+)
 from fhir_server.store.sqlite.search_sql import Compiler, sort_sentinel
 
 log = logging.getLogger(__name__)
@@ -431,6 +438,11 @@ class SqliteStore:
                         f"DELETE FROM {table} WHERE rid = ? AND hi_seq <= ?",
                         [(rid, upto) for rid in chunk],
                     )
+                conn.executemany(
+                    "DELETE FROM ix_text WHERE rowid IN "
+                    "(SELECT seq FROM versions WHERE rid = ? AND until_seq <= ?)",
+                    [(rid, upto) for rid in chunk],
+                )
             await asyncio.sleep(0)  # let requests through between chunks
         await self.set_meta("pruned_upto", str(upto))
         return upto
@@ -730,3 +742,8 @@ class SqliteStore:
             found = getattr(index, attribute)
             if found:
                 rows[attribute].extend((param_key(type_, r[0]), *r[1:], *tail) for r in found)
+        if index.texts:
+            columns = dict.fromkeys(TEXT_COLUMNS.values(), "")
+            for code, terms in index.texts:
+                columns[TEXT_COLUMNS[code]] = terms
+            rows[NEW_TEXT].append((seq, columns["content"], columns["narrative"]))

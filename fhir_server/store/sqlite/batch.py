@@ -56,6 +56,7 @@ CLOSE_INDEX = "close_index"  # (rid, seq): index rows of the version that seq su
 NEW_RESOURCES = "new_resources"  # (rid, type, id, version, seq, last_updated, deleted)
 MOVE_RESOURCES = "move_resources"  # (rid, version, seq, last_updated, deleted)
 NEW_VERSIONS = "new_versions"  # (seq, rid, type, version, last_updated, method, deleted, body)
+NEW_TEXT = "new_text"  # (seq, content terms, narrative terms): free text of a version
 
 STATEMENTS: dict[str, list[str]] = {
     CLOSE_VERSIONS: [
@@ -85,6 +86,11 @@ STATEMENTS: dict[str, list[str]] = {
 }
 for _attribute, (_table, _columns) in INDEX_TABLES.items():
     STATEMENTS[_attribute] = [_index_insert(_table, _columns)]
+STATEMENTS[NEW_TEXT] = [
+    "INSERT OR REPLACE INTO ix_text (rowid, content, narrative) "
+    "SELECT c.value->>0, coalesce(c.value->>1, ''), coalesce(c.value->>2, '') "
+    "FROM json_each(?) AS c"
+]
 ORDER = tuple(STATEMENTS)
 
 

@@ -91,7 +91,26 @@ CREATE TABLE IF NOT EXISTS ix_uri (
     PRIMARY KEY (pid, uri, rid, grp, lo_seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS ix_uri_r ON ix_uri (rid, hi_seq, pid);
+
+-- Positions (near): latitude/longitude bound the scan, the unit vector (x, y, z) gives the
+-- exact distance without trigonometry (search/geo.py).
+CREATE TABLE IF NOT EXISTS ix_geo (
+    pid INTEGER NOT NULL, lat REAL NOT NULL, lon REAL NOT NULL, x REAL NOT NULL,
+    y REAL NOT NULL, z REAL NOT NULL, rid INTEGER NOT NULL,
+    grp INTEGER NOT NULL, lo_seq INTEGER NOT NULL, hi_seq INTEGER NOT NULL,
+    PRIMARY KEY (pid, lat, lon, rid, grp, lo_seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS ix_geo_r ON ix_geo (rid, hi_seq, pid);
+
+-- Free text (_content, _text): one row per version (rowid = its sequence number), holding the
+-- folded and stemmed terms the search layer computed (search/text.py); validity comes from the
+-- version row. detail=column: no positions (no phrase queries), column filters work.
+CREATE VIRTUAL TABLE IF NOT EXISTS ix_text USING fts5(
+    content, narrative, tokenize = 'unicode61 remove_diacritics 0', detail = column,
+    columnsize = 0
+);
 """
+TEXT_COLUMNS = {"_content": "content", "_text": "narrative"}
 
 INDEX_TABLES = {
     "strings": ("ix_string", ("norm", "exact")),
@@ -101,4 +120,5 @@ INDEX_TABLES = {
     "numbers": ("ix_number", ("value",)),
     "quantities": ("ix_quantity", ("system", "code", "value")),
     "uris": ("ix_uri", ("uri",)),
+    "geo": ("ix_geo", ("lat", "lon", "x", "y", "z")),
 }

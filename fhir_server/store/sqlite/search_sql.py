@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from fhir_server.search.geo import bounding_box, chord2_limit, unit_vector
 from fhir_server.store.keys import param_key
 from fhir_server.store.query import (
     ANY_SYSTEM,
@@ -26,6 +27,7 @@ from fhir_server.store.query import (
     IdPred,
     InPred,
     MissingPred,
+    NearPred,
     NotPred,
     NumberPred,
     Pred,
@@ -34,11 +36,12 @@ from fhir_server.store.query import (
     ReferencePred,
     SortKey,
     StringPred,
+    TextPred,
     TokenInPred,
     TokenPred,
     UriPred,
 )
-from fhir_server.store.sqlite.schema import INDEX_TABLES
+from fhir_server.store.sqlite.schema import INDEX_TABLES, TEXT_COLUMNS
 
 TEXT_MAX = "\U0010ffff"
 DRIVER_CAP = 2000  # a clause matching fewer rows may drive the query; otherwise scan in order
@@ -261,6 +264,26 @@ class Compiler:
         text = universe.text + "".join(f" AND rid NOT IN ({i.text})" for i in inners)
         return Sql(text, [*universe.params, *(p for i in inners for p in i.params)])
 
+    def _TextPred(self, pred: TextPred, types, with_group) -> Sql:
+        marks = ",".join("?" * len(types))
+        columns = "v.rid AS rid, 0 AS grp" if with_group else "v.rid AS rid"
+        return Sql(
+            f"SELECT {columns} FROM ix_text t CROSS JOIN versions v ON v.seq = t.rowid "
+            f"WHERE ix_text MATCH ? AND v.type IN ({marks}) AND v.seq <= ? AND v.until_seq > ?",
+            [fts_match(pred), *types, self.snapshot, self.snapshot],
+        )
+
+    def _text_probe(self, pred: TextPred, types: tuple[str, ...], outer: str) -> Sql:
+        """``outer IN (matches)``: SQLite computes the (non-correlated) match list once per query
+        and probes it per row. A correlated FTS5 lookup per row re-runs the full-text query for
+        every candidate (seconds at 10k resources)."""
+        inner = self._TextPred(pred, types, False)
+        return Sql(f"{outer} IN ({inner.text})", inner.params)
+
+    def _NearPred(self, pred: NearPred, types, with_group) -> Sql:
+        condition, params = near_condition(pred, "")
+        return self._index_select("ix_geo", types, pred.param, condition, params, with_group)
+
     def _CompositePred(self, pred: CompositePred, types, with_group) -> Sql:
         parts = [self.rids(c, types, with_group=True) for c in pred.components]
         text = f"SELECT c0.rid FROM ({parts[0].text}) c0"
@@ -300,7 +323,9 @@ class Compiler:
         """A condition on the outer row (``outer`` is its row id): index predicates become an
         EXISTS on the by-resource index, chains and _has correlated sub-queries, everything
         else ``outer IN (...)``."""
-        if isinstance(pred, INDEX_PREDS):
+        if isinstance(pred, TextPred):
+            return self._text_probe(pred, types, outer)
+        if isinstance(pred, (*INDEX_PREDS, NearPred)):
             inner = self.rids(pred, types)
             table = inner.text.split(" FROM ", 1)[1].split(" ", 1)[0]
             text = inner.text.replace(
@@ -406,7 +431,7 @@ class Compiler:
         # pages: counting further would cost more than the walk
         cap = WALK_FACTOR * (query.count + 1) + 1 if may_walk else None
         driver, estimate = self.choose_driver(query, cap) if query.where else (None, 0)
-        sortable = len(query.sort) == 1 and bool(query.sort[0].table)
+        sortable = len(query.sort) == 1 and bool(query.sort[0].table) and query.sort[0].near is None
         if driver is not None and estimate > SCAN_MIN_ROWS:
             share = estimate / max(1, self.type_count(query.types))
             if share > SCAN_SHARE and (sortable or not query.sort):
@@ -573,6 +598,8 @@ class Compiler:
             return "r.id", []
         if key.param == "_lastUpdated":
             return "v.last_updated", []
+        if key.near is not None:
+            return self._distance_expression(key, types)
         table = INDEX_TABLES[key.table][0]
         column = _sort_column(table, key.descending)
         aggregate = "max" if key.descending else "min"
@@ -584,6 +611,75 @@ class Compiler:
             f"WHERE rid = r.rid AND {pid_sql} AND {valid}), ?)",
             [*pid_params, *valid_params, sentinel],
         )
+
+    def _distance_expression(self, key: SortKey, types: tuple[str, ...]) -> tuple[str, list[Any]]:
+        """The squared chord to the nearest position within the radius: the resource's own, or
+        (``via``) that of the resources it refers to through a reference parameter."""
+        assert key.near is not None
+        near = key.near
+        condition, params = near_condition(near, "g.")
+        distance, distance_params = _chord2_sql(near, "g.")
+        valid_g, valid_g_params = self._valid("g")
+        sentinel = sort_sentinel(key)
+        if key.via is None:
+            pid_sql, pid_params = _pids(types, near.param)
+            return (
+                f"COALESCE((SELECT min({distance}) FROM ix_geo g INDEXED BY ix_geo_r "
+                f"WHERE g.rid = r.rid AND g.{pid_sql} AND {valid_g} AND {condition}), ?)",
+                [*distance_params, *pid_params, *valid_g_params, *params, sentinel],
+            )
+        ref_sql, ref_params = _pids(types, key.via)
+        geo_sql, geo_params = _pids(key.via_types, near.param)
+        valid_x, valid_x_params = self._valid("x")
+        return (
+            f"COALESCE((SELECT min({distance}) FROM ix_reference x INDEXED BY ix_reference_r "
+            "JOIN resources t ON t.type = x.ref_type AND t.id = x.ref_id "
+            "JOIN ix_geo g INDEXED BY ix_geo_r ON g.rid = t.rid "
+            f"WHERE x.rid = r.rid AND x.{ref_sql} AND {valid_x} AND g.{geo_sql} AND {valid_g} "
+            f"AND {condition}), ?)",
+            [
+                *distance_params,
+                *ref_params,
+                *valid_x_params,
+                *geo_params,
+                *valid_g_params,
+                *params,
+                sentinel,
+            ],
+        )
+
+
+def fts_match(pred: TextPred) -> str:
+    """The FTS5 query of a text predicate: its column, every word, any of a word's forms."""
+    words = []
+    for forms in pred.words:
+        alternatives = [
+            f'"{form[:-1]}" *' if form.endswith("*") else f'"{form}"'
+            for form in forms
+            if form.strip("*")
+        ]
+        words.append("(" + " OR ".join(alternatives) + ")")
+    return "{" + TEXT_COLUMNS[pred.param] + "} : (" + " AND ".join(words) + ")"
+
+
+def _chord2_sql(near: NearPred, prefix: str) -> tuple[str, list[Any]]:
+    x0, y0, z0 = unit_vector(near.lat, near.lon)
+    return (
+        f"(({prefix}x - ?) * ({prefix}x - ?) + ({prefix}y - ?) * ({prefix}y - ?) "
+        f"+ ({prefix}z - ?) * ({prefix}z - ?))",
+        [x0, x0, y0, y0, z0, z0],
+    )
+
+
+def near_condition(near: NearPred, prefix: str) -> tuple[str, list[Any]]:
+    """Inside the latitude/longitude box (an index range), then within the exact distance."""
+    lat_low, lat_high, lon_low, lon_high = bounding_box(near.lat, near.lon, near.km)
+    distance, params = _chord2_sql(near, prefix)
+    return (
+        f"{prefix}lat >= ? AND {prefix}lat <= ? AND {prefix}lon >= ? AND {prefix}lon <= ? "
+        f"AND {distance} <= ?",
+        [lat_low, lat_high, lon_low, lon_high, *params, chord2_limit(near.km)],
+    )
 
 
 _SORT_COLUMN = {
@@ -645,7 +741,7 @@ def _walk_column(pred: Pred) -> str:
 
 def sort_sentinel(key: SortKey) -> Any:
     """The sort value of a resource without the parameter: it sorts last either way."""
-    numeric = INDEX_TABLES[key.table][0] in ("ix_date", "ix_number", "ix_quantity")
+    numeric = INDEX_TABLES[key.table][0] in ("ix_date", "ix_number", "ix_quantity", "ix_geo")
     if key.descending:
         return -NULL_LAST_NUM_ASC if numeric else ""
     return NULL_LAST_NUM_ASC if numeric else NULL_LAST_TEXT_ASC
