@@ -364,4 +364,12 @@ def _stratify(
     result: dict[str, Any] = {"stratum": out_strata}
     if stratifier.get("code"):
         result["code"] = [stratifier["code"]]
+    elif components:  # R4 mea-1: a stratifier of components has no code of its own
+        names = [_code_name(c.get("code") or {}) for c in components]
+        result["code"] = [{"text": ", ".join(names)}]
     return result
+
+
+def _code_name(code: dict[str, Any]) -> str:
+    codings = code.get("coding") or [{}]
+    return str(codings[0].get("code") or code.get("text") or "component")

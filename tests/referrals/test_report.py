@@ -113,7 +113,7 @@ async def test_the_aggregate_counts_per_type_outcome_zone_and_month(loaded: Worl
         for s in by_name["month"]["stratum"]
     }
     assert months == {"2026-10": 3, "2026-11": 3}
-    cross = by_name["type, outcome, care zone, month"]["stratum"]
+    cross = by_name["type, outcome, care-zone, month"]["stratum"]
     cell = next(
         s
         for s in cross

@@ -28,6 +28,10 @@ ENV = {
     "FHIR_SUBSCRIPTION_POLL_MS": "50",
     "FHIR_SUBSCRIPTION_LEASE_SECONDS": "2",
     "FHIR_SUBSCRIPTION_RETRY_MS": "100",
+    # the topics come with the code: start (and restart) without the shipped content; the seed
+    # loader inherits these too
+    "FHIR_LOAD_CONTENT": "false",
+    "FHIR_LOAD_TERMINOLOGY": "false",
 }
 
 

@@ -102,14 +102,15 @@ async def test_a_name_that_turns_private_after_the_check(tmp_path: Path) -> None
         answers = ["93.184.215.14"]
 
         async def dns(host: str, port: int) -> list[str]:
-            return list(answers)
+            found = list(answers)
+            answers[:] = ["169.254.169.254"]  # the name turns private after this answer
+            return found
 
         world.svc.subscriptions.policy.resolver = dns
         body = subscription(TOPIC + "referral-new", "https://rebind.example.org/hook")
         # the write checks the name (public now); the delivery resolves it again
         created = await world.request("POST", "/Subscription", "sw", json=body)
         assert created.status_code == 201, created.text
-        answers[:] = ["169.254.169.254"]
         sid = created.json()["id"]
 
         async def status() -> str:
