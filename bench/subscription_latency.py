@@ -65,6 +65,7 @@ class Arrivals:
 
     def __init__(self) -> None:
         self.at: dict[str, float] = {}
+        self.numbers: list[int] = []  # event numbers, in the order they arrived
         self.count = 0
         arrivals = self
 
@@ -75,9 +76,14 @@ class Arrivals:
                 now = time.monotonic()
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
                 bundle = json.loads(body)
-                for entry in bundle.get("entry", [])[1:]:
-                    task = entry["fullUrl"].rsplit("/", 1)[-1]
-                    arrivals.at.setdefault(task, now)
+                status = bundle["entry"][0]["resource"]
+                for param in status.get("parameter", []):
+                    if param["name"] != "notification-event":
+                        continue
+                    parts = {part["name"]: part for part in param["part"]}
+                    arrivals.numbers.append(int(parts["event-number"]["valueString"]))
+                    focus = parts["focus"]["valueReference"]["reference"]
+                    arrivals.at.setdefault(focus.rsplit("/", 1)[-1], now)
                 arrivals.count += 1
                 self.send_response(200)
                 self.send_header("Content-Length", "0")
@@ -103,6 +109,7 @@ class Server:
     def __init__(self, root: Path) -> None:
         self.data = root / "data"
         self.data.mkdir(parents=True)
+        self.errors = 0  # connections the server dropped (retried)
         seed = root / "seed.json"
         seed.write_text(
             json.dumps(
@@ -222,9 +229,16 @@ def referral() -> dict[str, Any]:
 
 async def send(http: httpx.AsyncClient, server: Server) -> tuple[str, float, float]:
     started = time.monotonic()
-    response = await http.post(
-        server.base, json=referral(), headers={"Authorization": f"Bearer {server.midwife}"}
-    )
+    for attempt in range(3):
+        try:
+            response = await http.post(
+                server.base, json=referral(), headers={"Authorization": f"Bearer {server.midwife}"}
+            )
+            break
+        except httpx.TransportError:  # a kept-alive connection the server closed: count, retry
+            server.errors += 1
+            if attempt == 2:
+                raise
     done = time.monotonic()
     assert response.status_code == 200, response.text
     task = response.json()["entry"][1]["response"]["location"].split("/")[-3]
@@ -268,7 +282,9 @@ def pct(values: list[float], q: float) -> float:
 
 async def latency(server: Server, arrivals: Arrivals, rate: float, seconds: float) -> None:
     sent: list[tuple[str, float, float]] = []
-    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=64)) as http:
+    async with httpx.AsyncClient(
+        timeout=30, limits=httpx.Limits(max_connections=64, keepalive_expiry=2)
+    ) as http:
         tasks = []
         start = time.monotonic()
         n = int(rate * seconds)
@@ -297,6 +313,11 @@ async def latency(server: Server, arrivals: Arrivals, rate: float, seconds: floa
     )
     if missing:
         print(f"  MISSING notifications: {missing}")
+    numbers = sorted(set(arrivals.numbers))
+    if numbers != list(range(1, len(numbers) + 1)) or len(numbers) != len(arrivals.numbers):
+        print(f"  event numbers not 1..n once each: {arrivals.numbers}")
+    if server.errors:
+        print(f"  connections dropped by the server (retried): {server.errors}")
 
 
 async def throughput(
@@ -310,7 +331,9 @@ async def throughput(
             done.append(await send(http, server))
 
     started = time.monotonic()
-    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=64)) as http:
+    async with httpx.AsyncClient(
+        timeout=30, limits=httpx.Limits(max_connections=64, keepalive_expiry=2)
+    ) as http:
         await asyncio.gather(*(client(http) for _ in range(connections)))
     elapsed = time.monotonic() - started
     rate = len(done) / elapsed

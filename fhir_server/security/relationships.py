@@ -216,6 +216,14 @@ class RelationshipIndex:
         self._locks.pop(key, None)
         return relations
 
+    def forget(self, principal: SecurePrincipal) -> None:
+        """Drop one professional's cached relations, so the next check reads the store. For a
+        reader that must judge a commit it has read but this index may not have heard of yet
+        (its listener runs after the commit is visible; another process's commits never reach
+        it): the subscriptions matcher. A computation under way is not cached either."""
+        self._epoch += 1
+        self._cache.pop(self.key(principal), None)
+
     def invalidate_all(self) -> None:
         self._epoch += 1
         self._cache.clear()

@@ -39,6 +39,7 @@ def install(app: Any) -> None:
     svc.write_hooks.append(SubscriptionHook(engine))
     if getattr(app, "security", None) is not None:
         svc.guard = OwnerGuard(svc.guard, svc)
+        engine.relationships = app.security.relationships
     svc.store.add_listener(engine.committed)
     svc.shipped.add_library("subscriptions", "subscriptions")
     app.fhir.operations.update(handlers(engine))

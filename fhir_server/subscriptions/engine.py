@@ -133,6 +133,8 @@ class Engine:
         self.http: httpx.AsyncClient | None = None
         self._criteria: dict[tuple[str, str], Criteria] = {}
         self._aliases: dict[str, tuple[float, frozenset[str]]] = {}
+        # the security layer's RelationshipIndex (set by install when security is on)
+        self.relationships: Any = None
         for topic in list(self.topics.values()):
             problem = self.check_topic(topic)
             if problem:
@@ -225,6 +227,14 @@ class Engine:
     async def visible(self, principal: Any, version: StoredVersion) -> bool:
         if principal is None:
             return True
+        if await self.svc.visible(self.context(principal), version):
+            return True
+        if self.relationships is None:
+            return False
+        # the subscriber's cached care relationships and shared records may predate this
+        # commit (the cache hears of a commit only after it is visible in the store, and never
+        # of another process's): judge a refusal once more with fresh ones
+        self.relationships.forget(principal)
         return await self.svc.visible(self.context(principal), version)
 
 
