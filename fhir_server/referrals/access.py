@@ -45,13 +45,27 @@ class ReferralGrants:
     async def _search(self, type_: str, param: str, refs: list[str]) -> list[dict]:
         return await search_refs(self.svc.store, type_, param, refs)
 
-    async def shared(self, principal: Any) -> tuple[dict[str, SharedRecord], frozenset[str]]:
+    async def shared(
+        self, principal: Any, related: frozenset[str] = frozenset()
+    ) -> tuple[dict[str, SharedRecord], frozenset[str]]:
         base = self.svc.settings.public_url
         aliases = await party_aliases(self.svc.store, principal)
         mine = sorted(aliases)
-        owned = await self._search("Task", "owner", mine)
-        requested_tasks = await self._search("Task", "requester", mine)
-        requested = await self._search("ServiceRequest", "requester", mine)
+
+        def unrelated(resource: dict, element: str) -> bool:
+            # a woman she already cares for: her whole record is open, nothing to share
+            patient = ref_of(resource.get(element), base) or ""
+            return patient.partition("/")[2] not in related
+
+        owned = [t for t in await self._search("Task", "owner", mine) if unrelated(t, "for")]
+        requested_tasks = [
+            t for t in await self._search("Task", "requester", mine) if unrelated(t, "for")
+        ]
+        requested = [
+            r
+            for r in await self._search("ServiceRequest", "requester", mine)
+            if unrelated(r, "subject")
+        ]
         requests: dict[str, dict] = {f"ServiceRequest/{r['id']}": r for r in requested}
         wanted = set()
         for task in owned + requested_tasks:
@@ -64,6 +78,7 @@ class ReferralGrants:
             for version in await self.svc.store.read_many(keys, None):  # type: ignore[arg-type]
                 if version.body is not None:
                     requests[f"{version.type}/{version.id}"] = loads_trusted(version.body)
+        requests = {ref: r for ref, r in requests.items() if unrelated(r, "subject")}
         tasks: dict[str, list[dict]] = {ref: [] for ref in requests}
         for task in await self._search("Task", "focus", sorted(requests)):
             focus = ref_of(task.get("focus"), base)

@@ -146,10 +146,12 @@ class GrantProvider(Protocol):
     types: frozenset[str]  # resource types whose commits may change what it grants
 
     async def shared(
-        self, principal: SecurePrincipal
+        self, principal: SecurePrincipal, related: frozenset[str]
     ) -> tuple[dict[str, SharedRecord], frozenset[str]]:
         """Shared records by patient id, and the references that also identify the
-        professional's party (her organisation's roles and services) for cache invalidation."""
+        professional's party (her organisation's roles and services) for cache invalidation.
+        ``related``: the patients she already has a care relationship with (their whole record:
+        a provider may skip them)."""
         ...
 
 
@@ -307,8 +309,9 @@ class RelationshipIndex:
         patients |= self.launches.launched_patients(principal)
         shared: dict[str, SharedRecord] = {}
         aliases: frozenset[str] = frozenset()
+        related = frozenset(patients)
         for provider in self.providers:
-            found, more = await provider.shared(principal)
+            found, more = await provider.shared(principal, related)
             aliases |= more
             for patient, record in found.items():
                 if patient not in patients:
