@@ -181,6 +181,8 @@ class RelationshipIndex:
         self._locks: dict[tuple, asyncio.Lock] = {}
         self.providers: list[GrantProvider] = []  # plug-ins granting shared records
         self.relevant_types = RELEVANT_TYPES
+        # held relations of one principal object (id -> relations, None until first used)
+        self._held: dict[int, Relations | None] = {}
 
     def add_provider(self, provider: GrantProvider) -> None:
         self.providers.append(provider)
@@ -194,7 +196,22 @@ class RelationshipIndex:
     def key(principal: SecurePrincipal) -> tuple:
         return (principal.subject, principal.practitioner, principal.organization)
 
+    def hold(self, principal: SecurePrincipal) -> None:
+        """Until ``release``: judge this principal object (not others of the same person) on
+        relations computed fresh at its first check, whatever commits follow. For a reader that
+        judges a batch of changes it has already read, each against the state after it (the
+        subscriptions matcher and deliverer): one computation per batch, not one per change."""
+        self._held[id(principal)] = None
+
+    def release(self, principal: SecurePrincipal) -> None:
+        self._held.pop(id(principal), None)
+
     async def relations(self, principal: SecurePrincipal) -> Relations:
+        if id(principal) in self._held:
+            found = self._held[id(principal)]
+            if found is None:
+                found = self._held[id(principal)] = await self._compute(principal)
+            return found
         key = self.key(principal)
         entry = self._cache.get(key)
         now = time.monotonic()
@@ -225,6 +242,8 @@ class RelationshipIndex:
         it): the subscriptions matcher. A computation under way is not cached either."""
         self._epoch += 1
         self._cache.pop(self.key(principal), None)
+        if id(principal) in self._held:
+            self._held[id(principal)] = None
 
     def invalidate_all(self) -> None:
         self._epoch += 1

@@ -224,6 +224,16 @@ class Engine:
         self._aliases[key] = (now + 10.0, found)
         return found
 
+    def hold(self, principals: list[Any]) -> None:
+        if self.relationships is not None:
+            for principal in principals:
+                self.relationships.hold(principal)
+
+    def release(self, principals: list[Any]) -> None:
+        if self.relationships is not None:
+            for principal in principals:
+                self.relationships.release(principal)
+
     async def visible(self, principal: Any, version: StoredVersion) -> bool:
         if principal is None:
             return True
@@ -298,6 +308,7 @@ class Matcher:
 
     async def run_once(self) -> bool:
         """Match one batch of the outbox; True if there may be more."""
+        engine = self.engine
         state = await self._claim()
         if state is None:
             self.table = None
@@ -310,6 +321,10 @@ class Matcher:
         if not records:
             return False
         found: list[tuple[str, dict[str, Any]]] = []
+        # every change of the batch is judged on the subscribers' relations as they are after
+        # it (computed after the log was read), once per batch and subscriber
+        held = [w.principal for w in table.subs.values() if w.principal is not None]
+        engine.hold(held)
         try:
             for record in records:
                 change = data_of(record)
@@ -332,6 +347,8 @@ class Matcher:
         except BaseException:
             self.table = None  # it may be ahead of the stored position: rebuild it
             raise
+        finally:
+            engine.release(held)
         table.position = records[-1].seq
         return True
 
@@ -866,47 +883,54 @@ async def notification(
     ]
     entries: list[dict[str, Any]] = []
     seen: set[str] = set()
-    for event in events:
-        part: list[dict[str, Any]] = [
-            {"name": "event-number", "valueString": str(event.get("n"))},
-        ]
-        if event.get("ts"):
-            part.append({"name": "timestamp", "valueInstant": format_instant(int(event["ts"]))})
-        focus = event.get("focus")
-        version = None
-        if isinstance(focus, str) and content != "empty":
-            type_, id_, _, number = focus.split("/")
-            version = await svc.store.version(type_, id_, int(number))
-            if version is not None and version.deleted and version.version > 1:
-                version = await svc.store.version(type_, id_, version.version - 1)
-            if version is not None and await engine.visible(principal, version):
-                part.append(
-                    {"name": "focus", "valueReference": {"reference": f"{base}/{type_}/{id_}"}}
-                )
-                method, code = _METHOD.get(event.get("i") or "update", ("PUT", "200"))
-                entry: dict[str, Any] = {
-                    "fullUrl": f"{base}/{type_}/{id_}",
-                    "request": {
-                        "method": method,
-                        "url": type_ if method == "POST" else f"{type_}/{id_}",
-                    },
-                    "response": {"status": code},
-                }
-                if content == "full-resource" and event.get("i") != "delete" and version.body:
-                    entry["resource"] = loads_trusted(version.body)
-                if entry["fullUrl"] not in seen:
-                    seen.add(entry["fullUrl"])
-                    entries.append(entry)
-                if spec.topic is not None:
-                    for extra in await _included(engine, spec, principal, version, content, seen):
-                        part.append(
-                            {
-                                "name": "additional-context",
-                                "valueReference": {"reference": extra["fullUrl"]},
-                            }
-                        )
-                        entries.append(extra)
-        parameters.append({"name": "notification-event", "part": part})
+    held = [principal] if principal is not None and events else []
+    engine.hold(held)  # one judgement of her relations for the whole bundle
+    try:
+        for event in events:
+            part: list[dict[str, Any]] = [
+                {"name": "event-number", "valueString": str(event.get("n"))},
+            ]
+            if event.get("ts"):
+                part.append({"name": "timestamp", "valueInstant": format_instant(int(event["ts"]))})
+            focus = event.get("focus")
+            version = None
+            if isinstance(focus, str) and content != "empty":
+                type_, id_, _, number = focus.split("/")
+                version = await svc.store.version(type_, id_, int(number))
+                if version is not None and version.deleted and version.version > 1:
+                    version = await svc.store.version(type_, id_, version.version - 1)
+                if version is not None and await engine.visible(principal, version):
+                    part.append(
+                        {"name": "focus", "valueReference": {"reference": f"{base}/{type_}/{id_}"}}
+                    )
+                    method, code = _METHOD.get(event.get("i") or "update", ("PUT", "200"))
+                    entry: dict[str, Any] = {
+                        "fullUrl": f"{base}/{type_}/{id_}",
+                        "request": {
+                            "method": method,
+                            "url": type_ if method == "POST" else f"{type_}/{id_}",
+                        },
+                        "response": {"status": code},
+                    }
+                    if content == "full-resource" and event.get("i") != "delete" and version.body:
+                        entry["resource"] = loads_trusted(version.body)
+                    if entry["fullUrl"] not in seen:
+                        seen.add(entry["fullUrl"])
+                        entries.append(entry)
+                    if spec.topic is not None:
+                        for extra in await _included(
+                            engine, spec, principal, version, content, seen
+                        ):
+                            part.append(
+                                {
+                                    "name": "additional-context",
+                                    "valueReference": {"reference": extra["fullUrl"]},
+                                }
+                            )
+                            entries.append(extra)
+            parameters.append({"name": "notification-event", "part": part})
+    finally:
+        engine.release(held)
     if state.get("error") and kind != "handshake":
         parameters.append(
             {"name": "error", "valueCodeableConcept": {"text": str(state["error"])[:500]}}
