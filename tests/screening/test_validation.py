@@ -141,9 +141,8 @@ async def test_an_item_under_the_wrong_parent(fhir: httpx.AsyncClient) -> None:
 async def test_a_group_cannot_have_answers(fhir: httpx.AsyncClient) -> None:
     response = H.bib()
     response["item"][1]["answer"] = [{"valueBoolean": True}]
-    outcome = await refused(
-        fhir, response, 400
-    )  # the core R4 rule qrs-1, a 400 like every core invariant
+    # the core R4 rule qrs-1, a 400 like every core invariant
+    outcome = await refused(fhir, response, 400)
     issue = issue_with(outcome, "qrs-1")
     assert issue["expression"] == ["QuestionnaireResponse.item[1]"]
 
