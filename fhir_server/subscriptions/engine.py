@@ -309,6 +309,11 @@ class Matcher:
     async def run_once(self) -> bool:
         """Match one batch of the outbox; True if there may be more."""
         engine = self.engine
+        # nothing to match: no lease taken, nothing written (a server nobody subscribes to, or
+        # whose changes are all matched, writes no record of its own)
+        seen = data_of(await self.svc.store.current(MATCHER, MATCHER_ID)) or {}
+        if not await self.svc.store.log(OUTBOX, int(seen.get("position", 0)), 1):
+            return False
         state = await self._claim()
         if state is None:
             self.table = None
