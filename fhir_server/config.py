@@ -60,6 +60,17 @@ class Settings:
     cors_origins: str = "*"
     audit_flush_ms: int = 0  # the audit writer lingers this long for more entries (group commit)
     relationship_cache_seconds: int = 60
+    # -- subscriptions and referrals (docs/subscriptions.md, docs/referrals.md) -------------
+    # hosts (names, IPs or CIDR networks, optionally :port) a rest-hook may reach over plain
+    # http or at a loopback / private / link-local address; everything else must be public https
+    subscription_allowed_hosts: str = ""
+    subscription_poll_ms: int = 250  # how often a process looks for work of other processes
+    subscription_lease_seconds: int = 30  # a delivery / matching claim expires after this
+    subscription_timeout_seconds: int = 10  # default time an endpoint has to answer
+    subscription_max_failures: int = 8  # consecutive failed attempts before status error
+    subscription_retry_ms: int = 500  # first retry delay (doubles, at most 60 s)
+    subscription_dns_timeout_ms: int = 2000  # endpoint name resolution at write and delivery
+    report_min_cell: int = 5  # aggregate counts below this are masked (0: never)
 
     def __post_init__(self) -> None:
         if not self.store:

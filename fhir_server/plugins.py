@@ -20,6 +20,8 @@ INSTALLERS = [
     "fhir_server.service.everything",
     "fhir_server.pathways",
     "fhir_server.screening",  # after security: its write hook goes first (labels see scores)
+    "fhir_server.referrals",  # after security: its grant provider joins the relationship index
+    "fhir_server.subscriptions",  # after security: wraps the guard with the owner rule
 ]
 
 

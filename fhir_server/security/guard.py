@@ -34,7 +34,12 @@ from fhir_server.search.registry import Registry
 from fhir_server.security.labels import Labeller, label_keys, restricted_label_preds
 from fhir_server.security.policy import Label, access_policy, label_policy
 from fhir_server.security.principal import SecurePrincipal
-from fhir_server.security.relationships import RelationshipIndex, consent_restricts, local_ref
+from fhir_server.security.relationships import (
+    RelationshipIndex,
+    SharedRecord,
+    consent_restricts,
+    local_ref,
+)
 from fhir_server.security.scopes import PERMISSION, ScopeRule, ScopeSet
 from fhir_server.service.context import Principal, RequestContext
 from fhir_server.service.core import Access
@@ -65,6 +70,17 @@ FACTS_MAX = 100_000
 class Facts:
     patients: frozenset[str]  # patients whose compartment holds the resource
     labels: frozenset[Label]  # meta.security (system, code)
+
+
+@dataclass(slots=True, frozen=True)
+class Share:
+    """One access to one resource, as a shared record judges it: read or write ``key``, or
+    create ``key`` of ``type`` referring to ``links``."""
+
+    kind: str  # read | write | create
+    key: str  # Type/id
+    type: str = ""
+    links: frozenset[str] = frozenset()
 
 
 class Refused(FhirError):
@@ -393,14 +409,22 @@ class SecurityGuard:
                 raise deny()
             return
         facts = await self.facts_of(version)
-        await self._judge(ctx, p, type_, facts, grants, deny, every_patient=write)
+        share = Share("write" if write else "read", f"{type_}/{version.id}")
+        await self._judge(ctx, p, type_, facts, grants, deny, every_patient=write, share=share)
         # a version that is not the current one is also judged by the current one's patients,
         # labels and consent: a label added later hides the versions before it (most
         # restrictive wins)
         current = await self._current_if_older(version)
         if current is not None:
             await self._judge(
-                ctx, p, type_, await self.facts_of(current), grants, deny, every_patient=write
+                ctx,
+                p,
+                type_,
+                await self.facts_of(current),
+                grants,
+                deny,
+                every_patient=write,
+                share=share,
             )
         if any(not g.query for g in grants):
             return
@@ -451,7 +475,13 @@ class SecurityGuard:
                 raise forbidden(
                     f"a {type_} must reference the patient it is about (Patient compartment)"
                 )
-            await self._judge(ctx, p, type_, facts, grants, deny, every_patient=True)
+            key = f"{type_}/{resource.get('id')}"
+            share = (
+                Share("create", key, type_, self._links(resource))
+                if creating
+                else Share("write", key)
+            )
+            await self._judge(ctx, p, type_, facts, grants, deny, every_patient=True, share=share)
         if any(not g.query for g in grants):
             return
         if not await self._matches_scope(type_, resource, grants, None):
@@ -462,6 +492,46 @@ class SecurityGuard:
         None for another server's resource or anything that is not a literal reference. The one
         way references are resolved for access decisions."""
         return local_ref(ref, self.svc.settings.public_url)
+
+    def _links(self, resource: dict) -> frozenset[str]:
+        """Every reference of a new resource to this server, as ``Type/id``."""
+        found: set[str] = set()
+        stack: list[Any] = [resource]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, dict):
+                ref = node.get("reference")
+                if isinstance(ref, str):
+                    local = self.local_ref(ref)
+                    if local:
+                        found.add(local)
+                stack.extend(v for v in node.values() if isinstance(v, (dict, list)))
+            elif isinstance(node, list):
+                stack.extend(v for v in node if isinstance(v, (dict, list)))
+        return frozenset(found)
+
+    @staticmethod
+    def _shares(ctx: Any, record: SharedRecord | None, share: Share | None) -> bool:
+        """Whether a shared record (relationships.SharedRecord: what a referral shares with a
+        professional without a care relationship) allows this access to one resource. A new
+        resource of an allowed type that refers to an anchor (the referral's request or Task)
+        becomes an anchor itself for the rest of the request (a back-referral's Task may
+        follow its ServiceRequest in one transaction)."""
+        if record is None or share is None:
+            return False
+        if share.kind == "read":
+            return share.key in record.read
+        if share.kind == "write":
+            return share.key in record.write
+        if share.type not in record.create:
+            return False
+        extra = getattr(ctx, "extra", None)
+        anchors = extra.get("shared_anchors", set()) if isinstance(extra, dict) else set()
+        if share.links & record.anchors or share.links & anchors:
+            if isinstance(extra, dict):
+                extra.setdefault("shared_anchors", set()).add(share.key)
+            return True
+        return False
 
     def _check_provenance_agents(self, p: SecurePrincipal, resource: dict) -> None:
         """A professional's Provenance names the professional (or their organisation, or one of
@@ -496,10 +566,13 @@ class SecurityGuard:
         grants: tuple[ScopeRule, ...],
         deny: Any,
         every_patient: bool = False,
+        share: Share | None = None,
     ) -> None:
         """Type rules, patient context, care relationships, consent and labels. A read needs
         one of the resource's patients to be reachable; a write (``every_patient``) needs all
-        of them: data may not be placed in, or point into, a record the caller cannot write."""
+        of them: data may not be placed in, or point into, a record the caller cannot write.
+        A patient without a care relationship is reachable for this one resource when her
+        record shares it with the caller (``share``: a referral)."""
         if self._audit_reader(p, type_):
             return
         self._data_type_rules(p, type_)
@@ -520,6 +593,12 @@ class SecurityGuard:
             if p.kind == "user" and not ctx.break_glass:
                 relations = await self.rel.relations(p)
                 reachable = patients & (relations.patients | ctx.new_patients)
+                if relations.shared and reachable != patients:
+                    reachable |= {
+                        pid
+                        for pid in patients - reachable
+                        if self._shares(ctx, relations.shared.get(pid), share)
+                    }
                 if not reachable or (every_patient and reachable != patients):
                     self._note(ctx, "no care relationship with the patient (or consent denies it)")
                     raise deny()
@@ -683,12 +762,18 @@ class SecurityGuard:
                     patient_only = any(
                         all(g.context == "patient" for g in grants[t]) for t in patient_types
                     )
-                    clauses.append(
-                        self._compartment_clause(p, types, allowed, own_provenance=not patient_only)
-                    )
                     relations = await self.rel.relations(p) if p.kind == "user" else None
+                    shared: tuple[tuple[str, str], ...] = ()
+                    if relations is not None and not patient_only and relations.shared:
+                        shared = self._shared_keys(types, relations)
+                    clauses.append(
+                        self._compartment_clause(
+                            p, types, allowed, own_provenance=not patient_only, shared=shared
+                        )
+                    )
                     if relations is not None and not ctx.break_glass:
-                        clauses.extend(self._consent_label_clauses(types, allowed, relations))
+                        reach = allowed | frozenset(relations.shared) if shared else allowed
+                        clauses.extend(self._consent_label_clauses(types, reach, relations))
         label_clause = None
         if not all(self._audit_reader(p, t) for t in types):
             label_clause = self._label_clause_for(p)
@@ -726,18 +811,33 @@ class SecurityGuard:
             return None
         return (await self.rel.relations(p)).patients
 
+    @staticmethod
+    def _shared_keys(types: tuple[str, ...], relations: Any) -> tuple[tuple[str, str], ...]:
+        """The resources of these types that shared records let the caller read."""
+        wanted = set(types)
+        keys = {
+            tuple(key.split("/", 1))
+            for record in relations.shared.values()
+            for key in record.read
+            if key.split("/", 1)[0] in wanted
+        }
+        return tuple(sorted(keys))  # type: ignore[arg-type]
+
     def _compartment_clause(
         self,
         p: SecurePrincipal,
         types: tuple[str, ...],
         allowed: frozenset[str],
         own_provenance: bool = False,
+        shared: tuple[tuple[str, str], ...] = (),
     ) -> tuple:
-        own = (
+        own: list[Pred] = (
             [ReferencePred("agent", *ref.split("/", 1)) for ref in p.user_refs]
             if own_provenance and "Provenance" in types and p.kind == "user"
             else []
         )
+        if shared:  # what referrals share with the caller, resource by resource
+            own.append(InPred(shared))
         if not allowed:
             return tuple(own) or NOTHING
         ids = tuple(sorted(allowed))

@@ -4,8 +4,6 @@ A professional (Role A or B) sees a woman's data only with a care relationship (
 
 - CareTeam membership: an active CareTeam of the patient lists them, their PractitionerRole or
   their organisation as participant (participant period not ended);
-- an active referral to them or their organisation: a ServiceRequest (status active) with them as
-  performer, or a Task (requested, received, accepted, ready, in-progress, on-hold) they own;
 - the patient record names them: Patient.generalPractitioner or Patient.managingOrganization;
 - an EPD launch for that patient (registered by a trusted EPD backend, valid for a configured time);
 
@@ -13,8 +11,14 @@ and no active Consent of the patient denies it (a ``deny`` provision naming them
 organisation, or nobody at all; a deny provision that names security labels hides only resources
 carrying those labels).
 
-The result is computed once per principal and cached; commits that touch CareTeam, ServiceRequest,
-Task, Patient or Consent invalidate the entries they may affect.
+Narrower than a care relationship, a *shared record* (``SharedRecord``) lets a professional reach
+only some resources of a woman's record: what a referral to her organisation shares (its request,
+Task and thread; once accepted, the woman's Patient resource and the request's supportingInfo).
+Grant providers (``RelationshipIndex.providers``, e.g. fhir_server/referrals/access.py) compute
+them; the guard consults them resource by resource. The same consent rules apply.
+
+The result is computed once per principal and cached; commits that touch CareTeam, Patient,
+Consent or a type a grant provider depends on invalidate the entries they may affect.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from fhir_server.json_codec import loads_trusted
 from fhir_server.search.dates import date_range
@@ -34,8 +38,7 @@ from fhir_server.store.query import Query, ReferencePred
 
 log = logging.getLogger("fhir_server.security")
 
-RELEVANT_TYPES = frozenset({"CareTeam", "ServiceRequest", "Task", "Patient", "Consent"})
-ACTIVE_TASK = frozenset({"requested", "received", "accepted", "ready", "in-progress", "on-hold"})
+RELEVANT_TYPES = frozenset({"CareTeam", "Patient", "Consent"})
 MAX_PATIENTS = 20_000  # per professional; beyond this, the list is cut (and logged)
 CONSENT_LOOKUP_CHUNK = 400  # patients per Consent query (an OR of references)
 
@@ -118,11 +121,47 @@ def _refs(value: Any) -> set[str]:
     return found
 
 
+@dataclass(slots=True, frozen=True)
+class SharedRecord:
+    """What one woman's record shares with a professional who has no care relationship with her
+    (a referral to her organisation): resources by ``Type/id``, no more."""
+
+    read: frozenset[str] = frozenset()  # may be read (and found by search)
+    write: frozenset[str] = frozenset()  # may be updated (e.g. the referral's Task)
+    anchors: frozenset[str] = frozenset()  # a new resource may refer to one of these...
+    create: frozenset[str] = frozenset()  # ...if it is of one of these types (a reply, a Task)
+
+    def merge(self, other: SharedRecord) -> SharedRecord:
+        return SharedRecord(
+            self.read | other.read,
+            self.write | other.write,
+            self.anchors | other.anchors,
+            self.create | other.create,
+        )
+
+
+class GrantProvider(Protocol):
+    """Computes shared records for a professional (fhir_server/referrals/access.py)."""
+
+    types: frozenset[str]  # resource types whose commits may change what it grants
+
+    async def shared(
+        self, principal: SecurePrincipal, related: frozenset[str]
+    ) -> tuple[dict[str, SharedRecord], frozenset[str]]:
+        """Shared records by patient id, and the references that also identify the
+        professional's party (her organisation's roles and services) for cache invalidation.
+        ``related``: the patients she already has a care relationship with (their whole record:
+        a provider may skip them)."""
+        ...
+
+
 @dataclass(slots=True)
 class Relations:
     patients: frozenset[str]  # patient ids the professional may see
     label_denies: dict[str, frozenset[tuple[str, str]]] = field(default_factory=dict)
     computed: float = 0.0
+    shared: dict[str, SharedRecord] = field(default_factory=dict)  # patient id -> shared record
+    aliases: frozenset[str] = frozenset()  # more references that identify the professional
 
 
 @dataclass(slots=True)
@@ -140,6 +179,15 @@ class RelationshipIndex:
         self._cache: dict[tuple, _Entry] = {}
         self._epoch = 0
         self._locks: dict[tuple, asyncio.Lock] = {}
+        self.providers: list[GrantProvider] = []  # plug-ins granting shared records
+        self.relevant_types = RELEVANT_TYPES
+        # held relations of one principal object (id -> relations, None until first used)
+        self._held: dict[int, Relations | None] = {}
+
+    def add_provider(self, provider: GrantProvider) -> None:
+        self.providers.append(provider)
+        self.relevant_types = self.relevant_types | provider.types
+        self.invalidate_all()
 
     def _local(self, ref: Any) -> str | None:
         return local_ref(ref, self.svc.settings.public_url)
@@ -148,7 +196,22 @@ class RelationshipIndex:
     def key(principal: SecurePrincipal) -> tuple:
         return (principal.subject, principal.practitioner, principal.organization)
 
+    def hold(self, principal: SecurePrincipal) -> None:
+        """Until ``release``: judge this principal object (not others of the same person) on
+        relations computed fresh at its first check, whatever commits follow. For a reader that
+        judges a batch of changes it has already read, each against the state after it (the
+        subscriptions matcher and deliverer): one computation per batch, not one per change."""
+        self._held[id(principal)] = None
+
+    def release(self, principal: SecurePrincipal) -> None:
+        self._held.pop(id(principal), None)
+
     async def relations(self, principal: SecurePrincipal) -> Relations:
+        if id(principal) in self._held:
+            found = self._held[id(principal)]
+            if found is None:
+                found = self._held[id(principal)] = await self._compute(principal)
+            return found
         key = self.key(principal)
         entry = self._cache.get(key)
         now = time.monotonic()
@@ -165,10 +228,22 @@ class RelationshipIndex:
                 if len(self._cache) > 50_000:
                     self._cache.clear()
                 self._cache[key] = _Entry(
-                    relations, frozenset(principal.user_refs), time.monotonic() + self.ttl
+                    relations,
+                    frozenset(principal.user_refs) | relations.aliases,
+                    time.monotonic() + self.ttl,
                 )
         self._locks.pop(key, None)
         return relations
+
+    def forget(self, principal: SecurePrincipal) -> None:
+        """Drop one professional's cached relations, so the next check reads the store. For a
+        reader that must judge a commit it has read but this index may not have heard of yet
+        (its listener runs after the commit is visible; another process's commits never reach
+        it): the subscriptions matcher. A computation under way is not cached either."""
+        self._epoch += 1
+        self._cache.pop(self.key(principal), None)
+        if id(principal) in self._held:
+            self._held[id(principal)] = None
 
     def invalidate_all(self) -> None:
         self._epoch += 1
@@ -180,7 +255,7 @@ class RelationshipIndex:
         touched_patients: set[str] = set()
         relevant = False
         for version in versions:
-            if version.type not in RELEVANT_TYPES:
+            if version.type not in self.relevant_types:
                 continue
             relevant = True
             if version.body is None:  # a delete: we cannot tell whom it concerned
@@ -196,7 +271,12 @@ class RelationshipIndex:
             return
         self._epoch += 1
         for key, entry in list(self._cache.items()):
-            if entry.refs & touched_refs or entry.relations.patients & touched_patients:
+            relations = entry.relations
+            if (
+                entry.refs & touched_refs
+                or relations.patients & touched_patients
+                or not touched_patients.isdisjoint(relations.shared)
+            ):
                 self._cache.pop(key, None)
 
     # -- computing -------------------------------------------------------------------------------
@@ -236,16 +316,6 @@ class RelationshipIndex:
                 patient = _ref_id(team.get("subject"), "Patient", base)
                 if member and patient:
                     patients.add(patient)
-            for request in await self._search(
-                "ServiceRequest", [self._ref_preds("performer", refs)]
-            ):
-                patient = _ref_id(request.get("subject"), "Patient", base)
-                if request.get("status") == "active" and patient:
-                    patients.add(patient)
-            for task in await self._search("Task", [self._ref_preds("owner", refs)]):
-                patient = _ref_id(task.get("for"), "Patient", base)
-                if task.get("status") in ACTIVE_TASK and patient:
-                    patients.add(patient)
             gp = self._ref_preds("general-practitioner", refs)
             org = self._ref_preds(
                 "organization", tuple(r for r in refs if r.startswith("Organization/"))
@@ -256,8 +326,17 @@ class RelationshipIndex:
                         if patient.get("active", True) is not False:
                             patients.add(patient["id"])
         patients |= self.launches.launched_patients(principal)
+        shared: dict[str, SharedRecord] = {}
+        aliases: frozenset[str] = frozenset()
+        related = frozenset(patients)
+        for provider in self.providers:
+            found, more = await provider.shared(principal, related)
+            aliases |= more
+            for patient, record in found.items():
+                if patient not in patients:
+                    shared[patient] = shared[patient].merge(record) if patient in shared else record
         label_denies: dict[str, frozenset[tuple[str, str]]] = {}
-        for consent in await self._consents(sorted(patients)):
+        for consent in await self._consents(sorted(patients | set(shared))):
             patient = _ref_id(consent.get("patient"), "Patient", base)
             if not patient or consent.get("status") != "active":
                 continue
@@ -266,9 +345,10 @@ class RelationshipIndex:
             )
             if verdict is True:
                 patients.discard(patient)
+                shared.pop(patient, None)
             elif verdict:
                 label_denies[patient] = label_denies.get(patient, frozenset()) | verdict
-        return Relations(frozenset(patients), label_denies, time.time())
+        return Relations(frozenset(patients), label_denies, time.time(), shared, aliases)
 
     async def consent_denies(self, principal: SecurePrincipal, patient: str) -> bool:
         """Whether an active Consent of this patient denies the professional her whole record."""

@@ -13,6 +13,8 @@ from fhir_server.service.context import RequestContext
 from fhir_server.service.core import Access, FhirService
 from fhir_server.service.result import Result
 from fhir_server.service.versioning import now_us
+from fhir_server.store.cursors import encode_history
+from fhir_server.store.protocol import StoredVersion
 
 _METHOD_STATUS = {
     "POST": "201 Created",
@@ -65,11 +67,11 @@ async def history(
         elif name not in ("_format", "_pretty", "_list", "_sort"):
             raise bad_request(f"unknown history parameter {name!r}")
     try:
-        page = await svc.store.history(type_, id_, since, at, count, store_cursor)
+        versions, next_cursor = await _page(svc, type_, id_, since, at, count, store_cursor)
     except ValueError as exc:
         raise bad_request(str(exc)) from exc
     entries = []
-    for version in page.versions:
+    for version in versions:
         if not await svc.visible(ctx, version):
             continue
         full_url = ctx.url(version.type, version.id)
@@ -86,12 +88,41 @@ async def history(
         )
         entries.append(entry)
     links = [("self", _url(link_base, used, cursor))]
-    if page.next_cursor:
-        sealed = svc.sealer.seal({"c": page.next_cursor}, ctx)
+    if next_cursor:
+        sealed = svc.sealer.seal({"c": next_cursor}, ctx)
         links.append(("next", _url(link_base, used, sealed)))
     return Result(
         200, resource=bundle("history", entries, links, timestamp=format_instant(now_us()))
     )
+
+
+async def _page(
+    svc: FhirService,
+    type_: str | None,
+    id_: str | None,
+    since: int | None,
+    at: tuple[int, int] | None,
+    count: int,
+    cursor: str | None,
+) -> tuple[list[StoredVersion], str | None]:
+    """One page of versions of FHIR resources. The store may also hold plug-ins' internal
+    records (e.g. the subscriptions' outbox and delivery state; not FHIR resources, never
+    served): system history skips them and reads on, so a page is still ``count`` long."""
+    page = await svc.store.history(type_, id_, since, at, count, cursor)
+    if type_ is not None:
+        return page.versions, page.next_cursor
+    kept: list[StoredVersion] = []
+    while True:
+        for version in page.versions:
+            if svc.model.is_resource(version.type):
+                kept.append(version)
+                if len(kept) == count:
+                    last = page.versions[-1].seq
+                    more = version.seq != last or page.next_cursor is not None
+                    return kept, encode_history(version.seq) if more else None
+        if page.next_cursor is None:
+            return kept, None
+        page = await svc.store.history(type_, id_, since, at, count, page.next_cursor)
 
 
 def _url(base: str, used: list[tuple[str, str]], cursor: str | None) -> str:

@@ -179,6 +179,13 @@ class Store(Protocol):
 
     async def count_current(self, types: tuple[str, ...]) -> int: ...
 
+    async def log(self, type_: str, after_seq: int, limit: int) -> list[StoredVersion]:
+        """Every version of one type with a sequence number above ``after_seq``, oldest first,
+        at most ``limit``, and only committed ones with nothing missing before them (up to
+        ``latest_seq()``): a reader that remembers the last number it saw reads each version
+        exactly once, in commit order, across restarts (the subscriptions outbox)."""
+        ...
+
     async def drop_index_rows(self, params: list[tuple[str, str]]) -> None:
         """Remove every index row of the given (type, code) parameters."""
         ...

@@ -310,3 +310,60 @@ async def test_fresh_ids_and_numbers_survive_the_trip(store: Store):
         above = NumberPred("value", "le", value, value, value)
         found = await store.search(Query(("Observation",), [(pred,), (above,)]))
         assert [h.id for h in found.hits] == ["f"], value
+
+
+async def test_log_reads_one_type_in_commit_order_exactly_once(store: Store):
+    """``Store.log``: the versions of one type after a sequence number, oldest first, committed
+    ones only (the subscriptions outbox is read this way, across restarts)."""
+    assert await store.log("Outbox", 0, 10) == []
+    seen: list[int] = []
+    for batch in range(3):
+        async with store.unit_of_work() as uow:
+            for n in range(4):
+                await uow.write(version("Outbox", f"b{batch}-{n}", 1), None, 0)
+                await uow.write(version("Patient", f"b{batch}-{n}", 1), None, 0)
+    position = 0
+    while True:
+        found = await store.log("Outbox", position, 5)
+        if not found:
+            break
+        assert all(v.type == "Outbox" for v in found)
+        assert [v.seq for v in found] == sorted(v.seq for v in found)
+        assert found[0].seq > position
+        seen += [v.seq for v in found]
+        position = found[-1].seq
+    assert len(seen) == len(set(seen)) == 12
+    # a failed unit leaves nothing in the log; later writes come after the position
+    with pytest.raises(RuntimeError):
+        async with store.unit_of_work() as uow:
+            await uow.write(version("Outbox", "lost", 1), None, 0)
+            raise RuntimeError("boom")
+    await write(store, version("Outbox", "later", 1), 0)
+    after = await store.log("Outbox", position, 10)
+    assert [v.id for v in after] == ["later"]
+    # the same version read twice through a unit of work: a version of the record type
+    await write(store, version("Outbox", "later", 2), 1)
+    assert [(v.id, v.version) for v in await store.log("Outbox", after[0].seq, 10)] == [
+        ("later", 2)
+    ]
+
+
+async def test_a_record_read_and_written_back_in_units_is_a_lease(store: Store):
+    """Units of work are serialised: of two claims read-and-written in units, one wins (the
+    subscriptions' leases rely on it on every store)."""
+    await write(store, version("Lease", "x", 1, {"holder": None}), 0)
+
+    async def claim(who: str) -> bool:
+        async with store.unit_of_work() as uow:
+            current = await uow.current("Lease", "x")
+            if orjson.loads(current.body)["holder"] is not None:
+                return False
+            await asyncio.sleep(0)  # let the other claimant run
+            await uow.write(
+                version("Lease", "x", current.version + 1, {"holder": who}), None, current.version
+            )
+            return True
+
+    results = await asyncio.gather(*(claim(f"p{i}") for i in range(5)), return_exceptions=True)
+    assert [r for r in results if r is True] == [True]
+    assert all(r in (True, False) for r in results), results

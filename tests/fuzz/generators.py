@@ -426,6 +426,7 @@ SENSIBLE_OPERATIONS = {
         "system=http://hl7.org/fhir/administrative-gender&codeA=female&codeB=male",
     ),
     "translate": ("/ConceptMap", "system=http://hl7.org/fhir/administrative-gender&code=female"),
+    "status": ("/Subscription", "status=active"),  # the caller's subscriptions (none here)
     "everything": ("/Patient/{pid}", "_count=5"),
 }
 

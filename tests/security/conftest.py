@@ -110,6 +110,11 @@ def seed_resources() -> list[dict[str, Any]]:
                 "participant": [{"member": ref(f"Practitioner/{m}")} for m in members],
             }
         )
+    # p3 is referred to cpas-1 (sw-1's organisation): a referral accepted by cpas-1 shares the
+    # woman's Patient resource and the request's supportingInfo (o3-weight), no more; since the
+    # referral workflow (fhir_server/referrals), a referral is no longer a care relationship with
+    # her whole record. The Task is created as requested and accepted in a second step
+    # (seed_progress), as the workflow demands.
     out.append(
         {
             "resourceType": "ServiceRequest",
@@ -117,9 +122,12 @@ def seed_resources() -> list[dict[str, Any]]:
             "status": "active",
             "intent": "order",
             "subject": ref("Patient/p3"),
+            "requester": ref("Organization/other-org"),
             "performer": [ref("Organization/cpas-1")],
+            "supportingInfo": [ref("Observation/o3-weight")],
         }
     )
+    out.append(referral_task_p3("requested"))
     out.append(
         {
             "resourceType": "Consent",
@@ -250,6 +258,32 @@ def seed_resources() -> list[dict[str, Any]]:
         {"resourceType": "Binary", "id": "bin1", "contentType": "text/plain", "data": "aGVsbG8="},
     ]
     return out
+
+
+def referral_task_p3(status: str) -> dict[str, Any]:
+    return {
+        "resourceType": "Task",
+        "id": "task-p3",
+        "status": status,
+        "intent": "order",
+        "code": {
+            "coding": [{"system": "http://hl7.org/fhir/CodeSystem/task-code", "code": "fulfill"}]
+        },
+        "focus": ref("ServiceRequest/ref-p3"),
+        "for": ref("Patient/p3"),
+        "requester": ref("Organization/other-org"),
+        "owner": ref("Organization/cpas-1"),
+    }
+
+
+def seed_progress() -> dict[str, Any]:
+    """The second step of the seed: cpas-1 accepted the referral of p3."""
+    task = referral_task_p3("accepted")
+    return {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [{"resource": task, "request": {"method": "PUT", "url": "Task/task-p3"}}],
+    }
 
 
 def seed_bundle() -> dict[str, Any]:
@@ -429,13 +463,14 @@ def registrations(keys: ClientKeys, jwks_url: str) -> dict[str, Any]:
 def load_seed(root: Path, data: Path) -> None:
     """Load the security seed (patients p1-p5, their care teams, consents and data) into a data
     folder with ``fhir-server load``, as an operator would."""
-    seed = root / "seed.json"
-    seed.write_text(json.dumps(seed_bundle()))
-    subprocess.run(
-        [sys.executable, "-m", "fhir_server", "load", str(seed), "--data-dir", str(data)],
-        check=True,
-        capture_output=True,
-    )
+    for name, bundle in (("seed.json", seed_bundle()), ("seed-progress.json", seed_progress())):
+        seed = root / name
+        seed.write_text(json.dumps(bundle))
+        subprocess.run(
+            [sys.executable, "-m", "fhir_server", "load", str(seed), "--data-dir", str(data)],
+            check=True,
+            capture_output=True,
+        )
 
 
 class SecureServer:

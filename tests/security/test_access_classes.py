@@ -1,8 +1,8 @@
 """The access model at the level of classes, not examples (the security issue's findings).
 
 Over real HTTP against a secure server of its own (the seed of conftest.py: mw-1 of hosp-1 cares
-for p1, p4 and p5; sw-1 of cpas-1, Role B, for p1 and p3; mw-2 for p2; o1-dep is a labelled
-depression indicator of p1), for every kind of caller:
+for p1, p4 and p5; sw-1 of cpas-1, Role B, for p1, and sees what p3's accepted referral shares;
+mw-2 for p2; o1-dep is a labelled depression indicator of p1), for every kind of caller:
 
 - hidden vs missing: every interaction on a resource the caller may not see answers exactly as
   on one that does not exist (status, message, no ETag), and never shows stored content;
@@ -422,7 +422,10 @@ WRITE_CASES: dict[str, tuple[Callable[[str], dict], dict[str, Setter]]] = {
 
 WRITERS: dict[str, tuple[Callable[[SecureServer], Token], str]] = {
     "role A": (role_a, "p1"),
-    "role B": (role_b, "p3"),
+    # p1: sw-1's care team (p3 was referred to her organisation: since the referral workflow
+    # an accepted referral shares only the woman's Patient and the request's supportingInfo,
+    # so p3's record is no longer writable for sw-1; see tests/referrals)
+    "role B": (role_b, "p1"),
     "patient-context app": (patient_app, "p1"),
 }
 

@@ -63,10 +63,14 @@ def test_role_a_sees_labelled_data_role_b_does_not(secure: SecureServer) -> None
     assert secure.request("GET", "/Observation/o1-dep", role_a).status_code == 200
     assert secure.request("GET", "/QuestionnaireResponse/qr1", role_a).status_code == 200
     assert secure.request("GET", "/Condition/c1-sub", role_a).status_code == 200
-    # Role B works on its patients: p1 (care team) and p3 (referral to its organisation)
+    # Role B works on its patients: p1 (care team); p3 was referred to its organisation, and
+    # the accepted referral shares her Patient resource (and the request's supportingInfo) only
+    # (fhir_server/referrals: a referral is no longer a care relationship with her whole record)
     assert ids(secure.request("GET", "/Patient", role_b)) == {"p1", "p3"}
-    created = secure.request("POST", "/Observation", role_b, json=new_obs("p3"))
+    created = secure.request("POST", "/Observation", role_b, json=new_obs("p1"))
     assert created.status_code == 201, created.text
+    refused = secure.request("POST", "/Observation", role_b, json=new_obs("p3"))
+    assert refused.status_code == 403, refused.text
 
 
 def test_server_sets_labels_from_content(secure: SecureServer) -> None:

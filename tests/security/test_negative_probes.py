@@ -72,7 +72,7 @@ TOKEN_KINDS: dict[str, dict[str, Any]] = {
         "role": "B",
         "practitioner": "Practitioner/sw-1",
         "organization": "Organization/cpas-1",
-    },  # Role B: p1 (care team), p3 (referral)
+    },  # Role B: p1 (care team); p3's accepted referral shares her Patient and o3-weight
     "mw1_ro": {"scope": "user/*.rs"},
     "mw1_v1read": {"scope": "user/*.read"},
     "obs_only": {"scope": "patient/Observation.rs", "patient": "p1"},

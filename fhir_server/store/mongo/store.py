@@ -469,6 +469,19 @@ class MongoStore:
             next_after = cursors.encode({"t": versions[-1].type, "i": versions[-1].id})
         return versions, next_after
 
+    async def log(self, type_: str, after_seq: int, limit: int) -> list[StoredVersion]:
+        # bounded by the committed counter: a unit still running (standalone) or a version
+        # above it is not read yet, so nothing below a version read can appear later
+        upto = await self.latest_seq()
+        if upto <= after_seq:
+            return []
+        cursor = (
+            self._versions.find({"t": type_, "s": {"$gt": after_seq, "$lte": upto}}, _BODY)
+            .sort([("s", 1)])
+            .limit(limit)
+        )
+        return [stored_version(doc) for doc in await cursor.to_list(None)]
+
     async def count_current(self, types: tuple[str, ...]) -> int:
         """From the statistics the commits keep (no scan); when they say none, one index
         key confirms it (the statistics never decide that a type is empty on their own)."""

@@ -420,6 +420,15 @@ class SqliteStore:
         versions = [_version(row[:8]) for row in rows]
         return versions, (str(rows[-1][8]) if len(rows) == limit else None)
 
+    async def log(self, type_: str, after_seq: int, limit: int) -> list[StoredVersion]:
+        # reads see committed batches only, and batches commit in sequence order
+        rows = self._reader.execute(
+            f"SELECT {_VERSION_COLUMNS} FROM versions v JOIN resources r ON r.rid = v.rid "
+            "WHERE v.type = ? AND v.seq > ? ORDER BY v.seq LIMIT ?",
+            (type_, after_seq, limit),
+        ).fetchall()
+        return [_version(row) for row in rows]
+
     async def count_current(self, types: tuple[str, ...]) -> int:
         marks = ",".join("?" * len(types))
         return self._reader.execute(
