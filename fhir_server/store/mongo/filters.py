@@ -69,6 +69,11 @@ def snapshot_filter(types: tuple[str, ...], snapshot: int) -> Filter:
     return {"t": one_or_in(types), "s": {"$lte": snapshot}, "u": {"$gt": snapshot}, "d": False}
 
 
+def matches_nothing(match: Filter) -> bool:
+    """A filter that ANDs in NOTHING: no query needs to run (and none is sent)."""
+    return match.get("t") == NOTHING["t"] or any(c == NOTHING for c in match.get("$and", ()))
+
+
 def all_of(conditions: list[Filter]) -> Filter:
     """AND conditions into one document, with ``$and`` only where keys would collide."""
     merged: Filter = {}

@@ -32,6 +32,7 @@ from fhir_server.store.mongo.filters import (
     any_of,
     clause_filter,
     keys_filter,
+    matches_nothing,
     one_or_in,
     param_keys,
     snapshot_filter,
@@ -424,6 +425,8 @@ class Searcher:
     ) -> list[dict[str, Any]]:
         """Run a pipeline that starts with ``$match`` (and ends with its own sort and limit),
         on the stored versions and, with an overlay, on the unit's unwritten versions too."""
+        if matches_nothing(pipeline[0]["$match"]):
+            return []
         try:
             if self.hidden is None:
                 cursor = await self.versions.aggregate(
@@ -450,6 +453,8 @@ class Searcher:
         return docs[: limits[-1]] if limits else docs
 
     async def _count(self, match: Filter, limit: int | None = None) -> int:
+        if matches_nothing(match):
+            return 0
         pipeline: list[dict[str, Any]] = [{"$match": match}]
         if limit is not None:
             pipeline.append({"$limit": limit})
