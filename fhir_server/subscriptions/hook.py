@@ -24,7 +24,7 @@ import orjson
 from fhir_server.errors import FhirError
 from fhir_server.json_codec import loads_trusted
 from fhir_server.service.context import RequestContext
-from fhir_server.service.versioning import now_us
+from fhir_server.service.versioning import new_id, now_us
 from fhir_server.store.protocol import StoredVersion, UnitOfWork
 from fhir_server.subscriptions.records import (
     OUTBOX,
@@ -155,8 +155,10 @@ class SubscriptionHook:
         }
         if written.type == "Subscription" and not isinstance(ctx, ServerContext):
             await self._state(ctx, uow, written)
-        # the id is the change's sequence number: unique for ever, so no lookup is needed
-        await put(uow, OUTBOX, f"{written.seq}", record, None, fresh=True)
+        # a fresh UUIDv7: unique for ever, so no lookup is needed (the change's sequence number
+        # is not known before the commit on every store: MongoDB numbers a unit at its turn);
+        # readers follow the outbox in commit order (Store.log), not by id
+        await put(uow, OUTBOX, new_id(), record, None, fresh=True)
 
     async def _state(self, ctx: Any, uow: UnitOfWork, written: StoredVersion) -> None:
         resource = loads_trusted(written.body) if written.body is not None else None
