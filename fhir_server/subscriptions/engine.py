@@ -48,7 +48,7 @@ from fhir_server.referrals.parties import party_aliases, ref_of
 from fhir_server.search.dates import format_instant
 from fhir_server.service.context import RequestContext
 from fhir_server.service.versioning import new_id, now_us
-from fhir_server.store.protocol import StoredVersion
+from fhir_server.store.protocol import StoredVersion, VersionConflict
 from fhir_server.subscriptions.endpoints import EndpointPolicy, EndpointRefused
 from fhir_server.subscriptions.hook import ServerContext
 from fhir_server.subscriptions.matching import Criteria, matches, parse_criteria
@@ -284,14 +284,17 @@ class Matcher:
                 return None
             if holder == engine.instance and until - now > engine.lease_us // 2:
                 return state
-        async with store.unit_of_work() as uow:
-            current = await uow.current(MATCHER, MATCHER_ID)
-            state = data_of(current) or {"position": 0, "lease": None, "until": 0}
-            if state.get("lease") not in (None, engine.instance) and state["until"] > now:
-                return None
-            state["lease"] = engine.instance
-            state["until"] = now + engine.lease_us
-            await put(uow, MATCHER, MATCHER_ID, state, current)
+        try:
+            async with store.unit_of_work() as uow:
+                current = await uow.current(MATCHER, MATCHER_ID)
+                state = data_of(current) or {"position": 0, "lease": None, "until": 0}
+                if state.get("lease") not in (None, engine.instance) and state["until"] > now:
+                    return None
+                state["lease"] = engine.instance
+                state["until"] = now + engine.lease_us
+                await put(uow, MATCHER, MATCHER_ID, state, current)
+        except VersionConflict:  # another process claimed it first (optimistic stores)
+            return None
         return state
 
     async def release(self) -> None:
@@ -614,16 +617,19 @@ class Delivery:
     async def _claim(self, sid: str) -> dict[str, Any] | None:
         engine = self.engine
         now = now_us()
-        async with self.svc.store.unit_of_work() as uow:
-            current = await uow.current(STATE, sid)
-            state = data_of(current)
-            if state is None:
-                return None
-            if state.get("lease") not in (None, engine.instance) and state["until"] > now:
-                return None
-            state["lease"] = engine.instance
-            state["until"] = now + engine.lease_us
-            await put(uow, STATE, sid, state, current)
+        try:
+            async with self.svc.store.unit_of_work() as uow:
+                current = await uow.current(STATE, sid)
+                state = data_of(current)
+                if state is None:
+                    return None
+                if state.get("lease") not in (None, engine.instance) and state["until"] > now:
+                    return None
+                state["lease"] = engine.instance
+                state["until"] = now + engine.lease_us
+                await put(uow, STATE, sid, state, current)
+        except VersionConflict:  # another process claimed it first (optimistic stores)
+            return None
         return state
 
     async def _update(
@@ -638,6 +644,31 @@ class Delivery:
     ) -> dict[str, Any]:
         """Record an outcome in the subscription's state (and its status on the Subscription)
         if this process still holds the lease."""
+        for attempt in range(3):
+            try:
+                return await self._update_once(
+                    sid,
+                    dict(changes),
+                    release=release,
+                    resource_status=resource_status,
+                    error=error,
+                    generation=generation,
+                )
+            except VersionConflict:  # the state changed meanwhile (optimistic stores): again
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _update_once(
+        self,
+        sid: str,
+        changes: dict[str, Any],
+        *,
+        release: bool = False,
+        resource_status: str | None = None,
+        error: str | None = None,
+        generation: int | None = None,
+    ) -> dict[str, Any]:
         engine = self.engine
         async with self.svc.store.unit_of_work() as uow:
             current = await uow.current(STATE, sid)
