@@ -513,6 +513,18 @@ class Compiler:
             # the FTS5 matches of every version and type: no join, ~0.1 µs a match
             return Sql("SELECT rowid FROM ix_text WHERE ix_text MATCH ?", [fts_match(pred)])
         if isinstance(pred, ChainPred) and pred.query.where:
+            ids = _pinned_ids(pred.query)
+            if ids:
+                # targets named by id (the caller's narrowing: the women in her care): count
+                # the references to them; one woman may have thousands of Observations, so
+                # "one reference per target" would make this clause the driver and
+                # materialise all of them for one page
+                pid_sql, pid_params = _pids(types, pred.param)
+                marks = ",".join("?" * len(ids))
+                return Sql(
+                    f"SELECT rid FROM ix_reference WHERE {pid_sql} AND ref_id IN ({marks})",
+                    [*pid_params, *ids],
+                )
             # about one reference per target: the size of the target query's most pinning
             # clause (a position's box, a code...) without running the whole chain
             inner = min(pred.query.where, key=_cost_rank)
@@ -892,6 +904,14 @@ _SORT_COLUMN = {
     "ix_quantity": "value",
     "ix_uri": "uri",
 }
+
+
+def _pinned_ids(query: Query) -> tuple[str, ...] | None:
+    """The ids a query is pinned to by an ``_id`` clause (any other clauses only narrow it)."""
+    for clause in query.where:
+        if len(clause) == 1 and isinstance(clause[0], IdPred):
+            return clause[0].ids
+    return None
 
 
 def _cost_rank(clause: tuple[Pred, ...]) -> int:
