@@ -42,8 +42,21 @@ SEED = int(os.environ.get("FUZZ_SEED", "20261124"))
 SCALE = int(os.environ.get("FUZZ_REQUESTS", "0"))  # 0: the defaults below
 
 
+# The MongoDB store runs on mongomock here, which evaluates every filter and pipeline in Python
+# over every document: a quarter of the requests keeps the suite in its time budget while the
+# SQLite run carries the full count (FUZZ_REQUESTS sets both).
+STORE_SHARE = {"mongomock": 4, "mongofaults": 4}
+_share = 1
+
+
 def budget(default: int) -> int:
-    return SCALE or default
+    return SCALE or max(1, default // _share)
+
+
+def least(count: int) -> int:
+    """A floor on how often an outcome is seen, for the requests this store is sent."""
+    # (half the proportional share: fewer requests vary more)
+    return count if SCALE or _share == 1 else count // (2 * _share)
 
 
 class ErrorLog(logging.Handler):
@@ -79,6 +92,8 @@ async def fuzz_client(
 ) -> AsyncIterator[tuple[httpx.AsyncClient, ServerApp]]:
     """The app on each store of the contract suite (SQLite, the MongoDB store on mongomock, and
     a real MongoDB when MONGODB_URI is set)."""
+    global _share
+    _share = STORE_SHARE.get(request.param, 1)
     factory = client_factory(request.param, request.node.name)
     if factory is not None:  # mongomock, with faults injected for mongofaults
         monkeypatch.setattr(
@@ -148,7 +163,7 @@ async def test_any_request_gets_a_fhir_answer_never_a_500(fuzz_client, server_er
         if response.status_code == 201 and request.url.startswith("/Patient"):
             ids.append(response.json().get("id", "x") if response.content else "x")
     # the fuzzer reaches past the front door: writes and reads succeed, as do refusals
-    assert seen[200] > 50 and seen[201] > 20 and seen[400] > 100, seen
+    assert seen[200] > least(50) and seen[201] > least(20) and seen[400] > least(100), seen
 
 
 async def test_any_search_gets_a_fhir_answer_never_a_500(fuzz_client, server_errors) -> None:
@@ -174,7 +189,7 @@ async def test_any_search_gets_a_fhir_answer_never_a_500(fuzz_client, server_err
             if links:
                 page = FuzzRequest("GET", links[0])
                 check(await send(client, page), page, server_errors, SEED + 1)
-    assert seen[200] > 300 and seen[400] > 300, seen
+    assert seen[200] > least(300) and seen[400] > least(300), seen
 
 
 async def test_failed_transactions_write_nothing_and_batches_answer_per_entry(
@@ -207,7 +222,7 @@ async def test_failed_transactions_write_nothing_and_batches_answer_per_entry(
                 location = entry["response"].get("location", "")
                 if location.startswith("Patient/") and len(ids) < 40:
                     ids.append(location.split("/")[1])
-    assert seen["transaction 200"] > 20 and seen["batch 200"] > 50, seen
+    assert seen["transaction 200"] > least(20) and seen["batch 200"] > least(50), seen
 
 
 async def test_any_operation_call_gets_a_fhir_answer_never_a_500(fuzz_client, server_errors):
@@ -223,7 +238,7 @@ async def test_any_operation_call_gets_a_fhir_answer_never_a_500(fuzz_client, se
         seen[response.status_code] += 1
     # a tenth of the calls succeed; $populate and $extract (screening) need a stored
     # Questionnaire, which the fuzzed store has not, so they answer 400/404 here
-    assert seen[200] > 100, seen
+    assert seen[200] > least(100), seen
 
 
 async def test_patches_never_fail_half_way_nor_store_an_invalid_resource(
@@ -249,4 +264,4 @@ async def test_patches_never_fail_half_way_nor_store_an_invalid_resource(
         validation = await client.post("/Patient/$validate", json=stored)
         errors = [i for i in validation.json()["issue"] if i["severity"] in ("error", "fatal")]
         assert not errors, f"{errors} after {request.describe()}"
-    assert seen[200] > 80 and seen[400] > 80 and seen[422] > 80, seen
+    assert seen[200] > least(80) and seen[400] > least(80) and seen[422] > least(80), seen
