@@ -10,6 +10,7 @@ import pytest
 
 from fhir_server.app import ServerApp
 from tests.conftest import make_settings
+from tests.preloaded import sqlite_with_content
 
 PEOPLE = [
     {"resourceType": "Practitioner", "id": "mw-1", "name": [{"family": "Midwife"}]},
@@ -22,6 +23,7 @@ PEOPLE = [
 
 @pytest.fixture
 async def app(tmp_path: Path) -> AsyncIterator[ServerApp]:
+    await sqlite_with_content(tmp_path / "fhir.db")
     server = ServerApp(make_settings(tmp_path, load_content=True))
     await server.startup()
     try:

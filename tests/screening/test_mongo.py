@@ -18,7 +18,7 @@ from fhir_server.app import ServerApp
 from fhir_server.store.mongo import MongoStore
 from tests.conftest import make_settings
 from tests.contract.conftest import STORES, store_url
-from tests.mongomock_async import AsyncMockClient
+from tests.preloaded import mongomock_factory, mongomock_with_content
 
 MODULES = ("test_scoring", "test_protocol", "test_extraction", "test_validation")
 
@@ -45,9 +45,10 @@ async def app(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[ServerApp]:
     if request.param == "mongomock":
+        factory = mongomock_factory(await mongomock_with_content())
 
         def mongo_store(url: str, **_: object) -> MongoStore:
-            return MongoStore(url, client_factory=AsyncMockClient)
+            return MongoStore(url, client_factory=factory)
 
         monkeypatch.setattr(app_module, "open_store", mongo_store)
     settings = make_settings(tmp_path, store=store_url(request.param, tmp_path), load_content=True)
