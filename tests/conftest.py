@@ -4,9 +4,11 @@ real server process (uvicorn) for end-to-end tests."""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -120,10 +122,22 @@ class LiveServer:
         self.process = None
 
 
+_LIVE_TEMPLATE: list[Path] = []  # a data folder a first live server filled (see live_server)
+
+
 @pytest.fixture
 def live_server(tmp_path: Path) -> Iterator[LiveServer]:
+    """A real server process on an empty store with the shipped terminology and content. The
+    first one of a test process loads them (about 3 s); the later ones start on a copy of its
+    data folder and find them in place, as a restarted deployment does."""
+    if not _LIVE_TEMPLATE:
+        first = LiveServer(Path(tempfile.mkdtemp(prefix="fhir-live-template-")), ["--no-demo"])
+        first.start()
+        first.stop()
+        first.log.unlink()
+        _LIVE_TEMPLATE.append(first.data_dir)
     server = LiveServer(tmp_path / "live", ["--no-demo"])
-    server.data_dir.mkdir()
+    shutil.copytree(_LIVE_TEMPLATE[0], server.data_dir)
     server.start()
     try:
         yield server
