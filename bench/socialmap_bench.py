@@ -220,15 +220,43 @@ async def measure(app: ServerApp, size: int, count: int) -> dict[str, tuple[floa
     return out
 
 
-async def search_sizes(sizes: list[int], count: int) -> None:
+def _cached(cache: Path | None, size: int) -> Path | None:
+    if cache is None:
+        return None
+    folder = cache / f"services-{size}"
+    return folder if (folder / "done").exists() else None
+
+
+async def search_sizes(sizes: list[int], count: int, cache: Path | None) -> None:
+    """Each size's store is kept in ``cache`` (a folder per size) once built: generating 100k
+    services through the import takes many minutes. Delete the folder after a change of the
+    store's schema or of the generated data."""
     folder = Path(tempfile.mkdtemp(prefix="bench-socialmap-"))
-    app = await start(folder)
     loaded = 0
+    app = await start(folder)
     try:
-        for size in sizes:
-            rate = await load_map(app, loaded, size)
-            loaded = size
-            print(f"\n{size:,} services (imported at {rate:,.0f} records/s)")
+        for size in sorted(sizes):
+            hit = _cached(cache, size)
+            if size > loaded and hit is not None:
+                await app.shutdown()
+                shutil.rmtree(folder)
+                shutil.copytree(hit, folder)
+                app, loaded = await start(folder), size
+                rate_note = "store from the cache"
+            elif size > loaded:
+                rate = await load_map(app, loaded, size)
+                loaded = size
+                rate_note = f"imported at {rate:,.0f} records/s"
+                if cache is not None:
+                    await app.shutdown()
+                    target = cache / f"services-{size}"
+                    shutil.rmtree(target, ignore_errors=True)
+                    shutil.copytree(folder, target)
+                    (target / "done").write_text(str(size))
+                    app = await start(folder)
+            else:
+                rate_note = "store from the cache"
+            print(f"\n{size:,} services ({rate_note})")
             for name, (p50, p95, hits) in (await measure(app, size, count)).items():
                 print(f"  {name:<40} p50 {p50:6.2f} ms  p95 {p95:6.2f} ms  ({hits:.1f} hits/page)")
     finally:
@@ -244,11 +272,19 @@ async def main() -> int:
     parser.add_argument("--formats", default=",".join(data.WRITERS))
     parser.add_argument("--skip-import", action="store_true")
     parser.add_argument("--skip-search", action="store_true")
+    parser.add_argument(
+        "--cache",
+        default=str(Path(tempfile.gettempdir()) / "bench-socialmap-stores"),
+        help="folder keeping each size's store between runs ('' = none)",
+    )
     args = parser.parse_args()
     if not args.skip_import:
         await import_rates(args.import_records, args.formats.split(","))
     if not args.skip_search:
-        await search_sizes([int(s) for s in args.sizes.split(",")], args.queries)
+        cache = Path(args.cache) if args.cache else None
+        if cache is not None:
+            cache.mkdir(parents=True, exist_ok=True)
+        await search_sizes([int(s) for s in args.sizes.split(",")], args.queries, cache)
     return 0
 
 

@@ -43,22 +43,41 @@ async def start(
     await server.service.search_parameters.wait_idle()
     if demo:  # the demo social map alone: the other demo files (pathways: a minute on
         # mongomock) are other capabilities' and tested there
-        await load_file(server.service, str(DEMO_SOCIAL_MAP))
+        await load_demo(server)
     return server
 
 
-@pytest_asyncio.fixture(params=STORES, scope="module", loop_scope="module")
+async def load_demo(server: ServerApp) -> None:
+    """The demo social map, as ``./scripts/serve`` loads it (load_file: a batch Bundle).
+
+    The subscription engine is paused meanwhile and resumed after (it then matches the
+    outbox, nobody subscribes): its matcher wakes at every commit and reads the store while the
+    next entry's unit is open, and the mongomock harness answers such a read from a deep copy
+    of the whole collection (tests/mongomock_async.py ``view``): 267 entries cost ~85 s of CPU
+    that way, ~3 s without. The social-map tests do not exercise subscriptions."""
+    engine = getattr(server.service, "subscriptions", None)
+    if engine is not None:
+        await engine.stop()
+    try:
+        await load_file(server.service, str(DEMO_SOCIAL_MAP))
+    finally:
+        if engine is not None:
+            await engine.start()
+
+
+@pytest_asyncio.fixture(params=STORES, scope="session", loop_scope="session")
 async def social_app(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[ServerApp]:
-    """One server with the demo social map per store, shared by a module's read-only tests
-    (loading it on mongomock takes seconds)."""
-    with pytest.MonkeyPatch.context() as monkeypatch:
+    """One server with the demo social map per store, built once per test session and shared
+    by the read-only tests of test_demo.py and test_search.py (their modules run in the
+    session's event loop, where the server lives)."""
+    with pytest.MonkeyPatch.context() as monkeypatch:  # undone once the store is open
         server = await start(tmp_path_factory.mktemp("social"), request.param, monkeypatch, True)
-        try:
-            yield server
-        finally:
-            await server.shutdown()
+    try:
+        yield server
+    finally:
+        await server.shutdown()
 
 
 @pytest.fixture(params=STORES)
@@ -72,7 +91,7 @@ async def empty_app(
         await server.shutdown()
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def http(social_app: ServerApp) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=social_app)
     async with httpx.AsyncClient(transport=transport, base_url=TEST_BASE) as client:

@@ -7,7 +7,7 @@ import pytest
 
 from fhir_server.socialmap import model
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 async def _all(http: httpx.AsyncClient, query: str) -> list[dict]:

@@ -10,7 +10,7 @@ import pytest
 from fhir_server.socialmap import model
 from fhir_server.socialmap.output import translated
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = pytest.mark.asyncio(loop_scope="session")
 IXELLES = "50.8333|4.3667"
 
 

@@ -725,10 +725,24 @@ class Compiler:
             version = Sql("v.seq")
             text += f" {join.text} WHERE r.type IN ({marks})"
             params += [*join.params, *query.types]
-        for index in _probe_order(query, (driver, walk)):
+        # a near clause whose distance is the sort value needs no probe of its own: the
+        # distance is the sentinel exactly when no position lies in the circle, so the sort
+        # value filters (one chain walk per candidate instead of two)
+        covered = None
+        if sort_scan is None and walk is None:
+            covered = _covered_by_distance(query, (driver,))
+        outer_conditions: list[str] = []
+        if covered is not None:
+            outer_conditions.append("s0 < ?")
+        for index in _probe_order(query, (driver, walk, covered)):
             probe = self.clause_probe(query.where[index], query.types, version=version)
             text += f" AND {probe.text}"
             params += probe.params
+        if outer_conditions:
+            # LIMIT -1 keeps SQLite from flattening the subquery, which would compute the
+            # distance twice (in the condition and as the column)
+            text = f"SELECT * FROM ({text} LIMIT -1) WHERE {' AND '.join(outer_conditions)}"
+            params.append(sort_sentinel(query.sort[0]))
         order_terms = [(f"s{i}", desc) for i, (_, desc) in enumerate(sort_exprs)]
         # the row id breaks ties in the direction of the first sort key, so that walking a sort
         # parameter's index (value, row id) needs no extra sort in either direction
@@ -954,6 +968,31 @@ def _probe_order(query: Query, skip: tuple[int | None, ...]) -> list[int]:
         return 2
 
     return sorted((i for i in range(len(query.where)) if i not in skip), key=rank)
+
+
+def _covered_by_distance(query: Query, skip: tuple[int | None, ...]) -> int | None:
+    """The clause that a distance sort (the first sort key) checks by itself: the near
+    predicate it was made from, alone in its clause, or the chain holding only that predicate
+    (``location.near=...``), when that clause is not in ``skip`` (it drives the query)."""
+    if not query.sort or query.sort[0].near is None or query.sort[0].descending:
+        return None
+    key = query.sort[0]
+    for index, clause in enumerate(query.where):
+        if index in skip or len(clause) != 1:
+            continue
+        pred = clause[0]
+        if key.via is None and pred == key.near:
+            return index
+        if (
+            key.via is not None
+            and isinstance(pred, ChainPred)
+            and pred.param == key.via
+            and pred.query.types == key.via_types
+            and len(pred.query.where) == 1
+            and pred.query.where[0] == (key.near,)
+        ):
+            return index
+    return None
 
 
 def _live_rows(clause: tuple[Pred, ...]) -> bool:
