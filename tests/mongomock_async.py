@@ -43,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import functools
+import os
 import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -136,6 +137,25 @@ def recorded(method: Any) -> Any:
         return method(self, *args, **kwargs)
 
     return wrapper
+
+
+# the plug-ins' suites: every query the MongoDB store runs for them (test id, query), for
+# tests/zz_plugin_bounds (the index-bounds check of the contract suite, extended to them)
+PLUGIN_DIRS = (
+    "tests/screening/",
+    "tests/pathways/",
+    "tests/socialmap/",
+    "tests/referrals/",
+    "tests/subscriptions/",
+)
+PLUGIN_QUERIES: list[tuple[str, dict[str, Any]]] = []
+
+
+def note_query(server: Any, query: dict[str, Any]) -> None:
+    server.queries.append(query)
+    test = os.environ.get("PYTEST_CURRENT_TEST", "")
+    if test.startswith(PLUGIN_DIRS):
+        PLUGIN_QUERIES.append((test.rsplit(" (", 1)[0], query))
 
 
 class MockServer:
@@ -474,14 +494,15 @@ class AsyncMockCollection:
         session: Any = None,
     ) -> MockCursor:
         def produce(cursor_sort: list | None, cursor_limit: int) -> list[dict[str, Any]]:
-            self.mock_server.queries.append(
+            note_query(
+                self.mock_server,
                 {
                     "collection": self.name,
                     "filter": filter_ or {},
                     "sort": cursor_sort or sort,
                     "limit": cursor_limit or limit,
                     "read_preference": str(self.options.get("read_preference", "")),
-                }
+                },
             )
             cursor = self._read(session).find(filter_ or {}, projection)
             if cursor_sort or sort:
@@ -507,7 +528,7 @@ class AsyncMockCollection:
     @recorded
     async def count_documents(self, filter_: dict, *, session: Any = None, **_: Any) -> int:
         await asyncio.sleep(0)
-        self.mock_server.queries.append({"collection": self.name, "filter": filter_, "count": True})
+        note_query(self.mock_server, {"collection": self.name, "filter": filter_, "count": True})
         return self._read(session).count_documents(filter_)
 
     @recorded
@@ -520,7 +541,7 @@ class AsyncMockCollection:
         self, pipeline: list[dict], *, session: Any = None, **options: Any
     ) -> MockCursor:
         await asyncio.sleep(0)
-        self.mock_server.queries.append({"collection": self.name, "pipeline": pipeline})
+        note_query(self.mock_server, {"collection": self.name, "pipeline": pipeline})
         if self.mock_server.time_out_reads and "maxTimeMS" in options:
             raise ExecutionTimeout("operation exceeded time limit", 50, {"code": 50})
         docs = list(self._read(session).aggregate(pipeline))

@@ -23,6 +23,7 @@ OPEN_WARNING = (
     "AUTHENTICATION IS DISABLED (--insecure-open): anyone who can reach this server can read and "
     "change every record, nothing is audited. For local development only."
 )
+PRUNE_SECONDS = 600
 OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
 
 
@@ -42,8 +43,8 @@ class LaunchRelations:
     def keys(subject: str, practitioner: str | None) -> tuple[str, ...]:
         return tuple(k for k in (f"sub:{subject}", practitioner and f"ref:{practitioner}") if k)
 
-    def launched_patients(self, principal: SecurePrincipal) -> set[str]:
-        return self.store.launched(self.keys(principal.subject, principal.practitioner))
+    async def launched_patients(self, principal: SecurePrincipal) -> set[str]:
+        return await self.store.launched(self.keys(principal.subject, principal.practitioner))
 
 
 class SecurityState:
@@ -64,7 +65,7 @@ class SecurityState:
         self.svc = app.service
         self.settings = settings = app.settings
         self.key = SigningKey(signing_key_path(settings))
-        self.store = AuthStore(Path(settings.data_dir) / "auth" / "auth.db")
+        self.store = AuthStore(app.service.store)  # shared by every process on the store
         self.idp = ExternalIdp(settings, self.svc) if settings.idp_issuer else None
         self.verifier = TokenVerifier(settings, self.key, self.store, self.idp)
         self.clients, self.users = load_registrations(settings.clients_file or None)
@@ -91,7 +92,7 @@ class SecurityState:
             kind="user",
         )
 
-    def record_launch(self, user: Any) -> None:
+    async def record_launch(self, user: Any) -> None:
         """An EPD launch for a patient is a care relationship (for a configured time)."""
         import time
 
@@ -100,7 +101,7 @@ class SecurityState:
             return
         expires = time.time() + self.settings.epd_relationship_seconds
         for key in LaunchRelations.keys(user.subject, user.practitioner):
-            self.store.add_launch(key, patient, expires)
+            await self.store.add_launch(key, patient, expires)
         self.relationships.invalidate_all()
 
     async def patients_for(self, user: Any) -> list[tuple[str, str]]:
@@ -157,9 +158,12 @@ class SecurityState:
         }
 
     async def start(self) -> None:
+        loop = asyncio.get_running_loop()
         if not self.settings.signing_key_file:  # one key ring for every process on the store
             await self.key.share(self.svc.store)
-            self._key_refresh = asyncio.get_running_loop().create_task(self._refresh_keys())
+            self._key_refresh = loop.create_task(self._refresh_keys())
+        await self.store.migrate_file(Path(self.settings.data_dir) / "auth" / "auth.db")
+        self._pruner = loop.create_task(self._prune())
         await self.audit.start()
 
     async def _refresh_keys(self) -> None:
@@ -171,12 +175,21 @@ class SecurityState:
             except Exception:  # the next round tries again
                 log.exception("could not reload the signing keys")
 
+    async def _prune(self) -> None:
+        """Delete expired authorization records (every read ignores them already)."""
+        while True:
+            try:
+                await self.store.prune()
+            except Exception:  # the next round tries again
+                log.exception("could not prune the authorization records")
+            await asyncio.sleep(PRUNE_SECONDS)
+
     async def stop(self) -> None:
-        task = getattr(self, "_key_refresh", None)
-        if task is not None:
-            task.cancel()
+        for name in ("_key_refresh", "_pruner"):
+            task = getattr(self, name, None)
+            if task is not None:
+                task.cancel()
         await self.audit.stop()
-        self.store.close()
 
 
 def install(app: Any) -> None:

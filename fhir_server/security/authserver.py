@@ -10,13 +10,16 @@ standalone launch), SMART scopes (narrowed to what the client may ask), JWT acce
 scopes and launch context, ``fhirUser`` id tokens, and RS384/ES384-only client assertions with
 ``jti`` replay protection and ``jku`` allow-listing.
 
-authlib's server classes are synchronous; every call here is CPU-only (no I/O: JWKS of clients
-registered by URL are fetched beforehand, asynchronously, by web.py), so they run on the event
-loop directly.
+authlib's server classes are synchronous, and the server's state (codes, refresh tokens,
+revocations, nonces, assertion ``jti``s) is in the store (authstore.py), which is asynchronous:
+web.py runs each authlib call in a worker thread, and the hooks here wait for the store
+operations they need on the event loop (``BibAuthorizationServer.wait``). JWKS of clients
+registered by URL are fetched beforehand, asynchronously, by web.py.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -46,7 +49,7 @@ from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
-from fhir_server.security.authstore import AuthStore
+from fhir_server.security.authstore import ASSERTION, AuthStore, grant_of_code
 from fhir_server.security.policy import professions
 from fhir_server.security.scopes import ScopeSet, narrow
 from fhir_server.security.tokens import SigningKey, TokenError, TokenVerifier, new_jti
@@ -205,6 +208,7 @@ class GrantUser:
     context: dict[str, Any] = field(default_factory=dict)  # patient, encounter, fhirContext...
     origin_code: str | None = None
     auth_time: int = 0
+    grant_id: str | None = None  # the authorization these tokens belong to (revoked as one)
 
     @property
     def role(self) -> str | None:
@@ -367,7 +371,6 @@ class PrivateKeyJwt(JWTBearerClientAssertion):
     def __init__(self, server: BibAuthorizationServer) -> None:
         super().__init__(validate_jti=True, leeway=60)
         self.server = server
-        self._seen: dict[str, float] = {}
 
     def get_audiences(self) -> list[str]:
         return [self.server.token_endpoint]
@@ -376,13 +379,11 @@ class PrivateKeyJwt(JWTBearerClientAssertion):
         if not isinstance(jti, str) or not jti:
             return False
         now = time.time()
-        if len(self._seen) > 100_000:
-            self._seen = {k: v for k, v in self._seen.items() if v > now}
+        exp = claims.get("exp", now)
+        until = (float(exp) if isinstance(exp, (int, float)) else now) + self.leeway
         key = f"{claims.get('sub')}|{jti}"
-        if key in self._seen and self._seen[key] > now:
-            return False
-        self._seen[key] = float(claims.get("exp", now)) + self.leeway
-        return True
+        # first sight in any process on the store wins; a replay finds the record
+        return self.server.wait(self.server.store.put_once(ASSERTION, key, {}, until))
 
     def resolve_client_public_key(self, client: Client) -> KeySet:
         return client.keyset()
@@ -435,38 +436,53 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
     def save_authorization_code(self, code: str, request: FormRequest) -> None:
         data = request.payload.data
         user: GrantUser = request.user
-        self.server.codes[code] = AuthCode(
-            code=code,
-            client_id=request.client.client_id,
-            redirect_uri=data.get("redirect_uri") or request.client.get_default_redirect_uri(),
-            scope=request.scope,
-            user=user,
-            code_challenge=data.get("code_challenge"),
-            code_challenge_method=data.get("code_challenge_method"),
-            nonce=data.get("nonce"),
-            expires=time.time() + self.server.settings.auth_code_seconds,
-        )
+        server: BibAuthorizationServer = self.server
+        expires = time.time() + server.settings.auth_code_seconds
+        record = {
+            "client_id": request.client.client_id,
+            "redirect_uri": data.get("redirect_uri") or request.client.get_default_redirect_uri(),
+            "scope": request.scope,
+            "user": user.to_dict(),
+            "code_challenge": data.get("code_challenge"),
+            "code_challenge_method": data.get("code_challenge_method"),
+            "nonce": data.get("nonce"),
+            "expires": expires,
+        }
+        # kept as long as a token of its first exchange lives, so that a replay is recognised
+        keep = expires + server.settings.access_token_seconds
+        server.wait(server.store.save_code(code, record, keep))
 
     def query_authorization_code(self, code: str, client: Client) -> AuthCode | None:
         server: BibAuthorizationServer = self.server
-        server.prune()
-        if code in server.used_codes:  # a replay: revoke what the first exchange produced
-            server.revoke_issued(code)
+        claimed = server.wait(server.store.claim_code(code))  # one taker across all processes
+        if claimed is None:
+            return None
+        if not claimed.first:  # a replay: revoke what the first exchange produced
+            server.wait(server.store.revoke_grant(grant_of_code(code), server.grant_lifetime()))
             log.warning("an authorization code was used twice; its tokens were revoked")
             return None
-        item = server.codes.get(code)
-        if item is None or item.client_id != client.client_id or item.expires < time.time():
+        item = claimed.value
+        if item["client_id"] != client.client_id or item["expires"] < time.time():
             return None
-        return item
+        return AuthCode(
+            code=code,
+            client_id=item["client_id"],
+            redirect_uri=item["redirect_uri"],
+            scope=item["scope"],
+            user=GrantUser.from_dict(item["user"]),
+            code_challenge=item.get("code_challenge"),
+            code_challenge_method=item.get("code_challenge_method"),
+            nonce=item.get("nonce"),
+            expires=item["expires"],
+        )
 
     def delete_authorization_code(self, authorization_code: AuthCode) -> None:
-        server: BibAuthorizationServer = self.server
-        server.codes.pop(authorization_code.code, None)
-        server.used_codes.setdefault(authorization_code.code, [])
+        return None  # claimed when it was looked up
 
     def authenticate_user(self, authorization_code: AuthCode) -> GrantUser:
         user = authorization_code.user
         user.origin_code = authorization_code.code
+        user.grant_id = grant_of_code(authorization_code.code)
         return user
 
 
@@ -475,16 +491,32 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
     INCLUDE_NEW_REFRESH_TOKEN = True  # rotate
 
     def authenticate_refresh_token(self, refresh_token: str) -> TokenRecord | None:
-        record = self.server.store.get_refresh(refresh_token)
-        if record is None or record["revoked"] or record["expires"] < time.time():
+        server: BibAuthorizationServer = self.server
+        store = server.store
+        record = server.wait(store.get_refresh(refresh_token))
+        if record is None or record["expires"] < time.time():
+            return None
+        client = self.request.client
+        if client is not None and record["client_id"] != client.client_id:
+            return None  # another client's token: refused without spending it
+        claimed = server.wait(store.claim_refresh(refresh_token))  # one taker, all processes
+        if claimed is None:
+            return None
+        if not claimed.first:  # reuse of a rotated refresh token: the grant is compromised
+            server.wait(store.revoke_grant(record["grant_id"], server.grant_lifetime()))
+            log.warning("a refresh token was used twice; every token of its grant was revoked")
+            return None
+        if record["revoked"]:  # its grant was revoked (claimed just now, spent anyway)
             return None
         return TokenRecord("refresh", refresh_token, record)
 
     def authenticate_user(self, refresh_token: TokenRecord) -> GrantUser:
-        return GrantUser.from_dict(refresh_token.data["grant"])
+        user = GrantUser.from_dict(refresh_token.data["grant"])
+        user.grant_id = refresh_token.data.get("grant_id")
+        return user
 
     def revoke_old_credential(self, refresh_token: TokenRecord) -> None:
-        self.server.store.revoke_refresh(refresh_token.token)
+        return None  # spent when it was claimed
 
 
 class ClientCredentialsGrant(grants.ClientCredentialsGrant):
@@ -515,10 +547,8 @@ class SmartOpenIdCode(OpenIDCode):
         self.server = server
 
     def exists_nonce(self, nonce: str, request: Any) -> bool:
-        return any(
-            c.nonce == nonce and c.client_id == request.payload.client_id
-            for c in self.server.codes.values()
-        )
+        client_id = request.payload.client_id or ""
+        return self.server.wait(self.server.store.nonce_used(client_id, nonce))
 
     def resolve_client_private_key(self, client: Client) -> Any:
         return self.server.key.key
@@ -589,8 +619,7 @@ class BibAuthorizationServer(AuthorizationServer):
         self.issuer = settings.auth_issuer
         self.fhir_base = settings.public_url
         self.token_endpoint = f"{self.issuer}/auth/token"
-        self.codes: dict[str, AuthCode] = {}
-        self.used_codes: dict[str, list[tuple[str, Any]]] = {}
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.register_token_generator("default", self.generate)
         self.register_client_auth_method("private_key_jwt", PrivateKeyJwt(self))
         self.register_grant(
@@ -600,6 +629,31 @@ class BibAuthorizationServer(AuthorizationServer):
         self.register_grant(ClientCredentialsGrant)
         self.register_endpoint(BibIntrospection)
         self.register_endpoint(BibRevocation)
+
+    # -- the store, from authlib's synchronous hooks ----------------------------------------------
+
+    async def call(self, fn: Any, *args: Any) -> Any:
+        """Run an authlib entry point in a worker thread; its hooks reach the store through
+        ``wait`` on this event loop."""
+        self.loop = asyncio.get_running_loop()
+        return await asyncio.to_thread(fn, *args)
+
+    def wait(self, coro: Any) -> Any:
+        loop = self.loop
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if loop is None or running is not None:
+            coro.close()
+            raise RuntimeError("authlib calls touching the store must run through call()")
+        return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout=30)
+
+    def grant_lifetime(self) -> float:
+        """How long a grant revocation must be remembered: past the expiry of every refresh
+        token (its rotations need the grant alive) and access token issued before it."""
+        settings = self.settings
+        return time.time() + settings.refresh_token_seconds + settings.access_token_seconds + 60
 
     # -- authlib hooks ---------------------------------------------------------------------------
 
@@ -679,6 +733,8 @@ class BibAuthorizationServer(AuthorizationServer):
             encounter=context.get("encounter"),
             fhir_context=context.get("fhirContext"),
         )
+        if user.grant_id:
+            claims["bib_grant"] = user.grant_id
         token: dict[str, Any] = {
             "access_token": self.key.sign(claims, typ="at+jwt"),
             "token_type": "Bearer",
@@ -690,38 +746,21 @@ class BibAuthorizationServer(AuthorizationServer):
                 token[name] = context[name]
         if "patient" in context:
             token.setdefault("need_patient_banner", True)
-        issued: list[tuple[str, Any]] = [("access", (claims["jti"], claims["exp"]))]
         wants_refresh = bool({"offline_access", "online_access"} & granted.other)
         if include_refresh_token and wants_refresh and client.check_grant_type("refresh_token"):
             refresh = secrets.token_urlsafe(48)
-            self.store.save_refresh(
-                refresh,
-                client.client_id,
-                scope,
-                user.to_dict(),
-                now + self.settings.refresh_token_seconds,
+            self.wait(
+                self.store.save_refresh(
+                    refresh,
+                    client.client_id,
+                    scope,
+                    user.to_dict(),
+                    user.grant_id or secrets.token_hex(16),
+                    now + self.settings.refresh_token_seconds,
+                )
             )
             token["refresh_token"] = refresh
-            issued.append(("refresh", refresh))
-        if user.origin_code is not None:
-            self.used_codes[user.origin_code] = issued
         return token
-
-    def revoke_issued(self, code: str) -> None:
-        for kind, value in self.used_codes.get(code, ()):
-            if kind == "access":
-                jti, exp = value
-                self.store.revoke_access(jti, exp)
-                self.verifier.forget(jti)
-            else:
-                self.store.revoke_refresh(value)
-
-    def prune(self) -> None:
-        now = time.time()
-        if len(self.codes) > 1000:
-            self.codes = {k: v for k, v in self.codes.items() if v.expires > now}
-        if len(self.used_codes) > 10_000:
-            self.used_codes = dict(list(self.used_codes.items())[-5000:])
 
     def find_token(
         self, token: str, hint: str | None, include_expired: bool = False
@@ -733,9 +772,11 @@ class BibAuthorizationServer(AuthorizationServer):
                 principal = None
             if principal is not None:
                 claims = dict(principal.claims)
-                claims["revoked"] = principal.token_id in self.store.revoked
+                claims["revoked"] = self.wait(
+                    self.store.is_revoked(principal.token_id, claims.get("bib_grant"))
+                )
                 return TokenRecord("access", token, claims)
-        record = self.store.get_refresh(token)
+        record = self.wait(self.store.get_refresh(token))
         if record is not None:
             return TokenRecord("refresh", token, record)
         return None
@@ -744,10 +785,14 @@ class BibAuthorizationServer(AuthorizationServer):
         if token.kind == "access":
             jti = token.data.get("jti")
             if jti:
-                self.store.revoke_access(jti, token.expires_at)
+                self.wait(self.store.revoke_access(jti, token.expires_at))
                 self.verifier.forget(jti)
         else:
-            self.store.revoke_refresh(token.token)
+            # RFC 7009 2.1: revoking a refresh token revokes the access tokens of its grant too
+            self.wait(self.store.spend_refresh(token.token))
+            grant_id = token.data.get("grant_id")
+            if grant_id:
+                self.wait(self.store.revoke_grant(grant_id, self.grant_lifetime()))
 
     def introspection(self, token: TokenRecord) -> dict[str, Any]:
         data = token.data

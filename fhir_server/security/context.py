@@ -53,12 +53,10 @@ class ContextFactory:
             raise self._refuse(
                 request, 401, "use an Authorization: Bearer token", "invalid_request"
             )
-        principal = self.verifier.cached(token)
-        if principal is None:
-            try:
-                principal = await self.verifier.verify(token)
-            except TokenError as exc:
-                raise self._refuse(request, 401, str(exc), "invalid_token") from None
+        try:
+            principal = await self.verifier.verify(token)  # cached, but revocation checked
+        except TokenError as exc:
+            raise self._refuse(request, 401, str(exc), "invalid_token") from None
         if principal.kind == "user" and principal.role is None and not principal.admin:
             raise self._refuse(
                 request,

@@ -171,6 +171,14 @@ class _Entry:
     expires: float
 
 
+def _knows_launch(entry: _Entry, principal: SecurePrincipal) -> bool:
+    """A professional's token from an EPD launch names its patient; the launch may have been
+    recorded by another server process after this one cached the professional's relations:
+    then they are computed again (once: the launch is in the store by then)."""
+    patient = principal.patient
+    return patient is None or principal.role is None or patient in entry.relations.patients
+
+
 class RelationshipIndex:
     def __init__(self, svc: Any, launches: Any, ttl: float = 60.0) -> None:
         self.svc = svc
@@ -215,12 +223,16 @@ class RelationshipIndex:
         key = self.key(principal)
         entry = self._cache.get(key)
         now = time.monotonic()
-        if entry is not None and entry.expires > now:
+        if entry is not None and entry.expires > now and _knows_launch(entry, principal):
             return entry.relations
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
             entry = self._cache.get(key)
-            if entry is not None and entry.expires > time.monotonic():
+            if (
+                entry is not None
+                and entry.expires > time.monotonic()
+                and _knows_launch(entry, principal)
+            ):
                 return entry.relations
             epoch = self._epoch
             relations = await self._compute(principal)
@@ -325,7 +337,7 @@ class RelationshipIndex:
                     for patient in await self._search("Patient", [preds]):
                         if patient.get("active", True) is not False:
                             patients.add(patient["id"])
-        patients |= self.launches.launched_patients(principal)
+        patients |= await self.launches.launched_patients(principal)
         shared: dict[str, SharedRecord] = {}
         aliases: frozenset[str] = frozenset()
         related = frozenset(patients)

@@ -369,25 +369,32 @@ class TokenVerifier:
         self.issuer = settings.auth_issuer
         self.audience = settings.public_url
         self.key = key
-        self.store = store  # AuthStore: revoked token ids
+        self.store = store  # AuthStore: revocations, shared by every process on the store
         self.idp = idp
         self._cache: dict[str, SecurePrincipal] = {}
 
     def cached(self, token: str) -> SecurePrincipal | None:
+        """A verified, unexpired token seen before (not checked for revocation: ``verify``)."""
         principal = self._cache.get(token)
         if principal is None:
             return None
-        if principal.expires + LEEWAY < time.time() or (
-            principal.token_id is not None and principal.token_id in self.store.revoked
-        ):
+        if principal.expires + LEEWAY < time.time():
             self._cache.pop(token, None)
             return None
         return principal
 
     async def verify(self, token: str) -> SecurePrincipal:
         principal = self.cached(token)
-        if principal is not None:
-            return principal
+        if principal is None:
+            principal = await self._verify(token)
+        # every time, cached or not: a revocation made through any process on the store counts
+        # from the next request on (one primary-key lookup in the store)
+        if await self.store.is_revoked(principal.token_id, principal.claims.get("bib_grant")):
+            self._cache.pop(token, None)
+            raise TokenError("the access token was revoked")
+        return principal
+
+    async def _verify(self, token: str) -> SecurePrincipal:
         header, claims = unverified(token)
         alg = header.get("alg")
         if alg not in ALLOWED_ALGS:
@@ -401,8 +408,6 @@ class TokenVerifier:
             principal = await self.idp.verify(token, header)
         else:
             raise TokenError("the access token was issued by an unknown issuer")
-        if principal.token_id is not None and principal.token_id in self.store.revoked:
-            raise TokenError("the access token was revoked")
         if len(self._cache) >= CACHE_MAX:
             now = time.time()
             for key in [k for k, p in self._cache.items() if p.expires < now]:

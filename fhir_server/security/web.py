@@ -25,6 +25,7 @@ from fhir_server.security.authserver import (
     check_secret,
     peek_assertion_subject,
 )
+from fhir_server.security.authstore import FORM, LAUNCH, TICKET
 from fhir_server.security.principal import SecurePrincipal
 from fhir_server.security.tokens import TokenError
 
@@ -94,10 +95,9 @@ class AuthWeb:
         self.settings = state.settings
         self.server = state.server
         self.issuer = self.settings.auth_issuer
-        self.launches: dict[str, dict[str, Any]] = {}
-        self.tickets: dict[str, dict[str, Any]] = {}
-        self.forms: dict[str, float] = {}  # sign-in form token -> expiry
-        self.failures: dict[str, list[float]] = {}
+        # launch ids, picker tickets, sign-in form tokens and failed sign-ins are in the store
+        # (authstore.py), so each step of a flow may reach any server process
+        self.auth = state.store
 
     # -- discovery -------------------------------------------------------------------------------
 
@@ -230,10 +230,10 @@ class AuthWeb:
 
     # -- authorize -------------------------------------------------------------------------------
 
-    def _grant(self, request: Request, params: list[tuple[str, str]]) -> tuple[Any, Any]:
+    async def _grant(self, request: Request, params: list[tuple[str, str]]) -> tuple[Any, Any]:
         req = FormRequest("GET", self._uri(request), request.headers, params, [])
         try:
-            grant = self.server.get_consent_grant(request=req)
+            grant = await self.server.call(lambda: self.server.get_consent_grant(request=req))
         except ValueError:  # authlib refuses to quote a non-ASCII request value in its error
             raise InvalidRequestError(
                 "a request parameter has characters that OAuth 2.0 does not allow"
@@ -246,7 +246,7 @@ class AuthWeb:
             params += await self._form(request)
         client_id = dict(params).get("client_id")
         try:
-            req, grant = self._grant(request, params)
+            req, grant = await self._grant(request, params)
         except OAuth2Error as error:
             await self._audit(
                 "authorize", 400, error.description or error.error, client_id, request
@@ -267,7 +267,7 @@ class AuthWeb:
         scopes = (req.scope or "").split()
         launch_id = data.get("launch")
         if launch_id:
-            launch = self.launches.pop(launch_id, None)
+            launch = await self.auth.take(LAUNCH, launch_id)  # one-time, in every process
             if (
                 launch is None
                 or launch["expires"] < time.time()
@@ -280,7 +280,7 @@ class AuthWeb:
             user = GrantUser.from_dict(launch["user"])
             user.context = dict(launch["context"])
             user.auth_time = int(time.time())
-            self.state.record_launch(user)
+            await self.state.record_launch(user)
             await self._audit(
                 "authorize",
                 302,
@@ -290,7 +290,9 @@ class AuthWeb:
                 self.state.user_principal(user),
                 (user.context.get("patient"),),
             )
-            return self._respond(self.server.create_authorization_response(req, user, grant))
+            return self._respond(
+                await self.server.call(self.server.create_authorization_response, req, user, grant)
+            )
         if "launch" in scopes:
             await self._audit("authorize", 400, "launch scope without a launch", client_id, request)
             return self._error_redirect(
@@ -298,13 +300,13 @@ class AuthWeb:
                 InvalidRequestError("the 'launch' scope needs a 'launch' parameter (EHR launch)"),
             )
         await self._audit("authorize", 200, "sign-in page shown", client_id, request)
-        return self._login_page(params)
+        return await self._login_page(params)
 
-    def _login_page(self, params: list[tuple[str, str]], message: str = "") -> Response:
+    async def _login_page(self, params: list[tuple[str, str]], message: str = "") -> Response:
         """The sign-in form. It carries a one-time token that must come back both in the form
         and in a same-site cookie (login CSRF: a page elsewhere cannot post it)."""
         note = f"<p role=alert>{html.escape(message)}</p>" if message else ""
-        token = self._new_form_token()
+        token = await self._new_form_token()
         fields = [(k, v) for k, v in params if k != CSRF_FIELD] + [(CSRF_FIELD, token)]
         body = (
             f"{note}<form method=post action=/auth/authorize/login>{self._hidden(fields)}"
@@ -325,36 +327,28 @@ class AuthWeb:
         )
         return page
 
-    def _new_form_token(self) -> str:
-        now = time.time()
-        if len(self.forms) > 10_000:
-            self.forms = {k: v for k, v in self.forms.items() if v > now}
+    async def _new_form_token(self) -> str:
         token = secrets.token_urlsafe(24)
-        self.forms[token] = now + FORM_SECONDS
+        await self.auth.put_once(FORM, token, {}, time.time() + FORM_SECONDS)
         return token
 
-    def _form_token_valid(self, request: Request, fields: dict[str, str]) -> bool:
+    async def _form_token_valid(self, request: Request, fields: dict[str, str]) -> bool:
         token = fields.get(CSRF_FIELD, "")
-        expires = self.forms.pop(token, None)
         cookie = request.cookies.get(CSRF_COOKIE, "")
-        return (
-            expires is not None
-            and expires > time.time()
-            and secrets.compare_digest(cookie.encode(), token.encode())
-        )
+        if not token or not secrets.compare_digest(cookie.encode(), token.encode()):
+            return False
+        return await self.auth.take(FORM, token) is not None
 
-    def _locked(self, username: str) -> bool:
-        now = time.time()
-        recent = [t for t in self.failures.get(username, []) if now - t < LOGIN_LOCK_SECONDS]
-        self.failures[username] = recent
-        return len(recent) >= LOGIN_LOCK_AFTER
+    async def _locked(self, username: str) -> bool:
+        # failures of the last LOGIN_LOCK_SECONDS, counted over every server process
+        return await self.auth.login_failures(username) >= LOGIN_LOCK_AFTER
 
     async def login(self, request: Request) -> Response:
         form = await self._form(request)
         fields = dict(form)
         params = [(k, v) for k, v in form if k not in ("username", "password", CSRF_FIELD)]
         client_id = fields.get("client_id")
-        if not self._form_token_valid(request, fields):
+        if not await self._form_token_valid(request, fields):
             await self._audit(
                 "login", 403, "sign-in form token missing or invalid", client_id, request
             )
@@ -365,7 +359,7 @@ class AuthWeb:
                 403,
             )
         try:
-            req, grant = self._grant(request, params)
+            req, grant = await self._grant(request, params)
         except OAuth2Error as error:
             await self._audit("login", 400, error.description or error.error, client_id, request)
             return self._page(
@@ -381,16 +375,16 @@ class AuthWeb:
         username = fields.get("username", "")
         user_record = self.state.users.get(username)
         if (
-            self._locked(username)
+            await self._locked(username)
             or user_record is None
             or not check_secret(
                 fields.get("password", ""), user_record.password_hash, user_record.password
             )
         ):
-            self.failures.setdefault(username, []).append(time.time())
+            await self.auth.login_failed(username, LOGIN_LOCK_SECONDS)
             await self._audit("login", 401, "wrong user name or password", client_id, request)
-            return self._login_page(params, "Wrong user name or password.")
-        self.failures.pop(username, None)
+            return await self._login_page(params, "Wrong user name or password.")
+        await self.auth.login_succeeded(username)
         user = GrantUser(
             subject=f"local:{username}",
             practitioner=user_record.practitioner,
@@ -411,12 +405,13 @@ class AuthWeb:
             await self._audit(
                 "login", 302, None, client_id, request, self.state.user_principal(user)
             )
-            return self._respond(self.server.create_authorization_response(req, user, grant))
+            return self._respond(
+                await self.server.call(self.server.create_authorization_response, req, user, grant)
+            )
         ticket = secrets.token_urlsafe(24)
-        now = time.time()
-        if len(self.tickets) > 10_000:
-            self.tickets = {k: v for k, v in self.tickets.items() if v["expires"] > now}
-        self.tickets[ticket] = {"params": params, "user": user, "expires": now + 600}
+        await self.auth.put_once(
+            TICKET, ticket, {"params": params, "user": user.to_dict()}, time.time() + 600
+        )
         patients = await self.state.patients_for(user)
         # the picker lists names: a disclosure of those patients, audited as such
         await self._audit(
@@ -450,19 +445,19 @@ class AuthWeb:
 
     async def confirm(self, request: Request) -> Response:
         fields = dict(await self._form(request))
-        ticket = self.tickets.pop(fields.get("ticket", ""), None)
-        if ticket is None or ticket["expires"] < time.time():
+        ticket = await self.auth.take(TICKET, fields.get("ticket", ""))
+        if ticket is None:
             await self._audit(
                 "authorize", 400, "unknown, expired or replayed picker ticket", None, request
             )
             return self._page(
                 "Authorization error", "<p>This page has expired; start again.</p>", 400
             )
-        params = ticket["params"]
-        user: GrantUser = ticket["user"]
+        params = [(str(k), str(v)) for k, v in ticket["params"]]
+        user = GrantUser.from_dict(ticket["user"])
         client_id = dict(params).get("client_id")
         try:
-            req, grant = self._grant(request, params)
+            req, grant = await self._grant(request, params)
         except OAuth2Error as error:
             await self._audit(
                 "authorize", 400, error.description or error.error, client_id, request
@@ -474,7 +469,9 @@ class AuthWeb:
             )
         if fields.get("decision") != "allow":
             await self._audit("authorize", 302, "the user denied access", client_id, request)
-            return self._respond(self.server.create_authorization_response(req, None, grant))
+            return self._respond(
+                await self.server.call(self.server.create_authorization_response, req, None, grant)
+            )
         allowed = {pid for pid, _ in await self.state.patients_for(user)}
         patient = fields.get("patient")
         if patient not in allowed:
@@ -484,7 +481,9 @@ class AuthWeb:
         await self._audit(
             "authorize", 302, None, client_id, request, self.state.user_principal(user), (patient,)
         )
-        return self._respond(self.server.create_authorization_response(req, user, grant))
+        return self._respond(
+            await self.server.call(self.server.create_authorization_response, req, user, grant)
+        )
 
     # -- token, introspection, revocation --------------------------------------------------------
 
@@ -516,7 +515,7 @@ class AuthWeb:
         fields = dict(form)
         await self._prefetch_client_keys(fields)
         req = FormRequest("POST", self._uri(request), request.headers, [], form)
-        result = self.server.create_token_response(req)
+        result = await self.server.call(self.server.create_token_response, req)
         status, body, _ = result
         client_id = (
             fields.get("client_id")
@@ -542,7 +541,9 @@ class AuthWeb:
             token = dict(form).get("token")
             if not token:
                 return JSONResponse({"error": "invalid_request"}, status_code=400, headers=NO_STORE)
-            record = self.server.find_token(token, dict(form).get("token_type_hint"))
+            record = await self.server.call(
+                self.server.find_token, token, dict(form).get("token_type_hint")
+            )
             await self._audit("introspect", 200, None, caller.client_id, request, caller)
             if (
                 record is None
@@ -553,7 +554,7 @@ class AuthWeb:
                 return JSONResponse({"active": False}, headers=NO_STORE)
             return JSONResponse(self.server.introspection(record), headers=NO_STORE)
         req = FormRequest("POST", self._uri(request), request.headers, [], form)
-        result = self.server.create_endpoint_response("introspection", req)
+        result = await self.server.call(self.server.create_endpoint_response, "introspection", req)
         client = getattr(req, "client", None)
         await self._audit(
             "introspect", result[0], None, getattr(client, "client_id", None), request
@@ -563,7 +564,7 @@ class AuthWeb:
     async def revoke(self, request: Request) -> Response:
         form = await self._form(request)
         req = FormRequest("POST", self._uri(request), request.headers, [], form)
-        result = self.server.create_endpoint_response("revocation", req)
+        result = await self.server.call(self.server.create_endpoint_response, "revocation", req)
         await self._audit("revoke", result[0], None, dict(form).get("client_id"), request)
         return self._respond(result)
 
@@ -661,15 +662,15 @@ class AuthWeb:
         if isinstance(body.get("intent"), str):
             context["intent"] = body["intent"]
         launch_id = secrets.token_urlsafe(24)
-        now = time.time()
-        self.launches = {k: v for k, v in self.launches.items() if v["expires"] > now}
-        self.launches[launch_id] = {
+        expires = time.time() + self.settings.launch_seconds
+        launch = {
             "user": grant_user.to_dict(),
             "context": context,
             "client_id": body.get("client_id"),
-            "expires": now + self.settings.launch_seconds,
+            "expires": expires,
             "registrar": client.client_id,
         }
+        await self.auth.put_once(LAUNCH, launch_id, launch, expires)
         await self._audit("launch", 201, None, client.client_id, request, patients=(patient,))
         return JSONResponse(
             {"launch": launch_id, "expires_in": self.settings.launch_seconds},

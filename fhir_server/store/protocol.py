@@ -15,6 +15,8 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from fhir_server.store.records import Records
+
 # -- index rows (produced by search/extract.py, consumed by stores) ------------------------------
 # Every row starts with the search parameter code and ends with a composite group number (0 for
 # ordinary values; composite components share a group number > 0 within one resource).
@@ -124,6 +126,7 @@ class Store(Protocol):
 
     name: str
     supports_transactions: bool
+    records: Records  # short-lived shared records (the authorization server's state), once open
 
     async def open(self) -> None: ...
 

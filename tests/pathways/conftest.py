@@ -47,7 +47,10 @@ def today() -> date:
 
 
 async def make_app(kind: str, folder: Any) -> ServerApp:
-    if kind != "sqlite":
+    """A server on one store kind: ``mongodb`` (listed when MONGODB_URI is set) is the real
+    server with PyMongo's own driver, in a database of its own dropped at close, as in the
+    contract suite; ``mongomock`` the MongoDB store on mongomock."""
+    if kind == "mongomock":
         original = app_module.open_store
 
         def mongo_store(url: str, **_: object) -> MongoStore:
@@ -60,6 +63,8 @@ async def make_app(kind: str, folder: Any) -> ServerApp:
             )
         finally:
             app_module.open_store = original  # type: ignore[assignment]
+    elif kind == "mongodb":
+        server = ServerApp(make_settings(folder, store=store_url(kind, folder), load_content=True))
     else:
         server = ServerApp(make_settings(folder, load_content=True))
     await server.startup()

@@ -185,6 +185,8 @@ def test_proxy_sends_to_both_replicas():
     upstream = set(re.findall(r"server (fhir-\d):(\d+)", config))
     assert upstream == {("fhir-1", "8080"), ("fhir-2", "8080")}
     assert re.search(r"listen 8080;", config)
+    # no sticky sessions: every step of a sign-in may reach either replica (tests/authshare)
+    assert "hash $remote_addr" not in config and "location /auth/" not in config
     mounted = compose()["services"]["proxy"]["volumes"][0]
     assert mounted.startswith("./nginx.conf:/etc/nginx/nginx.conf")
 

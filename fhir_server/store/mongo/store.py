@@ -93,6 +93,7 @@ from fhir_server.store.mongo.documents import (
     version_indexes,
 )
 from fhir_server.store.mongo.filters import any_keys_filter, keys_filter, one_or_in
+from fhir_server.store.mongo.records import MongoRecords
 from fhir_server.store.mongo.search import Searcher, timed_out
 from fhir_server.store.protocol import (
     CommitListener,
@@ -318,6 +319,7 @@ class MongoStore:
         self._primary = self._versions.with_options(read_preference=ReadPreference.PRIMARY)
         self._counters = self._db.get_collection(COUNTERS, read_preference=ReadPreference.PRIMARY)
         self._meta = self._db.get_collection(META, read_preference=ReadPreference.PRIMARY)
+        self.records = MongoRecords(self._db)  # the authorization server's shared state
         # bookkeeping of append-only units whose loss in a failover costs only a delay or an
         # estimate (a withdrawn announcement, statistics): acknowledged by the primary alone,
         # so an audited request waits for no more majority round trips than its own insert's
@@ -356,6 +358,7 @@ class MongoStore:
                 "(docs/deploy.md, 'Schema versions')"
             )
         await self._versions.create_indexes(version_indexes())
+        await self.records.prepare()
         await self._counters.update_one(
             {"_id": SEQUENCE_ID}, {"$setOnInsert": {"n": 0, "f": []}}, upsert=True
         )

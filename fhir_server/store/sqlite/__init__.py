@@ -53,6 +53,7 @@ from fhir_server.store.sqlite.batch import (
     encode,
     install,
 )
+from fhir_server.store.sqlite.records import SqliteRecords
 from fhir_server.store.sqlite.schema import (
     DDL,
     GEO_MIGRATION,
@@ -313,6 +314,7 @@ class SqliteStore:
         install(self._writer)
         self._reader = self._connect()
         self._reader.execute("PRAGMA query_only=1")
+        self.records = SqliteRecords(self.path, self.synchronous)  # shared authorization state
         self._type_counts = dict(
             self._reader.execute(
                 "SELECT type, count(*) FROM resources WHERE deleted = 0 GROUP BY type"
@@ -325,6 +327,7 @@ class SqliteStore:
                 await self._commit_task
         self._reader.close()
         self._writer.close()
+        self.records.close()
 
     async def health(self) -> dict[str, Any]:
         row = self._reader.execute("SELECT count(*) FROM resources").fetchone()
