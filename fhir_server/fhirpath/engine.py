@@ -653,10 +653,11 @@ def distinct_items(items: list) -> list:
 class Compiler:
     """Compiles syntax trees for one model; ``strict`` rejects unknown element names."""
 
-    def __init__(self, model: Model, strict: bool = True) -> None:
+    def __init__(self, model: Model, strict: bool = True, choice_casts: bool = True) -> None:
         self.model = model
         self.strict = strict
         self.nav = Navigator(model, lenient=not strict)
+        self.choice_casts = choice_casts  # False: the general path (benchmarks, equivalence)
 
     # -- static types ------------------------------------------------------------------------
 
@@ -907,7 +908,7 @@ class Compiler:
         return fn, None
 
     def c_TypeOp(self, expr: ast.TypeOp, st: SType) -> tuple[Fn, SType]:
-        if expr.op == "as" and isinstance(expr.operand, ast.Member):
+        if expr.op == "as" and self.choice_casts and isinstance(expr.operand, ast.Member):
             fast = self.choice_cast(expr.operand, expr.type_name, st, single="as")
             if fast is not None:
                 return fast
@@ -1076,6 +1077,7 @@ class Compiler:
             base, base_st = self.compile(expr.base, st)
         if (
             expr.name in ("ofType", "as")
+            and self.choice_casts
             and len(expr.args) == 1
             and isinstance(expr.base, ast.Member)
         ):
