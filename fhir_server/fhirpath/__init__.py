@@ -212,11 +212,18 @@ class CompiledExpression:
             if type(i) is not tuple or i[0] is not None
         ]
 
-    def nodes_on(self, nodes: Nodes, resource: dict, resolver: Resolver | None = None) -> Nodes:
+    def nodes_on(
+        self, nodes: Nodes, resource: dict, resolver: Resolver | Env | None = None
+    ) -> Nodes:
         """Typed nodes relative to given focus nodes (composite search parameter components)."""
         focus = [(n.value, n.type, n.structure, *(n.loc or (None, None, None))) for n in nodes]
-        ctx = self.context(focus, resource=resource, resolver=resolver)
-        return [_to_node(item) for item in self.run(ctx)]
+        if isinstance(resolver, Env):  # (CompiledPath hands in its environment)
+            env = resolver
+        else:
+            env = NO_ENV if resolver is None else Env(None, resolver)
+        # %resource is made only for an expression that reads it (or resolve()s)
+        root = [node_of(resource, self.model)] if self.needs_resource else focus
+        return [_to_node(item) for item in self.run(Ctx(focus, root, root, env))]
 
     def test(self, ctx: Ctx) -> bool:
         """An invariant: true when the result is not empty and every item is true."""

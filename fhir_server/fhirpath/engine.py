@@ -653,10 +653,11 @@ def distinct_items(items: list) -> list:
 class Compiler:
     """Compiles syntax trees for one model; ``strict`` rejects unknown element names."""
 
-    def __init__(self, model: Model, strict: bool = True) -> None:
+    def __init__(self, model: Model, strict: bool = True, choice_casts: bool = True) -> None:
         self.model = model
         self.strict = strict
         self.nav = Navigator(model, lenient=not strict)
+        self.choice_casts = choice_casts  # False: the general path (benchmarks, equivalence)
 
     # -- static types ------------------------------------------------------------------------
 
@@ -907,6 +908,10 @@ class Compiler:
         return fn, None
 
     def c_TypeOp(self, expr: ast.TypeOp, st: SType) -> tuple[Fn, SType]:
+        if expr.op == "as" and self.choice_casts and isinstance(expr.operand, ast.Member):
+            fast = self.choice_cast(expr.operand, expr.type_name, st, single="as")
+            if fast is not None:
+                return fast
         operand, _operand_st = self.compile(expr.operand, st)
         matcher = self.type_matcher(expr.type_name, exact=expr.op == "as", question=expr.op == "is")
         if expr.op == "is":
@@ -931,6 +936,89 @@ class Compiler:
         if len(parts) == 2 and parts[0] == "System":
             return None
         return self.stype(parts[-1])
+
+    def choice_cast(
+        self, member: ast.Member, parts: tuple[str, ...], st: SType, single: str = ""
+    ) -> tuple[Fn, SType] | None:
+        """``value.ofType(T)``, ``value.as(T)``, ``value as T``: the member's JSON keys are
+        filtered by ``T`` once per structure (a choice element ``value[x]`` becomes the single
+        key ``valueT``), instead of walking every choice key and testing each item's type.
+
+        Exactly the general result: an item's type is the type code of the key it comes from
+        (resources excepted: a plan with a resource-typed key is left to the general path), so
+        filtering the keys by ``T`` filters the items. ``single`` (``as``) keeps the error for
+        more than one item: an item whose JSON has more than one key of the element (not valid
+        FHIR) takes the general path. ``single`` names the form in that error (``as``,
+        ``as()``); empty for ``ofType``."""
+        name = member.name
+        if member.base is None and name[:1].isupper() and self.is_type_name(name):
+            return None  # a leading type name (Observation.ofType(...)) is a type filter
+        matcher = self.type_matcher(parts, exact=True)
+        general_member, _member_st = self.c_Member(member, st)
+        out_st = self._type_stype(parts)
+        if member.base is None:
+            parent: Fn | None = None
+        else:
+            parent, _parent_st = self.compile(member.base, st)
+        nav = self.nav
+        walk = nav.walk
+        member_of = nav.member
+        plans: dict[int, tuple[Plan, frozenset[str]] | None] = {}  # by id(structure)
+
+        def filtered(structure: ComplexType) -> tuple[Plan, frozenset[str]] | None:
+            found = plans.get(id(structure), _MISSING)
+            if found is _MISSING:
+                plan = nav.plan(structure, name)
+                if plan is None or any(entry[4] for entry in plan):
+                    found = None
+                else:
+                    kept = tuple(e for e in plan if matcher((None, e[1], None, None, None, None)))
+                    keys = frozenset(k for e in plan for k in (e[0], "_" + e[0]))
+                    found = (kept, keys)
+                plans[id(structure)] = found
+            return found  # type: ignore[return-value]
+
+        def general(ctx: Ctx) -> list:
+            items = general_member(ctx)
+            if single and len(items) > 1:
+                raise EvaluationError(
+                    f"{single} expects a single item (use ofType() for collections)"
+                )
+            return [item for item in items if matcher(item)]
+
+        def cast(ctx: Ctx) -> list:
+            bases = ctx.this if parent is None else parent(ctx)
+            if single and len(bases) > 1:
+                return general(ctx)
+            out: list = []
+            for item in bases:
+                if type(item) is tuple and item[2] is not None:
+                    found = filtered(item[2])
+                    if found is not None:
+                        value = item[0]
+                        if single and type(value) is dict:
+                            present = found[1].intersection(value)
+                            if len(present) > 1 or any(type(value[k]) is list for k in present):
+                                return general(ctx)
+                        walk(value, found[0], out)
+                        continue
+                if single:
+                    return general(ctx)
+                found_items: list = []
+                member_of(item, name, found_items)
+                out.extend(i for i in found_items if matcher(i))
+            return out
+
+        info = getattr(general_member, "fuse", None)
+        if not single and info is not None and info[1] is not None and info[2] is not None:
+            # a plain path from the focus (Observation.value.ofType(Quantity)): fused, its last
+            # step walking only the kept keys (search values take this path)
+            start, keys, plan = info
+            if not any(entry[4] for entry in plan):
+                kept = tuple(e for e in plan if matcher((None, e[1], None, None, None, None)))
+                return _fused_path((start, keys, kept), cast, nav), out_st
+        cast.fuse = None  # type: ignore[attr-defined]
+        return cast, out_st
 
     def type_matcher(
         self, parts: tuple[str, ...], exact: bool = False, question: bool = False
@@ -987,6 +1075,17 @@ class Compiler:
             base_st = st
         else:
             base, base_st = self.compile(expr.base, st)
+        if (
+            expr.name in ("ofType", "as")
+            and self.choice_casts
+            and len(expr.args) == 1
+            and isinstance(expr.base, ast.Member)
+        ):
+            fast = self.choice_cast(
+                expr.base, self.type_arg(expr.args[0]), st, "as()" if expr.name == "as" else ""
+            )
+            if fast is not None:
+                return fast
         spec = FUNCTIONS.get(expr.name)
         if spec is None:
             raise SemanticError(f"unknown function {expr.name}()")

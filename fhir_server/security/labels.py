@@ -86,7 +86,10 @@ class Labeller:
     def __init__(self, svc: Any, policy: LabelPolicy | None = None) -> None:
         self.svc = svc
         self.policy = policy or label_policy()
-        self._questionnaires: dict[str, tuple[int, dict[str, set[Label]]]] = {}
+        # canonical -> (store sequence, linkId -> item codes, the (id, body)s they came from)
+        self._questionnaires: dict[
+            str, tuple[int, dict[str, set[Label]], tuple[tuple[str, bytes], ...]]
+        ] = {}
         from fhir_server.service.search import patient_compartment
 
         self.patient_types = frozenset(t for t, p in patient_compartment().items() if p) | {
@@ -145,22 +148,30 @@ class Labeller:
         return names
 
     async def _item_codes(self, canonical: str) -> dict[str, set[Label]]:
-        """linkId -> item codes of the newest stored Questionnaire with this URL (cached until a
-        newer version of the store is seen)."""
+        """linkId -> item codes of the newest stored Questionnaires with this URL.
+
+        Cached until the store moves on; then the store is asked again for the Questionnaires
+        with this URL, and only a changed answer (another id, or another stored body) is parsed
+        again: a large Questionnaire (the BiB screening: 135 kB with decimal weights) costs
+        15 ms to parse, more than the rest of a screening's labelling."""
         latest = await self.svc.store.latest_seq()
         cached = self._questionnaires.get(canonical)
         if cached is not None and cached[0] == latest:
             return cached[1]
         query = Query(types=("Questionnaire",), where=[(UriPred("url", "eq", canonical),)], count=5)
         page = await self.svc.store.search(query)
-        out: dict[str, set[Label]] = {}
-        for hit in page.hits:
+        versions = tuple((hit.id, hit.body) for hit in page.hits)  # compared, not parsed
+        if cached is not None and cached[2] == versions:
+            out = cached[1]
+        else:
             from fhir_server.json_codec import loads_trusted
 
-            item_codes(loads_trusted(hit.body).get("item"), out)
+            out = {}
+            for hit in page.hits:
+                item_codes(loads_trusted(hit.body).get("item"), out)
         if len(self._questionnaires) > 256:
             self._questionnaires.clear()
-        self._questionnaires[canonical] = (latest, out)
+        self._questionnaires[canonical] = (latest, out, versions)
         return out
 
 
