@@ -171,8 +171,13 @@ async def measure(mode: str, load: str, requests: int, profile: str | None) -> f
         for _ in range(10):  # warm up
             await asyncio.gather(*(one() for _ in range(IN_FLIGHT)))
         await _freeze_heap()
-        profiler = None
-        if profile:
+        profiler = sampler = None
+        if profile == "sample":  # pyinstrument (pip install pyinstrument): a sampling profile
+            from pyinstrument import Profiler
+
+            sampler = Profiler(interval=0.0002, async_mode="disabled")
+            sampler.start()
+        elif profile:
             import cProfile
 
             profiler = cProfile.Profile()
@@ -182,6 +187,9 @@ async def measure(mode: str, load: str, requests: int, profile: str | None) -> f
         for _ in range(rounds):
             await asyncio.gather(*(one() for _ in range(IN_FLIGHT)))
         cpu = time.thread_time() - cpu
+        if sampler is not None:
+            sampler.stop()
+            print(sampler.output_text(unicode=False, color=False, show_all=False, timeline=False))
         if profiler is not None:
             import pstats
 
@@ -214,7 +222,7 @@ def main() -> int:
     parser.add_argument("--one", nargs=2, metavar=("MODE", "LOAD"), help=argparse.SUPPRESS)
     parser.add_argument("--profile", choices=LOADS)
     parser.add_argument("--mode", choices=("open", "secure"), default="secure")
-    parser.add_argument("--sort", default="tottime")
+    parser.add_argument("--sort", default="tottime", help="cProfile order, or 'sample'")
     parser.add_argument("--code", type=Path, action="append", default=[], help="other checkouts")
     args = parser.parse_args()
     import uvloop
