@@ -20,6 +20,7 @@ import base64
 import calendar
 import contextlib
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl
@@ -864,6 +865,9 @@ class ProvenanceHook:
 
     def __init__(self, svc: Any) -> None:
         self.svc = svc
+        self._plan_of: Any = None
+        self._plan: tuple | None = None
+        self._agents: dict[bytes, IndexRows] = {}  # the agent list's JSON -> its rows
 
     async def before(self, ctx: Any, resource: dict, current: Any) -> None:
         return None
@@ -928,4 +932,100 @@ class ProvenanceHook:
         }
         if ctx.break_glass:
             provenance["reason"] = [_break_glass_reason(getattr(ctx, "break_glass_reason", None))]
-        await self.svc.store_version(ctx, uow, provenance, None, "POST")
+        await self.svc.store_version(ctx, uow, provenance, None, "POST", indexer=self.index)
+
+    def index(self, provenance: dict[str, Any], last_updated: int) -> IndexRows:
+        """Index rows of one of our Provenances (after the write hooks, so whatever they did is
+        indexed): the rows of its agents once per distinct agent list, the target and dates per
+        Provenance, no FHIRPath; anything not shaped as ours goes to the generic extractor. A
+        test compares both."""
+        svc = self.svc
+        params = svc.registry.params_for("Provenance")
+        if self._plan_of is not params:  # parameters added or removed
+            self._plan_of = params
+            self._plan = _provenance_plan(params)
+            self._agents.clear()
+        plan = self._plan
+        if (
+            plan is None
+            or not provenance.keys() <= _PROVENANCE_KEYS
+            or not provenance.get("meta", {}).keys() <= _META_KEYS
+            or any(
+                not _OUR_TARGET.fullmatch(str(t.get("reference")))
+                for t in provenance.get("target", ())
+            )
+        ):
+            return svc.extractor.extract(provenance, last_updated=last_updated)
+        agents = provenance.get("agent")
+        key = dumps(agents)
+        constant = self._agents.get(key)
+        if constant is None:
+            constant = _index(svc, {"resourceType": "Provenance", "agent": agents}, plan[0])
+            if len(self._agents) >= 10_000:
+                self._agents.clear()
+            self._agents[key] = constant
+        rows = _index(svc, provenance, plan[1])
+        rows.tokens.extend(constant.tokens)
+        rows.references.extend(constant.references)
+        rows.strings.extend(constant.strings)
+        rows.uris.extend(constant.uris)
+        rows.dates.extend(constant.dates)
+        if plan[2]:  # as the extractor writes it from the stamp
+            rows.dates.append(("_lastUpdated", last_updated, last_updated + 999, 0))
+        return rows
+
+
+# Provenance: the values of each search parameter of the Provenances ``ProvenanceHook`` writes
+# (target ``Type/id/_history/n``, recorded, activity, agents, reason), as ``READERS`` above
+_OUR_TARGET = re.compile(r"[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}/_history/[0-9]+")
+_PROVENANCE_KEYS = frozenset(
+    {"resourceType", "id", "meta", "target", "recorded", "activity", "agent", "reason"}
+)
+_META_KEYS = frozenset({"versionId", "lastUpdated"})
+_CORE = "http://hl7.org/fhir/SearchParameter/"
+_AGENT_READERS: dict[str, Reader] = {
+    "agent": lambda e: [(a["who"], "Reference") for a in e.get("agent", ()) if "who" in a],
+    "agent-role": lambda e: [
+        (r, "CodeableConcept") for a in e.get("agent", ()) for r in a.get("role", ())
+    ],
+    "agent-type": lambda e: [
+        (a["type"], "CodeableConcept") for a in e.get("agent", ()) if "type" in a
+    ],
+}
+_PROVENANCE_READERS: dict[str, Reader] = {
+    "target": lambda e: [(t, "Reference") for t in e.get("target", ())],
+    "patient": lambda e: [
+        (t, "Reference")
+        for t in e.get("target", ())
+        if str(t.get("reference", "")).startswith("Patient/")
+    ],
+    "recorded": lambda e: [(e["recorded"], "instant")] if "recorded" in e else [],
+}
+# parameters that read what our Provenances never carry (meta is only versionId and lastUpdated)
+_PROVENANCE_ABSENT = frozenset(
+    {"_profile", "_security", "_source", "_tag", "entity", "location", "signature-type", "when"}
+)
+
+
+def _provenance_plan(params: dict[str, Any]) -> tuple | None:
+    """(the agents' plan, the per-Provenance plan, whether _lastUpdated is indexed), or None
+    when a parameter is not one this module knows how to read."""
+    agents: list[tuple[str, str, Reader]] = []
+    rest: list[tuple[str, str, Reader]] = []
+    last_updated = False
+    for code, param in params.items():
+        if param.evaluator is None or code == "_id":
+            continue
+        if not param.url.startswith(_CORE):  # a stored SearchParameter: the long way
+            return None
+        if code in _PROVENANCE_ABSENT:
+            continue
+        if code == "_lastUpdated":
+            last_updated = True
+        elif code in _AGENT_READERS:
+            agents.append((code, param.type, _AGENT_READERS[code]))
+        elif code in _PROVENANCE_READERS:
+            rest.append((code, param.type, _PROVENANCE_READERS[code]))
+        else:
+            return None
+    return agents, rest, last_updated
