@@ -99,10 +99,32 @@ def _roots(expression: str, resource_type: str, model: Model) -> frozenset[str] 
         return None
     structure = model.types[resource_type]
     keys: set[str] = set()
-    for _, element in heads:
-        for key in structure.json_keys_of(element):
+    for match, element in heads:
+        names = structure.json_keys_of(element)
+        typed = _OF_TYPE_TERM.fullmatch(match.string)
+        if typed and element.choice:  # value.ofType(Quantity): only the keys of that type
+            wanted = set(_types_of(typed.group(1), element.types, model))
+            names = [element.name + t[:1].upper() + t[1:] for t in element.types if t in wanted]
+        for key in names:
             keys.update((key, "_" + key))
     return frozenset(keys)
+
+
+_OF_TYPE_TERM = re.compile(r"\(*\s*\w+\.\w+\.ofType\((\w+)\)\s*\)*")
+
+
+def _types_of(type_name: str, type_codes: list[str], model: Model) -> list[str]:
+    """The type codes ``ofType(type_name)`` can select (a superset): the type, its
+    specialisations and, for a primitive or System type name, every primitive (aliases such
+    as DateTime -> dateTime; a code is a string to some readers)."""
+    loose = type_name.lower() in _PRIMITIVE_NAMES or type_name not in model.kinds
+    return [
+        code
+        for code in type_codes
+        if code.lower() == type_name.lower()
+        or model.is_a(code, type_name)
+        or (loose and code in PRIMITIVE_TYPES)
+    ]
 
 
 def _probe(expression: str, resource_type: str, model: Model) -> tuple[str, frozenset[str]] | None:
@@ -143,15 +165,7 @@ def component_keys(expression: str, model: Model) -> frozenset[str] | None:
         if plain:
             name, wanted = plain.group(1), type_codes
         elif typed:
-            name, type_name = typed.group(1), typed.group(2)
-            loose = type_name.lower() in _PRIMITIVE_NAMES or type_name not in model.kinds
-            wanted = [
-                code
-                for code in type_codes
-                if code.lower() == type_name.lower()
-                or model.is_a(code, type_name)
-                or (loose and code in PRIMITIVE_TYPES)
-            ]
+            name, wanted = typed.group(1), _types_of(typed.group(2), type_codes, model)
         else:
             return None
         keys.update((name, "_" + name))

@@ -1,7 +1,8 @@
-"""Composite components skipped by their JSON keys (issue 18): an Observation with a
-valueQuantity no longer evaluates code-value-string, -date and -concept. The rows must be exactly
-those of the extraction that evaluates every component, for every value[x] type, components,
-useContext values and every resource shipped with the server."""
+"""Parameters and composite components skipped by their JSON keys (issue 18): an Observation
+with a valueQuantity no longer evaluates code-value-string, -date and -concept, value-date or
+value-concept. The rows must be exactly those of the extraction that evaluates every parameter
+and component, for every value[x] type, components, useContext values and every resource
+shipped with the server."""
 
 from __future__ import annotations
 
@@ -87,11 +88,16 @@ def extractors() -> tuple[Extractor, Extractor]:
     slow = build_r4_registry()
     for params in slow._by_type.values():  # copies: the R4 parameters are shared
         for code, param in params.items():
-            if param.components:
-                params[code] = dataclasses.replace(
-                    param,
-                    components=tuple(dataclasses.replace(c, keys=None) for c in param.components),
-                )
+            # every component and every ofType parameter evaluated (other parameters keep the
+            # roots they had before: `Patient.deceased.exists() and ...` is false, not empty,
+            # on a Patient without deceased[x], and was skipped before as now)
+            typed = "ofType(" in (param.expression or "")
+            params[code] = dataclasses.replace(
+                param,
+                roots=None if typed else param.roots,
+                probe=None if typed else param.probe,
+                components=tuple(dataclasses.replace(c, keys=None) for c in param.components),
+            )
     slow._indexed.clear()
     return Extractor(fast, "http://x/fhir"), Extractor(slow, "http://x/fhir")
 
@@ -123,3 +129,12 @@ def test_an_observation_with_a_quantity_skips_the_other_composites() -> None:
     assert not keys["code-value-quantity"].isdisjoint({"valueQuantity"})
     assert not keys["code-value-quantity"].isdisjoint({"valueAge"})  # a Quantity too
     assert not keys["code-value-date"].isdisjoint({"valueDateTime"})
+
+
+def test_of_type_roots_name_only_that_type() -> None:
+    params = build_r4_registry().params_for("Observation")
+    roots = params["value-date"].roots
+    assert {"valueDateTime", "valuePeriod"} <= roots  # and, conservatively, other primitives
+    assert "valueQuantity" not in roots and "valueCodeableConcept" not in roots
+    assert "valueQuantity" not in params["value-concept"].roots
+    assert "component" in params["combo-value-concept"].roots  # the components' values too
