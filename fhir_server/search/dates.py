@@ -105,11 +105,14 @@ def date_range(text: str) -> tuple[int, int] | None:
 
 def format_instant(value_us: int) -> str:
     """An R4 instant with millisecond precision in UTC, e.g. 2024-03-01T10:00:00.123Z."""
-    m = from_us(value_us)
-    return (
-        f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:"
-        f"{m.second:02d}.{m.microsecond // 1000:03d}Z"
-    )
+    second, micro = divmod(value_us, 1_000_000)
+    return f"{_second_prefix(second)}.{micro // 1000:03d}Z"
+
+
+@lru_cache(maxsize=256)  # the server stamps many instants within the same second
+def _second_prefix(second: int) -> str:
+    m = from_us(second * 1_000_000)
+    return f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}"
 
 
 def parse_instant(text: str) -> int | None:

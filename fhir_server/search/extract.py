@@ -83,6 +83,14 @@ class Extractor:
                 inner = resource.get(probe[0])
                 if isinstance(inner, dict) and probe[1].isdisjoint(inner):
                     continue
+            if (  # the node is the resource itself: a component it cannot have skips it
+                param.type == "composite"
+                and param.expression == resource_type
+                and any(
+                    c.keys is not None and c.keys.isdisjoint(resource) for c in param.components
+                )
+            ):
+                continue
             try:
                 nodes = param.evaluator(resource)  # type: ignore[misc]
             except Exception:  # a faulty custom expression must not block writes
@@ -107,6 +115,11 @@ class Extractor:
         memo: dict[tuple[str, int], list[Node]],
     ) -> None:
         for node in nodes:
+            value = node.value
+            if isinstance(value, dict) and any(
+                c.keys is not None and c.keys.isdisjoint(value) for c in param.components
+            ):
+                continue  # a component this node cannot have: no combination
             values = []
             for component in param.components:
                 # composites share components (Observation's code-value-* all read `code` of

@@ -13,7 +13,7 @@ from functools import cache
 
 from fhir_server.definitions import load_r4
 from fhir_server.fhirpath import PathEvaluator, compile_expression
-from fhir_server.model.structure import Element, Model, r4_model
+from fhir_server.model.structure import PRIMITIVE_TYPES, Element, Model, r4_model
 
 TABLE_OF_TYPE = {
     "string": "strings",
@@ -31,6 +31,10 @@ class Component:
     code: str  # "<composite code>$<index>"
     type: str
     evaluator: PathEvaluator
+    # JSON keys of the composite's node one of which the component needs to have a value (a
+    # superset); None = always evaluate. Observation's code-value-string, -date and -concept
+    # then cost nothing on an Observation with a valueQuantity.
+    keys: frozenset[str] | None = None
 
 
 @dataclass(slots=True)
@@ -95,10 +99,32 @@ def _roots(expression: str, resource_type: str, model: Model) -> frozenset[str] 
         return None
     structure = model.types[resource_type]
     keys: set[str] = set()
-    for _, element in heads:
-        for key in structure.json_keys_of(element):
+    for match, element in heads:
+        names = structure.json_keys_of(element)
+        typed = _OF_TYPE_TERM.fullmatch(match.string)
+        if typed and element.choice:  # value.ofType(Quantity): only the keys of that type
+            wanted = set(_types_of(typed.group(1), element.types, model))
+            names = [element.name + t[:1].upper() + t[1:] for t in element.types if t in wanted]
+        for key in names:
             keys.update((key, "_" + key))
     return frozenset(keys)
+
+
+_OF_TYPE_TERM = re.compile(r"\(*\s*\w+\.\w+\.ofType\((\w+)\)\s*\)*")
+
+
+def _types_of(type_name: str, type_codes: list[str], model: Model) -> list[str]:
+    """The type codes ``ofType(type_name)`` can select (a superset): the type, its
+    specialisations and, for a primitive or System type name, every primitive (aliases such
+    as DateTime -> dateTime; a code is a string to some readers)."""
+    loose = type_name.lower() in _PRIMITIVE_NAMES or type_name not in model.kinds
+    return [
+        code
+        for code in type_codes
+        if code.lower() == type_name.lower()
+        or model.is_a(code, type_name)
+        or (loose and code in PRIMITIVE_TYPES)
+    ]
 
 
 def _probe(expression: str, resource_type: str, model: Model) -> tuple[str, frozenset[str]] | None:
@@ -118,6 +144,42 @@ def _probe(expression: str, resource_type: str, model: Model) -> tuple[str, froz
         for key in inner.json_keys_of(child):
             keys.update((key, "_" + key))
     return (member, frozenset(keys)) if member else None
+
+
+_MEMBER = re.compile(r"([a-z]\w*)")
+_MEMBER_OF_TYPE = re.compile(r"([a-z]\w*)\.ofType\((\w+)\)")
+
+
+def component_keys(expression: str, model: Model) -> frozenset[str] | None:
+    """The JSON keys (a superset) a node must have one of for a composite component
+    (``code``, ``value.ofType(Quantity) | value.ofType(Range)``) to yield anything; None when
+    the expression has another form. A member ``value`` can be any ``value[x]`` key; an
+    ``ofType(T)`` only those of T, its specialisations and, for a primitive or System type,
+    every primitive (aliases such as DateTime -> dateTime)."""
+    type_codes = [name for name in model.kinds if name[:1].isalpha()]
+    keys: set[str] = set()
+    for term in _top_level_terms(expression):
+        term = term.strip()
+        plain = _MEMBER.fullmatch(term)
+        typed = _MEMBER_OF_TYPE.fullmatch(term)
+        if plain:
+            name, wanted = plain.group(1), type_codes
+        elif typed:
+            name, wanted = typed.group(1), _types_of(typed.group(2), type_codes, model)
+        else:
+            return None
+        keys.update((name, "_" + name))
+        for code in wanted:
+            key = name + code[:1].upper() + code[1:]
+            keys.update((key, "_" + key))
+    return frozenset(keys)
+
+
+_PRIMITIVE_NAMES = frozenset(
+    {t.lower() for t in PRIMITIVE_TYPES}
+    | {"boolean", "string", "integer", "decimal", "date"}
+    | {"datetime", "time"}
+)
 
 
 def _top_level_terms(expression: str) -> list[str]:
@@ -208,6 +270,7 @@ class Registry:
                 code=f"{definition['code']}${index}",
                 type=self._component_type(component.get("definition", "")),
                 evaluator=compile_expression(component["expression"], self.model),
+                keys=component_keys(component["expression"], self.model),
             )
             for index, component in enumerate(definition.get("component", ()))
         )

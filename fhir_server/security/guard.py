@@ -63,6 +63,7 @@ log = logging.getLogger("fhir_server.security")
 
 WRITES = frozenset({"create", "update", "patch", "delete"})
 NOTHING = (InPred(()),)  # a clause no resource matches
+READS_MAX = 20_000
 FACTS_MAX = 100_000
 
 
@@ -138,6 +139,9 @@ class SecurityGuard:
         self._facts: dict[tuple[str, str, int], Facts] = {}
         self._scope_clauses: dict[tuple[str, tuple], list[tuple[Pred, ...]] | None] = {}
         self._label_clause: dict[str | None, tuple | None] = {}
+        # (principal id, type, id, version, lastUpdated) -> (principal, relations, patients):
+        # reads allowed before (_check_read)
+        self._reads: dict[tuple, tuple[SecurePrincipal, Any, frozenset[str]]] = {}
 
     @property
     def registry(self) -> Registry:
@@ -228,7 +232,9 @@ class SecurityGuard:
         # a missing and a hidden resource. From here on the stored data is judged: first
         # whether the caller may know it exists at all, before anything could reveal it.
         id_ = access.resource_id
-        if interaction in ("read", "vread"):
+        if interaction == "read" and current is not None:
+            await self._check_read(ctx, p, current, grants, type_, id_)
+        elif interaction in ("read", "vread"):
             await self._check_stored(ctx, p, current, grants, type_, id_, hide=True)
         elif interaction == "history-instance":
             stored = await self.svc.store.current(type_, id_ or "")
@@ -260,6 +266,57 @@ class SecurityGuard:
                 await self._check_stored(ctx, p, current, grants, type_, id_, write=True)
                 self._check_consent_change(p, type_, current)
                 await self._check_identity_change(p, type_, None, current)
+
+    async def _check_read(
+        self,
+        ctx: RequestContext,
+        p: SecurePrincipal,
+        current: StoredVersion,
+        grants: tuple[ScopeRule, ...],
+        type_: str,
+        id_: str | None,
+    ) -> None:
+        """A read of the current version, judged once per caller, version and care
+        relationships: a professional reading the same record again is allowed at once if
+        nothing the verdict depends on has changed. The verdict depends on the token (the same
+        principal object: scopes, role, patient context), the version (its patients and labels),
+        it being the current one, and the caller's relationships, consent and shared records:
+        the relationship index hands out a new object whenever a commit touches them (or its
+        cache expires), which is a miss here. Break-the-glass, patients created in this request
+        and granular scope queries are judged the long way every time."""
+        if (
+            p.kind != "user"
+            or ctx.break_glass
+            or ctx.new_patients
+            or type_ == "Provenance"
+            or all(g.query for g in grants)
+        ):
+            await self._check_stored(ctx, p, current, grants, type_, id_, hide=True)
+            return
+        key = (id(p), type_, current.id, current.version, current.last_updated)
+        relations = await self.rel.relations(p)
+        seen = self._reads.get(key)
+        if (
+            seen is not None
+            and seen[0] is p
+            and seen[1] is relations
+            and await self._current_if_older(current) is None
+        ):
+            ctx.patients.update(seen[2])
+            return
+        await self._check_stored(ctx, p, current, grants, type_, id_, hide=True)
+        if await self.rel.relations(p) is not relations:
+            return  # changed while judging: not remembered
+        if await self._current_if_older(current) is not None:
+            return  # judged by a newer version too: not remembered
+        patients = (
+            (await self.facts_of(current)).patients
+            if type_ in self.patient_types and not self._audit_reader(p, type_)
+            else frozenset()
+        )
+        if len(self._reads) >= READS_MAX:
+            self._reads.clear()
+        self._reads[key] = (p, relations, patients)
 
     async def _hide(self, ctx: RequestContext, current: StoredVersion) -> None:
         """Refuse as if ``current`` did not exist; the audit trail still names its patients."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fhir_server.json_codec import dumps
 from fhir_server.security.policy import Label, LabelPolicy, label_policy
 from fhir_server.store.protocol import StoredVersion
 from fhir_server.store.query import ANY_SYSTEM, Query, TokenPred, UriPred
@@ -90,6 +91,8 @@ class Labeller:
         self._questionnaires: dict[
             str, tuple[int, dict[str, set[Label]], tuple[tuple[str, bytes], ...]]
         ] = {}
+        # id(resource) -> (resource, its JSON, label names): the last writes' answers
+        self._seen: dict[int, tuple[dict, bytes, tuple[str, ...]]] = {}
         from fhir_server.service.search import patient_compartment
 
         self.patient_types = frozenset(t for t, p in patient_compartment().items() if p) | {
@@ -97,18 +100,35 @@ class Labeller:
         }
 
     async def names_for(self, resource: dict) -> list[str]:
+        """The label names the policy gives this content. A write asks twice (the guard judges
+        the labels the new content will carry, then the label hook sets them): the second
+        call reuses the first one's answer when the content is byte for byte the same (a write
+        hook in between may have changed it; then it is computed again)."""
         policy = self.policy
         type_ = resource.get("resourceType", "")
         names: list[str] = list(policy.by_type.get(type_, ()))
         if type_ not in self.patient_types:  # conformance, directory: never patient data
             return names
-        codes: set[Label] = set()
+        if type_ == "QuestionnaireResponse":  # also reads the store: computed every time
+            codes: set[Label] = set()
+            collect_codings(resource, codes)
+            for code in codes:
+                names.extend(policy.by_code.get(code, ()))
+            names.extend(await self._questionnaire_labels(resource))
+            return list(dict.fromkeys(names))
+        snapshot = dumps(resource)
+        seen = self._seen.get(id(resource))
+        if seen is not None and seen[0] is resource and seen[1] == snapshot:
+            return list(seen[2])
+        codes = set()
         collect_codings(resource, codes)
         for code in codes:
             names.extend(policy.by_code.get(code, ()))
-        if resource.get("resourceType") == "QuestionnaireResponse":
-            names.extend(await self._questionnaire_labels(resource))
-        return list(dict.fromkeys(names))
+        names = list(dict.fromkeys(names))
+        if len(self._seen) >= 256:
+            self._seen.clear()
+        self._seen[id(resource)] = (resource, snapshot, tuple(names))
+        return names
 
     async def labels_for(self, resource: dict) -> frozenset[Label]:
         """Existing labels plus the ones the policy requires."""

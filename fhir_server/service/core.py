@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -303,19 +304,26 @@ class FhirService:
         method: str,
         *,
         fresh: bool = False,
+        indexer: Callable[[dict, int], IndexRows] | None = None,
     ) -> StoredVersion:
         """Stamp meta, index and write ``resource`` as the next version after ``current``.
 
         Write hooks run here, inside the unit of work: ``before`` may amend the resource (e.g.
         security labels from the label policy), ``after`` may write more in the same unit
-        (e.g. a Provenance), so either everything commits or nothing does.
+        (e.g. a Provenance), so either everything commits or nothing does. ``indexer``
+        (resource, lastUpdated µs) replaces the generic extractor for a resource the caller
+        built itself and knows how to index (the security layer's Provenance).
         """
         for hook in self.write_hooks:
             await hook.before(ctx, resource, current)
         version = current.version + 1 if current else 1
         last_updated = now_us()
         stamp_meta(resource, version, last_updated)
-        index: IndexRows = self.extractor.extract(resource, last_updated=last_updated)
+        index: IndexRows = (
+            indexer(resource, last_updated)
+            if indexer is not None
+            else self.extractor.extract(resource, last_updated=last_updated)
+        )
         stored = StoredVersion(
             resource["resourceType"],
             resource["id"],

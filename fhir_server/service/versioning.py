@@ -25,12 +25,16 @@ def now_us() -> int:
 
 def new_id() -> str:
     """A UUIDv7 (RFC 9562): random, yet ordered by creation time, so that the store's indexes
-    grow at their end instead of being written at random places."""
-    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
-    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
-    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant
-    h = f"{value:032x}"  # what str(uuid.UUID(int=value)) gives, at a third of the cost
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    grow at their end instead of being written at random places. 48 bits of milliseconds, the
+    version 7, 12 random bits, the variant 10 and 62 random bits, built as text (what
+    ``str(uuid.UUID(int=...))`` gives for the same bits, at a fraction of the cost)."""
+    ms = f"{time.time_ns() // 1_000_000:012x}"
+    r = os.urandom(10).hex()  # 80 random bits; the first nibble gives way to the version
+    variant = _VARIANT[r[4]]  # 10xx: the RFC 4122 variant, two random bits kept
+    return f"{ms[:8]}-{ms[8:12]}-7{r[1:4]}-{variant}{r[5:8]}-{r[8:20]}"
+
+
+_VARIANT = {f"{n:x}": "89ab"[n & 3] for n in range(16)}
 
 
 def stamp_meta(resource: dict, version: int, last_updated: int) -> None:
