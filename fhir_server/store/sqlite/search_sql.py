@@ -683,10 +683,18 @@ class Compiler:
         driver, sort_scan, walk = self._plan(query)
         self.sort_scanned = sort_scan
         self.near_bound = driver is not None and _is_near(query.where[driver][0])
+        # a near clause whose distance is the sort value needs no probe of its own (see
+        # _covered_by_distance); when another clause drives, the distances of its candidates
+        # come from one join grouped by candidate (``joined``) rather than a correlated
+        # subquery each: the same index seeks at about half the cost
+        covered = None
+        if sort_scan is None and walk is None:
+            covered = _covered_by_distance(query, (driver,))
+        joined = covered is not None and driver is not None
         if walk is not None:
             sort_exprs, sort_params = [("s.sv", False)], []
         else:
-            sort_exprs, sort_params = self._sort_expressions(query, sort_scan)
+            sort_exprs, sort_params = self._sort_expressions(query, sort_scan, skip_first=joined)
         sort_cols = "".join(f", {expr} AS s{i}" for i, (expr, _) in enumerate(sort_exprs))
         marks = ",".join("?" * len(query.types))
         live = (
@@ -698,7 +706,12 @@ class Compiler:
         rid_source = "s.rid" if sort_scan is not None or walk is not None else "r.rid"
         select = f"SELECT {rid_source} AS rid{sort_cols}"
         params: list[Any] = list(sort_params)
-        if driver is not None:
+        if joined:
+            source = self.clause_rids(query.where[driver], query.types)  # type: ignore[index]
+            distances = self._distance_join(query.sort[0], query.types, source)
+            text = f"{select} FROM ({distances.text}) m JOIN resources r ON r.rid = m.rid"
+            params += distances.params
+        elif driver is not None:
             source = self.clause_rids(query.where[driver], query.types)
             text = (
                 f"{select} FROM (SELECT DISTINCT rid FROM ({source.text})) m "
@@ -725,14 +738,10 @@ class Compiler:
             version = Sql("v.seq")
             text += f" {join.text} WHERE r.type IN ({marks})"
             params += [*join.params, *query.types]
-        # a near clause whose distance is the sort value needs no probe of its own: the
-        # distance is the sentinel exactly when no position lies in the circle, so the sort
-        # value filters (one chain walk per candidate instead of two)
-        covered = None
-        if sort_scan is None and walk is None:
-            covered = _covered_by_distance(query, (driver,))
+        # without a driver, the distance (the sentinel when no position lies in the circle)
+        # filters: one chain walk per candidate instead of two
         outer_conditions: list[str] = []
-        if covered is not None:
+        if covered is not None and not joined:
             outer_conditions.append("s0 < ?")
         for index in _probe_order(query, (driver, walk, covered)):
             probe = self.clause_probe(query.where[index], query.types, version=version)
@@ -791,11 +800,14 @@ class Compiler:
         return Sql(f"SELECT count(*) FROM ({inner.text})", inner.params)
 
     def _sort_expressions(
-        self, query: Query, scanned: SortKey | None = None
+        self, query: Query, scanned: SortKey | None = None, skip_first: bool = False
     ) -> tuple[list[tuple[str, bool]], list[Any]]:
         exprs: list[tuple[str, bool]] = []
         params: list[Any] = []
-        for key in query.sort:
+        for index, key in enumerate(query.sort):
+            if index == 0 and skip_first:  # the distance column of _distance_join
+                exprs.append(("m.d", key.descending))
+                continue
             if key is scanned:  # the value comes straight from the walked index row
                 column = _sort_column(INDEX_TABLES[key.table][0], key.descending)
                 exprs.append((f"s.{column}", key.descending))
@@ -822,6 +834,45 @@ class Compiler:
             f"COALESCE((SELECT {aggregate}({column}) FROM {table} INDEXED BY {table}_r "
             f"WHERE rid = r.rid AND {pid_sql} AND {valid}), ?)",
             [*pid_params, *valid_params, sentinel],
+        )
+
+    def _distance_join(self, key: SortKey, types: tuple[str, ...], source: Sql) -> Sql:
+        """``(rid, d)`` for each row id of ``source`` with a position in the circle (its own, or
+        with ``via`` that of a resource it refers to), ``d`` the squared chord to the nearest:
+        a join grouped by row id, so candidates without a position in the circle drop out."""
+        assert key.near is not None
+        near = key.near
+        condition, params = near_condition(near, "g.")
+        distance, distance_params = _chord2_sql(near, "g.")
+        valid_g, valid_g_params = self._valid("g")
+        candidates = f"(SELECT DISTINCT rid FROM ({source.text})) c"
+        if key.via is None:
+            pid_sql, pid_params = _pids(types, near.param)
+            return Sql(
+                f"SELECT c.rid AS rid, min({distance}) AS d FROM {candidates} "
+                f"CROSS JOIN ix_geo g INDEXED BY ix_geo_r ON g.rid = c.rid AND g.{pid_sql} "
+                f"AND {valid_g} AND {condition} GROUP BY c.rid",
+                [*distance_params, *source.params, *pid_params, *valid_g_params, *params],
+            )
+        ref_sql, ref_params = _pids(types, key.via)
+        geo_sql, geo_params = _pids(key.via_types, near.param)
+        valid_x, valid_x_params = self._valid("x")
+        return Sql(
+            f"SELECT c.rid AS rid, min({distance}) AS d FROM {candidates} "
+            f"CROSS JOIN ix_reference x INDEXED BY ix_reference_r ON x.rid = c.rid "
+            f"AND x.{ref_sql} AND {valid_x} "
+            "CROSS JOIN resources t ON t.type = x.ref_type AND t.id = x.ref_id "
+            f"CROSS JOIN ix_geo g INDEXED BY ix_geo_r ON g.rid = t.rid AND g.{geo_sql} "
+            f"AND {valid_g} AND {condition} GROUP BY c.rid",
+            [
+                *distance_params,
+                *source.params,
+                *ref_params,
+                *valid_x_params,
+                *geo_params,
+                *valid_g_params,
+                *params,
+            ],
         )
 
     def _distance_expression(self, key: SortKey, types: tuple[str, ...]) -> tuple[str, list[Any]]:
