@@ -24,6 +24,7 @@ import asyncio
 import http.server
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -106,7 +107,7 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, spy: str | None = None) -> None:
         self.data = root / "data"
         self.data.mkdir(parents=True)
         self.errors = 0  # connections the server dropped (retried)
@@ -169,6 +170,16 @@ class Server:
             if time.monotonic() > deadline or self.process.poll() is not None:
                 raise RuntimeError("the server did not start")
             time.sleep(0.1)
+        # BENCH_SPY=out.txt: py-spy samples this server (raw collapsed stacks) until it stops
+        self.spy = (
+            subprocess.Popen(
+                ["py-spy", "record", "--format", "raw", "-o", spy, "--pid", str(self.process.pid)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            if spy
+            else None
+        )
         settings = Settings(data_dir=self.data, public_url=self.base)
         key = SigningKey(self.data / "auth" / "signing-key.pem")
 
@@ -189,6 +200,9 @@ class Server:
         self.social = token("Practitioner/sw", "Organization/cpas", "B")
 
     def stop(self) -> None:
+        if self.spy is not None:
+            self.spy.send_signal(signal.SIGINT)
+            self.spy.wait(timeout=60)
         self.process.terminate()
         self.process.wait(timeout=20)
         self.log.close()
@@ -354,7 +368,7 @@ async def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         arrivals = Arrivals()
-        subscribed = Server(Path(tmp) / "subscribed")
+        subscribed = Server(Path(tmp) / "subscribed", os.environ.get("BENCH_SPY"))
         plain = Server(Path(tmp) / "plain")
         try:
             await subscribe(subscribed, arrivals)

@@ -9,14 +9,17 @@ an active plan may have, and which elements never change. A refused change is a 
 
 ``after`` applies the cascades of the same file in the same unit of work: activating a plan
 turns its drafted requests (the ServiceRequests and Tasks its activities reference and that are
-``basedOn`` it) into active / requested ones, revoking it withdraws the unstarted ones. Every
-cascaded change is a new version checked by the guard with the caller's context, so it is
-authorised, versioned and audited like the plan itself; a request the caller may not change is
-left as it is.
+``basedOn`` it) into active / requested ones, revoking it withdraws the unstarted ones (a Task
+it cancels gets the rule's ``statusReason``, "care plan revoked"). Every cascaded change is a new
+version checked by the guard with the caller's context, so it is authorised, versioned and
+audited like the plan itself; a request the caller may not change, or that another plug-in's
+rules would refuse (a write hook's ``allows``: a referral under way, or one another
+organisation sent), is left as it is.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from functools import cache
@@ -109,6 +112,22 @@ class CarePlanLifecycle:
     def __init__(self, svc: FhirService) -> None:
         self.svc = svc
 
+    async def _refusal(
+        self, ctx: RequestContext, uow: UnitOfWork, resource: dict, current: StoredVersion
+    ) -> str | None:
+        """Why another plug-in's rules would refuse a cascaded change (write hooks that can
+        tell beforehand: ``allows``), so that the cascade leaves it as it is instead of failing
+        the plan's own change (a referral already under way, or one the caller's organisation
+        did not send, follows its own workflow)."""
+        for hook in self.svc.write_hooks:
+            allows = getattr(hook, "allows", None)
+            if allows is None or hook is self:
+                continue
+            refusal = await allows(ctx, uow, resource, current)
+            if refusal is not None:
+                return str(refusal)
+        return None
+
     async def before(
         self, ctx: RequestContext, resource: dict, current: StoredVersion | None
     ) -> None:
@@ -138,10 +157,14 @@ class CarePlanLifecycle:
         if rule is None:
             return
         plan_ref = f"CarePlan/{written.id}"
-        for activity in new.get("activity") or ():
-            ref = ((activity or {}).get("reference") or {}).get("reference")
-            if not isinstance(ref, str):
-                continue
+        refs = [
+            ref
+            for activity in new.get("activity") or ()
+            if isinstance(ref := ((activity or {}).get("reference") or {}).get("reference"), str)
+        ]
+        # Tasks first: a request whose status follows its Task (a referral) has moved with it
+        refs.sort(key=lambda r: not r.startswith("Task/"))
+        for ref in refs:
             type_, _, id_ = ref.partition("/")
             mapping = rule.get(type_)
             if not isinstance(mapping, dict) or not id_ or "/" in id_:
@@ -159,11 +182,19 @@ class CarePlanLifecycle:
             intent = (rule.get("intent") or {}).get(request.get("intent"))
             if intent is not None:
                 request["intent"] = intent
+            reason = (rule.get("statusReason") or {}).get(type_)
+            if isinstance(reason, dict) and not request.get("statusReason"):
+                # why it moved (a referral Task requires a reason to be cancelled)
+                request["statusReason"] = copy.deepcopy(reason)
             access = Access("update", type_, id_, resource=request, current=current)
             try:
                 await self.svc.guard.check(ctx, access)
             except FhirError:
                 log.info("a CarePlan cascade skipped a %s the caller may not change", type_)
+                continue
+            refusal = await self._refusal(ctx, uow, request, current)
+            if refusal is not None:
+                log.info("a CarePlan cascade left %s as it is: %s", ref, refusal)
                 continue
             ctx.accesses.append(access)
             await self.svc.store_version(ctx, uow, request, current, "PUT")

@@ -362,14 +362,48 @@ class ReferralHook:
         tasks = await self._tasks_of(written.id)
         if not tasks:
             return
-        read = unit_reader(uow)
-        old = loads_trusted(previous.body or b"{}")
         if written.deleted:
             raise conflict(
                 "the ServiceRequest of a referral is not deleted: cancel its Task or mark it "
                 "entered-in-error",
                 "ServiceRequest",
             )
+        old = loads_trusted(previous.body or b"{}")
+        new = loads_trusted(written.body or b"{}")
+        await self._request_rules(ctx, unit_reader(uow), old, new, tasks)
+
+    async def allows(
+        self, ctx: Any, uow: UnitOfWork, resource: dict, current: StoredVersion | None
+    ) -> str | None:
+        """Why this update would be refused (None: it would not), without writing anything:
+        for another plug-in's cascade (the CarePlan lifecycle) that leaves alone what may not
+        change rather than failing its whole write."""
+        old = (
+            loads_trusted(current.body)
+            if current is not None and not current.deleted and current.body is not None
+            else None
+        )
+        read = unit_reader(uow)
+        try:
+            if resource.get("resourceType") == "Task":
+                old_focus = focus_of(old, self.rules, self.base)
+                new_focus = focus_of(resource, self.rules, self.base)
+                if old is None or old_focus is None:
+                    if new_focus is not None:
+                        await self._create(ctx, read, resource, new_focus)
+                else:
+                    await self._update(ctx, read, old, resource)
+            elif resource.get("resourceType") == "ServiceRequest" and old is not None:
+                tasks = await self._tasks_of(str(resource.get("id")))
+                if tasks:
+                    await self._request_rules(ctx, read, old, resource, tasks)
+        except FhirError as exc:
+            return exc.issues[0].diagnostics if exc.issues else str(exc)
+        return None
+
+    async def _request_rules(
+        self, ctx: Any, read: Reader, old: dict, new: dict, tasks: list[dict]
+    ) -> None:
         principal = ctx.principal
         if principal is not None and self._checks_party(principal):
             side = await side_of(read, ref_of(old.get("requester"), self.base), self.base)
@@ -380,7 +414,6 @@ class ReferralHook:
                 )
         task = tasks[0]
         want = self.rules.request_status.get(task.get("status") or "")
-        new = loads_trusted(written.body or b"{}")
         if want is not None and new.get("status") != want:
             raise conflict(
                 f"the status of a referral's ServiceRequest follows its Task ({task.get('status')}"

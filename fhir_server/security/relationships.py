@@ -17,8 +17,14 @@ Task and thread; once accepted, the woman's Patient resource and the request's s
 Grant providers (``RelationshipIndex.providers``, e.g. fhir_server/referrals/access.py) compute
 them; the guard consults them resource by resource. The same consent rules apply.
 
-The result is computed once per principal and cached; commits that touch CareTeam, Patient,
-Consent or a type a grant provider depends on invalidate the entries they may affect.
+The result is computed once per principal and cached, with the store sequence number it
+reflects. Commits that touch CareTeam, Patient, Consent or a type a grant provider depends on
+invalidate the entries they may affect, except the types a provider keeps current itself
+(``GrantProvider.incremental``: the referrals' ServiceRequests, Tasks and Communications): an
+entry they concern is marked behind, and its next use replays the store's log from its sequence
+number (``Store.log``), letting the provider update what it shares for the referrals those
+versions touch. A fresh judgement (``hold``, ``forget``) replays the log up to the newest commit,
+so it also sees other processes' commits.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ log = logging.getLogger("fhir_server.security")
 
 RELEVANT_TYPES = frozenset({"CareTeam", "Patient", "Consent"})
 MAX_PATIENTS = 20_000  # per professional; beyond this, the list is cut (and logged)
+REPLAY_LIMIT = 2_000  # versions per type replayed into a cached entry; beyond, it is recomputed
 CONSENT_LOOKUP_CHUNK = 400  # patients per Consent query (an OR of references)
 
 
@@ -155,6 +162,26 @@ class GrantProvider(Protocol):
         ...
 
 
+class IncrementalProvider(GrantProvider, Protocol):
+    """A provider that keeps a per-professional view current from committed versions of its
+    ``incremental`` types (fhir_server/referrals/access.py)."""
+
+    incremental: frozenset[str]
+
+    async def view(self, principal: SecurePrincipal, related: frozenset[str]) -> Any:
+        """Its state for one professional: ``.records()`` (patient id -> SharedRecord),
+        ``.record(patient)``, ``.aliases``."""
+        ...
+
+    def concerns(self, view: Any, version: StoredVersion) -> bool:
+        """Whether a committed version may change what the view shares (in memory)."""
+        ...
+
+    async def update(self, view: Any, versions: list[StoredVersion]) -> set[str]:
+        """Apply committed versions (oldest first); the patients whose record may change."""
+        ...
+
+
 @dataclass(slots=True)
 class Relations:
     patients: frozenset[str]  # patient ids the professional may see
@@ -169,6 +196,10 @@ class _Entry:
     relations: Relations
     refs: frozenset[str]
     expires: float
+    seq: int = 0  # the relations reflect every commit up to this sequence number
+    behind: int = 0  # a commit up to here may concern them: replay the log before use
+    views: list[Any] = field(default_factory=list)  # per provider: its view, or None
+    launched: frozenset[str] = frozenset()  # EPD launches when computed
 
 
 def _knows_launch(entry: _Entry, principal: SecurePrincipal) -> bool:
@@ -189,12 +220,23 @@ class RelationshipIndex:
         self._locks: dict[tuple, asyncio.Lock] = {}
         self.providers: list[GrantProvider] = []  # plug-ins granting shared records
         self.relevant_types = RELEVANT_TYPES
+        # types whose commits the providers apply themselves (replayed, not recomputed)
+        self.incremental_types: frozenset[str] = frozenset()
+        self._heard = 0  # the newest commit of an incremental type this process heard of
         # held relations of one principal object (id -> relations, None until first used)
         self._held: dict[int, Relations | None] = {}
 
     def add_provider(self, provider: GrantProvider) -> None:
         self.providers.append(provider)
         self.relevant_types = self.relevant_types | provider.types
+        # replayed only when every provider keeps itself current
+        if all(hasattr(p, "update") for p in self.providers):
+            types: set[str] = set()
+            for p in self.providers:
+                types |= getattr(p, "incremental", frozenset())
+            self.incremental_types = frozenset(types - RELEVANT_TYPES)
+        else:
+            self.incremental_types = frozenset()
         self.invalidate_all()
 
     def _local(self, ref: Any) -> str | None:
@@ -206,9 +248,10 @@ class RelationshipIndex:
 
     def hold(self, principal: SecurePrincipal) -> None:
         """Until ``release``: judge this principal object (not others of the same person) on
-        relations computed fresh at its first check, whatever commits follow. For a reader that
-        judges a batch of changes it has already read, each against the state after it (the
-        subscriptions matcher and deliverer): one computation per batch, not one per change."""
+        relations brought up to date (every commit, of any process) at its first check, whatever
+        commits follow. For a reader that judges a batch of changes it has already read, each
+        against the state after it (the subscriptions matcher and deliverer): one refresh per
+        batch, not one per change."""
         self._held[id(principal)] = None
 
     def release(self, principal: SecurePrincipal) -> None:
@@ -218,42 +261,153 @@ class RelationshipIndex:
         if id(principal) in self._held:
             found = self._held[id(principal)]
             if found is None:
-                found = self._held[id(principal)] = await self._compute(principal)
+                found = self._held[id(principal)] = await self._get(principal, fresh=True)
             return found
-        key = self.key(principal)
-        entry = self._cache.get(key)
-        now = time.monotonic()
-        if entry is not None and entry.expires > now and _knows_launch(entry, principal):
+        entry = self._cache.get(self.key(principal))
+        if entry is not None and self._usable(entry) and _knows_launch(entry, principal):
             return entry.relations
+        return await self._get(principal, fresh=False)
+
+    @staticmethod
+    def _usable(entry: _Entry) -> bool:
+        return entry.expires > time.monotonic() and entry.behind <= entry.seq
+
+    async def _get(self, principal: SecurePrincipal, fresh: bool) -> Relations:
+        """The relations from the cache, brought up to date (all commits when ``fresh``, else
+        the ones this process heard of), or computed anew."""
+        key = self.key(principal)
         lock = self._locks.setdefault(key, asyncio.Lock())
-        async with lock:
+        async with lock:  # one computation or refresh of an entry at a time
             entry = self._cache.get(key)
             if (
                 entry is not None
                 and entry.expires > time.monotonic()
                 and _knows_launch(entry, principal)
             ):
-                return entry.relations
+                if not fresh and entry.behind <= entry.seq:
+                    return entry.relations
+                try:
+                    relations = await self._refresh(entry, principal)
+                except Exception:
+                    self._cache.pop(key, None)
+                    raise
+                if relations is not None:
+                    return relations
+                if self._cache.get(key) is entry:
+                    self._cache.pop(key, None)
             epoch = self._epoch
-            relations = await self._compute(principal)
+            seq = await self.svc.store.latest_seq()
+            launched = frozenset(await self.launches.launched_patients(principal))
+            relations, views = await self._compute(principal, launched)
             if epoch == self._epoch:  # nothing relevant changed while computing
                 if len(self._cache) > 50_000:
                     self._cache.clear()
+                    self._locks = {key: lock}
                 self._cache[key] = _Entry(
                     relations,
                     frozenset(principal.user_refs) | relations.aliases,
                     time.monotonic() + self.ttl,
+                    seq,
+                    # a commit heard of during the computation may postdate its reads
+                    self._heard if self._heard > seq else 0,
+                    views,
+                    launched,
                 )
-        self._locks.pop(key, None)
         return relations
 
+    async def _refresh(self, entry: _Entry, principal: SecurePrincipal) -> Relations | None:
+        """Bring a cached entry up to the newest commit by replaying the store's log after its
+        sequence number; None when it must be computed anew (a change of care relationships,
+        consent or the party, an EPD launch, or too much to replay)."""
+        store = self.svc.store
+        entry.behind = 0
+        latest = await store.latest_seq()
+        if frozenset(await self.launches.launched_patients(principal)) != entry.launched:
+            return None
+        if latest <= entry.seq:
+            return entry.relations
+        versions: list[StoredVersion] = []
+        for type_ in sorted(self.relevant_types):
+            found = await store.log(type_, entry.seq, REPLAY_LIMIT + 1)
+            if len(found) > REPLAY_LIMIT:
+                return None
+            versions.extend(found)
+        versions.sort(key=lambda v: v.seq)
+        others = [v for v in versions if v.type not in self.incremental_types]
+        if others:
+            touched = _touched(others)
+            if touched is None or _hits(entry, *touched):
+                return None
+        replay = [v for v in versions if v.type in self.incremental_types]
+        if replay:
+            entry.relations = await self._apply(entry, principal, replay)
+        entry.seq = max(entry.seq, latest)
+        return entry.relations
+
+    async def _apply(
+        self, entry: _Entry, principal: SecurePrincipal, versions: list[StoredVersion]
+    ) -> Relations:
+        """Let the providers apply committed versions; the relations with the shared records of
+        the women whose records changed (a woman newly shared: her consents checked first)."""
+        changed: set[str] = set()
+        for provider, view in zip(self.providers, entry.views, strict=True):
+            mine = [v for v in versions if v.type in provider.types]
+            if mine:
+                changed |= await provider.update(view, mine)  # type: ignore[attr-defined]
+        old = entry.relations
+        if not changed:
+            return old
+        shared = dict(old.shared)
+        denies = dict(old.label_denies)
+        pending: dict[str, SharedRecord] = {}
+        for pid in changed:
+            if pid in old.patients:
+                continue  # her whole record is open anyway
+            record: SharedRecord | None = None
+            for view in entry.views:
+                found = view.record(pid)
+                if found is not None:
+                    record = found if record is None else record.merge(found)
+            if record is None or not (record.read or record.write or record.create):
+                shared.pop(pid, None)
+                denies.pop(pid, None)
+            elif pid in old.shared:
+                shared[pid] = record  # her consents were checked when she was first shared
+            else:
+                pending[pid] = record
+        if pending:
+            now = _now_us()
+            base = self.svc.settings.public_url
+            mine = set(principal.user_refs)
+            denied: set[str] = set()
+            for pid in pending:
+                denies.pop(pid, None)
+            for consent in await self._consents(sorted(pending)):
+                patient = _ref_id(consent.get("patient"), "Patient", base)
+                if not patient or consent.get("status") != "active":
+                    continue
+                verdict = _consent_verdict(consent.get("provision"), mine, now, base)
+                if verdict is True:
+                    denied.add(patient)
+                elif verdict:
+                    denies[patient] = denies.get(patient, frozenset()) | verdict
+            for pid, record in pending.items():
+                if pid in denied:
+                    denies.pop(pid, None)
+                else:
+                    shared[pid] = record
+        return Relations(old.patients, denies, old.computed, shared, old.aliases)
+
     def forget(self, principal: SecurePrincipal) -> None:
-        """Drop one professional's cached relations, so the next check reads the store. For a
-        reader that must judge a commit it has read but this index may not have heard of yet
-        (its listener runs after the commit is visible; another process's commits never reach
-        it): the subscriptions matcher. A computation under way is not cached either."""
+        """Make the next check of one professional bring her relations up to the newest commit
+        (replaying the store's log). For a reader that must judge a commit it has read but this
+        index may not have heard of yet (its listener runs after the commit is visible; another
+        process's commits never reach it): the subscriptions matcher. A computation under way is
+        not cached either."""
         self._epoch += 1
-        self._cache.pop(self.key(principal), None)
+        entry = self._cache.get(self.key(principal))
+        if entry is not None:
+            entry.behind = max(entry.behind, entry.seq + 1)
         if id(principal) in self._held:
             self._held[id(principal)] = None
 
@@ -262,33 +416,38 @@ class RelationshipIndex:
         self._cache.clear()
 
     def committed(self, versions: list[StoredVersion]) -> None:
-        """Store listener: drop the cached relations a commit may have changed."""
-        touched_refs: set[str] = set()
-        touched_patients: set[str] = set()
-        relevant = False
+        """Store listener: drop the cached relations a commit may have changed; mark the ones
+        that commits of incremental types concern as behind (replayed at their next use)."""
+        replay: list[tuple[StoredVersion, dict | None]] = []
+        others: list[StoredVersion] = []
         for version in versions:
-            if version.type not in self.relevant_types:
-                continue
-            relevant = True
-            if version.body is None:  # a delete: we cannot tell whom it concerned
-                self.invalidate_all()
-                return
-            resource = loads_trusted(version.body)
-            refs = _refs(resource)
-            touched_refs |= refs
-            if version.type == "Patient":
-                touched_patients.add(version.id)
-            touched_patients |= {r.split("/", 1)[1] for r in refs if r.startswith("Patient/")}
-        if not relevant:
+            if version.type in self.incremental_types:
+                body = loads_trusted(version.body) if version.body is not None else None
+                replay.append((version, body))
+            elif version.type in self.relevant_types:
+                others.append(version)
+        if replay:
+            newest = max(v.seq for v, _ in replay)
+            self._heard = max(self._heard, newest)
+            for entry in list(self._cache.values()):
+                if entry.behind >= newest:
+                    continue
+                if any(
+                    provider.concerns(view, version, body)  # type: ignore[attr-defined]
+                    for version, body in replay
+                    for provider, view in zip(self.providers, entry.views, strict=True)
+                    if version.type in provider.types
+                ):
+                    entry.behind = newest
+        if not others:
+            return
+        touched = _touched(others)
+        if touched is None:  # a delete: we cannot tell whom it concerned
+            self.invalidate_all()
             return
         self._epoch += 1
         for key, entry in list(self._cache.items()):
-            relations = entry.relations
-            if (
-                entry.refs & touched_refs
-                or relations.patients & touched_patients
-                or not touched_patients.isdisjoint(relations.shared)
-            ):
+            if _hits(entry, *touched):
                 self._cache.pop(key, None)
 
     # -- computing -------------------------------------------------------------------------------
@@ -307,7 +466,9 @@ class RelationshipIndex:
                 preds.append(ReferencePred(param, type_, id_))
         return tuple(preds)
 
-    async def _compute(self, principal: SecurePrincipal) -> Relations:
+    async def _compute(
+        self, principal: SecurePrincipal, launched: frozenset[str] | None = None
+    ) -> tuple[Relations, list[Any]]:
         refs = principal.user_refs
         mine = set(refs)
         now = _now_us()
@@ -337,12 +498,21 @@ class RelationshipIndex:
                     for patient in await self._search("Patient", [preds]):
                         if patient.get("active", True) is not False:
                             patients.add(patient["id"])
-        patients |= await self.launches.launched_patients(principal)
+        if launched is None:
+            launched = frozenset(await self.launches.launched_patients(principal))
+        patients |= launched
         shared: dict[str, SharedRecord] = {}
         aliases: frozenset[str] = frozenset()
         related = frozenset(patients)
+        views: list[Any] = []
         for provider in self.providers:
-            found, more = await provider.shared(principal, related)
+            if self.incremental_types:
+                view = await provider.view(principal, related)  # type: ignore[attr-defined]
+                views.append(view)
+                found, more = view.records(), view.aliases
+            else:
+                found, more = await provider.shared(principal, related)
+                views.append(None)
             aliases |= more
             for patient, record in found.items():
                 if patient not in patients:
@@ -360,7 +530,8 @@ class RelationshipIndex:
                 shared.pop(patient, None)
             elif verdict:
                 label_denies[patient] = label_denies.get(patient, frozenset()) | verdict
-        return Relations(frozenset(patients), label_denies, time.time(), shared, aliases)
+        relations = Relations(frozenset(patients), label_denies, time.time(), shared, aliases)
+        return relations, views
 
     async def consent_denies(self, principal: SecurePrincipal, patient: str) -> bool:
         """Whether an active Consent of this patient denies the professional her whole record."""
@@ -384,6 +555,32 @@ class RelationshipIndex:
             refs = tuple(ReferencePred("patient", "Patient", pid) for pid in chunk)
             found += await self._search("Consent", [refs])
         return found
+
+
+def _touched(versions: list[StoredVersion]) -> tuple[set[str], set[str]] | None:
+    """The references and patients committed versions name (None: a delete, whom it concerned
+    cannot be told)."""
+    touched_refs: set[str] = set()
+    touched_patients: set[str] = set()
+    for version in versions:
+        if version.body is None:
+            return None
+        refs = _refs(loads_trusted(version.body))
+        touched_refs |= refs
+        if version.type == "Patient":
+            touched_patients.add(version.id)
+        touched_patients |= {r.split("/", 1)[1] for r in refs if r.startswith("Patient/")}
+    return touched_refs, touched_patients
+
+
+def _hits(entry: _Entry, refs: set[str], patients: set[str]) -> bool:
+    """Whether changes naming these references and patients may change a cached entry."""
+    relations = entry.relations
+    return bool(
+        entry.refs & refs
+        or relations.patients & patients
+        or not patients.isdisjoint(relations.shared)
+    )
 
 
 def consent_restricts(consent: dict, refs: set[str], base_url: str) -> bool:

@@ -70,6 +70,8 @@ from fhir_server.subscriptions.topics import Topic, Trigger, shipped_topics
 
 log = logging.getLogger("fhir_server.subscriptions")
 BATCH = 500  # outbox records per matcher unit of work
+LINGER = 0.5  # seconds an idle deliverer keeps its lease, waiting for the next event
+ACK_EVERY = 0.1  # seconds between writes of a busy subscription's acknowledgements
 STATUS_PROFILE = (
     "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/"
     "backport-subscription-status-r4"
@@ -98,6 +100,44 @@ def tls_context() -> ssl.SSLContext:
 
 class LeaseLost(Exception):
     """Another process holds the lease now: stop, it carries on."""
+
+
+async def claim_lease(
+    engine: Engine, type_: str, id_: str, blank: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """Take or renew this process's lease on a store record (the matcher's, a subscription's
+    state): the record's data, or None when another process holds an unexpired lease or claimed
+    it first. A lease this process holds with more than half its time left is used as it is
+    (no write). Otherwise the record is read and written back in one unit of work; of two
+    processes only one wins (SQLite serialises units; on MongoDB the loser's commit conflicts,
+    a lost claim). ``blank``: the record to start from when there is none yet (else None)."""
+    store = engine.svc.store
+    holder, now = engine.instance, now_us()
+    state = data_of(await store.current(type_, id_))
+    if state is not None:
+        owner, until = state.get("lease"), int(state.get("until", 0))
+        if owner not in (None, holder) and until > now:
+            return None
+        if owner == holder and until - now > engine.lease_us // 2:
+            return state
+    elif blank is None:
+        return None
+    try:
+        async with store.unit_of_work() as uow:
+            current = await uow.current(type_, id_)
+            state = data_of(current)
+            if state is None:
+                if blank is None:
+                    return None
+                state = dict(blank)
+            if state.get("lease") not in (None, holder) and int(state.get("until", 0)) > now:
+                return None
+            state["lease"] = holder
+            state["until"] = now + engine.lease_us
+            await put(uow, type_, id_, state, current)
+    except VersionConflict:  # another process claimed it first (optimistic stores)
+        return None
+    return state
 
 
 @dataclass(slots=True)
@@ -283,27 +323,9 @@ class Matcher:
 
     async def _claim(self) -> dict[str, Any] | None:
         """Hold (take or renew) the matcher lease; the matcher's record, or None."""
-        store, engine = self.svc.store, self.engine
-        now = now_us()
-        state = data_of(await store.current(MATCHER, MATCHER_ID))
-        if state is not None:
-            holder, until = state.get("lease"), int(state.get("until", 0))
-            if holder != engine.instance and until > now:
-                return None
-            if holder == engine.instance and until - now > engine.lease_us // 2:
-                return state
-        try:
-            async with store.unit_of_work() as uow:
-                current = await uow.current(MATCHER, MATCHER_ID)
-                state = data_of(current) or {"position": 0, "lease": None, "until": 0}
-                if state.get("lease") not in (None, engine.instance) and state["until"] > now:
-                    return None
-                state["lease"] = engine.instance
-                state["until"] = now + engine.lease_us
-                await put(uow, MATCHER, MATCHER_ID, state, current)
-        except VersionConflict:  # another process claimed it first (optimistic stores)
-            return None
-        return state
+        return await claim_lease(
+            self.engine, MATCHER, MATCHER_ID, {"position": 0, "lease": None, "until": 0}
+        )
 
     async def release(self) -> None:
         store, engine = self.svc.store, self.engine
@@ -544,11 +566,15 @@ class Delivery:
         self.wake = asyncio.Event()
         self._hints: set[str] = set()
         self.workers: dict[str, asyncio.Task[None]] = {}
+        self._linger: dict[str, asyncio.Event] = {}  # idle workers waiting for more work
         self._last_full = 0.0
 
     def hint(self, subscription: str) -> None:
         self._hints.add(subscription)
         self.wake.set()
+        lingering = self._linger.get(subscription)
+        if lingering is not None:
+            lingering.set()
 
     async def loop(self) -> None:
         while True:
@@ -563,6 +589,7 @@ class Delivery:
             await pause(self.wake, self.engine.poll)
 
     async def stop(self) -> None:
+        sids = list(self.workers)
         workers = list(self.workers.values())
         for task in workers:
             task.cancel()
@@ -570,6 +597,9 @@ class Delivery:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self.workers.clear()
+        for sid in sids:  # a clean shutdown gives the work up at once
+            with contextlib.suppress(Exception):
+                await self._release(sid, stopping=True)
 
     async def sweep(self) -> None:
         store = self.svc.store
@@ -623,22 +653,7 @@ class Delivery:
     # -- one subscription ---------------------------------------------------------------------
 
     async def _claim(self, sid: str) -> dict[str, Any] | None:
-        engine = self.engine
-        now = now_us()
-        try:
-            async with self.svc.store.unit_of_work() as uow:
-                current = await uow.current(STATE, sid)
-                state = data_of(current)
-                if state is None:
-                    return None
-                if state.get("lease") not in (None, engine.instance) and state["until"] > now:
-                    return None
-                state["lease"] = engine.instance
-                state["until"] = now + engine.lease_us
-                await put(uow, STATE, sid, state, current)
-        except VersionConflict:  # another process claimed it first (optimistic stores)
-            return None
-        return state
+        return await claim_lease(self.engine, STATE, sid)
 
     async def _update(
         self,
@@ -738,6 +753,8 @@ class Delivery:
         state = await self._claim(sid)
         if state is None:
             return
+        unsaved = False  # an acknowledged notification whose ``delivered`` is not written yet
+        saved_at = time.monotonic()
         while True:
             generation = int(state.get("gen", 0))
             resource = data_of(await self.svc.store.current("Subscription", sid))
@@ -788,6 +805,10 @@ class Delivery:
                 )
                 continue
             if state.get("status") != "active" or int(state.get("next", 0)) > now:
+                if unsaved:
+                    state = await self._update(sid, _acked(state))
+                    unsaved, saved_at = False, time.monotonic()
+                    continue
                 state = await self._idle_or_state(sid)
                 if state is None:
                     return
@@ -804,28 +825,65 @@ class Delivery:
             elif heartbeat and now - int(state.get("last", 0)) >= heartbeat * 1_000_000:
                 upto, batch, kind = delivered, [], "heartbeat"
             else:
+                if unsaved:  # written before going idle: nothing is sent twice without a crash
+                    state = await self._update(sid, _acked(state))
+                    unsaved, saved_at = False, time.monotonic()
+                    continue
                 state = await self._idle_or_state(sid)
                 if state is None:
                     return
                 continue
             ok, reason, permanent = await self._send(sid, spec, state, kind, batch)
             if not ok:
-                await self._fail(sid, state, reason, generation, permanent)
+                saved = {"delivered": int(state.get("delivered", 0))} if unsaved else {}
+                await self._fail(sid, state, reason, generation, permanent, saved)
                 return
-            state = await self._update(
-                sid,
-                {"delivered": upto, "failures": 0, "next": 0, "last": now_us(), "error": None},
-            )
+            if time.monotonic() - saved_at < ACK_EVERY:
+                # more may follow at once: send on, and write the acknowledgements together
+                # (at most every ACK_EVERY seconds, and before going idle); a crash meanwhile
+                # repeats those events, with their numbers (at least once, in order)
+                fresh = data_of(await self.svc.store.current(STATE, sid))
+                if fresh is None or fresh.get("lease") != engine.instance:
+                    raise LeaseLost()
+                fresh.update(_acked(state, upto, fresh))
+                state, unsaved = fresh, True
+                continue
+            state = await self._update(sid, _acked(state, upto))
+            unsaved, saved_at = False, time.monotonic()
 
     async def _idle_or_state(self, sid: str) -> dict[str, Any] | None:
-        """Release the lease unless work arrived meanwhile (then: the fresh state)."""
+        """The fresh state if work arrives within ``LINGER`` seconds, else None once the lease
+        is released. A busy subscription's worker stays, holding its lease: no claim and no
+        release written per notification, one write (the acknowledgement) per notification."""
+        engine = self.engine
+        deadline = time.monotonic() + min(LINGER, engine.lease_us / 4_000_000)
+        try:
+            while True:
+                wake = self._linger.setdefault(sid, asyncio.Event())
+                wake.clear()  # before reading: a hint from now on is not lost
+                state = data_of(await self.svc.store.current(STATE, sid))
+                if state is None or state.get("lease") != engine.instance:
+                    return None
+                if self.due(state, now_us()):
+                    return await claim_lease(engine, STATE, sid)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                await pause(wake, remaining)
+        finally:
+            self._linger.pop(sid, None)
+        return await self._release(sid)
+
+    async def _release(self, sid: str, stopping: bool = False) -> dict[str, Any] | None:
+        """Release this process's lease unless work arrived meanwhile (then: the fresh
+        state, the lease renewed) and the process is not stopping."""
         engine = self.engine
         async with self.svc.store.unit_of_work() as uow:
             current = await uow.current(STATE, sid)
             state = data_of(current)
             if state is None or state.get("lease") != engine.instance:
                 return None
-            if self.due(state, now_us()):
+            if not stopping and self.due(state, now_us()):
                 state["until"] = now_us() + engine.lease_us
                 await put(uow, STATE, sid, state, current)
                 return state
@@ -834,7 +892,13 @@ class Delivery:
         return None
 
     async def _fail(
-        self, sid: str, state: dict[str, Any], reason: str, generation: int, permanent: bool
+        self,
+        sid: str,
+        state: dict[str, Any],
+        reason: str,
+        generation: int,
+        permanent: bool,
+        saved: dict[str, Any] | None = None,
     ) -> None:
         settings = self.svc.settings
         failures = int(state.get("failures", 0)) + 1
@@ -842,7 +906,8 @@ class Delivery:
             log.warning("subscription %s turned to error: %s", sid, reason)
             await self._update(
                 sid,
-                {"status": "error", "failures": failures, "error": reason, "next": 0},
+                {"status": "error", "failures": failures, "error": reason, "next": 0}
+                | (saved or {}),
                 release=True,
                 resource_status="error",
                 error=reason,
@@ -852,7 +917,8 @@ class Delivery:
         delay_ms = min(60_000, settings.subscription_retry_ms * (2 ** (failures - 1)))
         await self._update(
             sid,
-            {"failures": failures, "next": now_us() + delay_ms * 1000, "error": reason},
+            {"failures": failures, "next": now_us() + delay_ms * 1000, "error": reason}
+            | (saved or {}),
             release=True,
         )
 
@@ -891,6 +957,17 @@ class Delivery:
         if 200 <= response.status_code < 300:
             return True, "", False
         return False, f"the endpoint answered HTTP {response.status_code}", False
+
+
+def _acked(
+    state: dict[str, Any], upto: int | None = None, fresh: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The state changes of an acknowledged notification (up to event ``upto``; None: the
+    ones ``state`` holds already)."""
+    delivered = int(state.get("delivered", 0)) if upto is None else upto
+    if fresh is not None:
+        delivered = max(delivered, int(fresh.get("delivered", 0)))
+    return {"delivered": delivered, "failures": 0, "next": 0, "last": now_us(), "error": None}
 
 
 def _bracket(host: str) -> str:
