@@ -119,6 +119,7 @@ class Form:
     issues: list[Issue]
     calculated_order: list[Item] = field(default_factory=list)
     all_items: list[Item] = field(default_factory=list)
+    all_item_variables: list[Expr] | None = None
 
     @property
     def canonical(self) -> str:
@@ -129,6 +130,12 @@ class Form:
     @property
     def scored(self) -> bool:
         return bool(self.calculated_order)
+
+    def item_variables(self) -> list[Expr]:
+        """The variables of every item, in document order (computed once)."""
+        if self.all_item_variables is None:
+            self.all_item_variables = [v for item in self.walk() for v in item.variables]
+        return self.all_item_variables
 
     def walk(self) -> list[Item]:
         """Every item, in document order."""

@@ -20,6 +20,7 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any
 
 from fhir_server import fhirpath
@@ -143,9 +144,11 @@ def _condition_holds(condition: dict[str, Any], answers: list[dict[str, Any]]) -
 _REFERENCE = re.compile(r"%(?:`([^`]+)`|([A-Za-z_][A-Za-z0-9_]*))")
 
 
-def referenced(text: str) -> set[str]:
-    """The %names an expression uses."""
-    return {a or b for a, b in _REFERENCE.findall(text)}
+@lru_cache(maxsize=4096)
+def referenced(text: str) -> frozenset[str]:
+    """The %names an expression uses (cached: the same content expressions run on every
+    response)."""
+    return frozenset(a or b for a, b in _REFERENCE.findall(text))
 
 
 class Evaluator:
@@ -181,7 +184,7 @@ class Evaluator:
             (None, self.response, self.form.variables)
         ]
         scopes += [(a, a_qr, a.variables) for a, a_qr in chain if a.variables]
-        wanted = referenced(text)
+        wanted = set(referenced(text))
         if not wanted or not any(v.name in wanted for _a, _q, vs in scopes for v in vs):
             return env
         grew = True
@@ -221,14 +224,10 @@ class Evaluator:
         naming it, and the root variables), except those its own calculation used (they
         cannot depend on it)."""
         mark = f"'{item.link_id}'"
-        names = {v.name for v in self._item_variables() if mark in v.expression}
-        used = referenced(item.calculated.expression) if item.calculated else set()
+        names = {v.name for v in self.form.item_variables() if mark in v.expression}
+        used = referenced(item.calculated.expression) if item.calculated else frozenset()
         for key in [k for k in self._cache if (k[0] == 0 or k[2] in names) and k[2] not in used]:
             self._cache.pop(key, None)
-
-    def _item_variables(self) -> Iterator[Expr]:
-        for item in self.form.walk():
-            yield from item.variables
 
 
 @dataclass(slots=True)
